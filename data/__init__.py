@@ -1,0 +1,1 @@
+"""Datasets, their transforms and the registry that picks one by --data_type."""

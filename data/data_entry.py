@@ -1,0 +1,80 @@
+"""The data registry: `--data_type` name -> dataset builder, and the loaders built from args.
+
+To add a data set: write `data/<name>.py` with a builder taking the same keywords as the
+ones below (`list_path`, `train`, `image_size`, `data_root`, `download`; use what you
+need), then add one line to `DATASETS`. The builder returns a torch Dataset whose items
+are dicts `{"image", "label", "path"}` and which has `num_classes`, `in_channels` and
+`class_names` attributes; the model is sized from them.
+
+This file and train.py/eval.py are the only readers of `args` on the data side.
+"""
+
+from argparse import Namespace
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
+
+from data.list_dataset import build_list_dataset
+from data.mem_list_dataset import build_mem_list_dataset
+from data.torchvision_sets import build_cifar10, build_fashion_mnist, build_mnist
+from utils.errors import UserError
+
+DATASETS = {
+    "list": build_list_dataset,
+    "mem_list": build_mem_list_dataset,
+    "mnist": build_mnist,
+    "fashion_mnist": build_fashion_mnist,
+    "cifar10": build_cifar10,
+}
+# Data types whose samples come from --train_list / --val_list (the others ignore them).
+LIST_TYPES = ("list", "mem_list")
+
+
+def build_dataset(args: Namespace, train: bool) -> Dataset:
+    """The training set (`train=True`, from --train_list) or the evaluation set (--val_list)."""
+    if args.data_type not in DATASETS:
+        raise UserError(f"Unknown --data_type {args.data_type!r}; valid names: {', '.join(DATASETS)}.")
+    return DATASETS[args.data_type](
+        list_path=args.train_list if train else args.val_list,
+        train=train,
+        image_size=args.image_size,
+        data_root=args.data_root,
+        download=args.download,
+    )
+
+
+def select_train_loader(args: Namespace) -> DataLoader:
+    """Shuffled batches of the training set; the order depends only on --seed and the epoch.
+
+    The sampler is a `DistributedSampler` also in a single process (one replica): its
+    `set_epoch(epoch)` makes every epoch's order a function of (seed, epoch), which is
+    what lets a resumed run see the same batches as an uninterrupted one.
+    """
+    dataset = build_dataset(args, train=True)
+    sampler = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=args.seed)
+    return _loader(dataset, args, sampler=sampler)
+
+
+def select_eval_loader(args: Namespace) -> DataLoader:
+    """Batches of the evaluation set in list order, every sample exactly once."""
+    return _loader(build_dataset(args, train=False), args, sampler=None)
+
+
+def _loader(dataset: Dataset, args: Namespace, sampler) -> DataLoader:
+    return DataLoader(
+        dataset,
+        batch_size=args.batch_size,
+        sampler=sampler,
+        num_workers=args.num_workers,
+        pin_memory=torch.cuda.is_available(),
+        persistent_workers=args.num_workers > 0,
+    )
+
+
+def eval_set_name(args: Namespace) -> str:
+    """A short name for the evaluated data, used to name result folders: the list's stem
+    (`val` for data/demo/val.txt) or, for torchvision sets, e.g. `mnist_test`."""
+    if args.data_type in LIST_TYPES:
+        return Path(args.val_list).stem
+    return f"{args.data_type}_test"

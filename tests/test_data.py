@@ -1,0 +1,154 @@
+"""data/: the list datasets, the demo generator, the loaders and the registry."""
+
+from argparse import Namespace
+from pathlib import Path
+
+import pytest
+import torch
+from PIL import Image
+
+from data import demo_data
+from data.augment import eval_transform
+from data.data_entry import DATASETS, build_dataset, select_eval_loader, select_train_loader
+from data.list_dataset import ListDataset, load_image, load_mask, read_list_file
+from data.mem_list_dataset import MemListDataset
+from utils.errors import UserError
+
+
+def data_args(demo: Path, **overrides) -> Namespace:
+    values = dict(data_type="list", train_list=str(demo / "train.txt"), val_list=str(demo / "val.txt"),
+                  image_size=32, data_root="unused", download=False, batch_size=8, num_workers=0, seed=0)
+    return Namespace(**{**values, **overrides})
+
+
+def write_png(path: Path, color: tuple[int, int, int] = (255, 0, 0), mode: str = "RGB") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new(mode, (8, 8), color if mode == "RGB" else 1).save(path)
+    return path
+
+
+def test_unknown_data_type_lists_the_valid_names(tiny_demo: Path) -> None:
+    with pytest.raises(UserError, match="Unknown --data_type 'imagenet'; valid names: list, mem_list, mnist"):
+        build_dataset(data_args(tiny_demo, data_type="imagenet"), train=True)
+
+
+def test_list_paths_relative_to_the_list_folder_or_absolute(tmp_path: Path) -> None:
+    write_png(tmp_path / "imgs" / "a.png")
+    absolute = write_png(tmp_path / "elsewhere" / "b.png", (0, 255, 0))
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "lists" / "train.txt").write_text(f"# a comment\n../imgs/a.png 0\n\n{absolute} 2\n")
+    dataset = ListDataset(tmp_path / "lists" / "train.txt", eval_transform(8))
+    assert [e.image.resolve() for e in dataset.entries] == [(tmp_path / "imgs" / "a.png").resolve(), absolute]
+    assert dataset.num_classes == 3 and dataset.class_names == ["0", "1", "2"]
+    item = dataset[1]
+    assert item["label"] == 2 and item["path"] == str(absolute)
+    assert item["image"].shape == (3, 8, 8) and item["image"][1].min() == 1.0  # green, normalised to 1
+
+
+def test_label_images_for_dense_tasks(tiny_demo: Path) -> None:
+    dataset = ListDataset(tiny_demo / "seg_val.txt", eval_transform(32))
+    assert dataset.dense and dataset.class_names[0] == "background" and dataset.num_classes == 6
+    item = dataset[3]  # sample 3 is a cross: class id 3, mask value 4
+    assert item["label"].shape == (32, 32) and item["label"].dtype == torch.long
+    assert set(item["label"].unique().tolist()) == {0, 4}
+
+
+def test_class_names_come_from_classes_txt(tiny_demo: Path) -> None:
+    dataset = ListDataset(tiny_demo / "train.txt", eval_transform(32))
+    assert dataset.class_names == list(demo_data.CLASS_NAMES)
+
+
+@pytest.mark.parametrize("text, message", [
+    ("", "holds no samples"),
+    ("# only a comment\n", "holds no samples"),
+    ("a.png 0\nb.png\n", "Malformed line {list}:2: 'b.png'"),
+    ("a.png 0\na.png -1\n", "Negative class id -1 at {list}:2"),
+    ("a.png 0\na.png mask.png\n", "mixes class-id labels and label-image paths (first path label at {list}:2)"),
+])
+def test_malformed_list_files_name_file_and_line(tmp_path: Path, text: str, message: str) -> None:
+    list_path = tmp_path / "train.txt"
+    list_path.write_text(text)
+    with pytest.raises(UserError) as error:
+        read_list_file(list_path)
+    assert message.format(list=list_path) in str(error.value)
+
+
+def test_missing_list_file(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="does not exist"):
+        read_list_file(tmp_path / "nope.txt")
+
+
+def test_label_beyond_classes_txt(tmp_path: Path) -> None:
+    (tmp_path / "classes.txt").write_text("cat\ndog\n")
+    (tmp_path / "train.txt").write_text("a.png 1\na.png 2\n")
+    with pytest.raises(UserError, match=r"Class id 2 at .*train.txt:2 is outside \[0, 2\)"):
+        ListDataset(tmp_path / "train.txt", eval_transform(8))
+
+
+def test_missing_and_broken_images_name_path_and_line(tmp_path: Path) -> None:
+    (tmp_path / "broken.png").write_bytes(b"not a png at all")
+    (tmp_path / "train.txt").write_text("gone.png 0\nbroken.png 0\n")
+    dataset = ListDataset(tmp_path / "train.txt", eval_transform(8))
+    with pytest.raises(UserError, match=r"gone.png \(listed at .*train.txt:1\) does not exist"):
+        dataset[0]
+    with pytest.raises(UserError, match=r"broken.png \(listed at .*train.txt:2\) cannot be decoded"):
+        dataset[1]
+
+
+def test_mem_list_gives_the_same_samples_as_list(tiny_demo: Path) -> None:
+    on_disk = ListDataset(tiny_demo / "val.txt", eval_transform(32))
+    in_memory = MemListDataset(tiny_demo / "val.txt", eval_transform(32))
+    assert len(in_memory.cache) == len(on_disk) == 30
+    for index in (0, 7, 29):
+        assert torch.equal(on_disk[index]["image"], in_memory[index]["image"])
+        assert on_disk[index]["label"] == in_memory[index]["label"]
+
+
+def test_demo_data_is_deterministic_and_balanced(tmp_path: Path, tiny_demo: Path) -> None:
+    demo_data.generate_demo_data(tmp_path / "again", num_train=60, num_val=30)
+    for name in ("train.txt", "images/train/00017.png", "masks/val/00029.png"):
+        assert (tmp_path / "again" / name).read_bytes() == (tiny_demo / name).read_bytes()
+    labels = [entry.label for entry in read_list_file(tiny_demo / "train.txt")]
+    assert [labels.count(k) for k in range(5)] == [12] * 5
+
+
+def test_demo_masks_cover_exactly_the_shape(tiny_demo: Path) -> None:
+    for index in range(5):
+        image = load_image(tiny_demo / f"images/val/{index:05d}.png", "test").flatten(1).T  # (pixels, 3)
+        mask = load_mask(tiny_demo / f"masks/val/{index:05d}.png", "test").flatten()
+        shape_colors = image[mask == index + 1].unique(dim=0)
+        assert len(shape_colors) == 1  # every masked pixel has the shape's one colour
+
+
+def test_demo_data_is_generated_on_first_use_only_for_demo_lists(tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    demo_data.ensure_demo_data("my_data/train.txt")
+    assert not (tmp_path / "my_data").exists()
+    calls = []
+    monkeypatch.setattr(demo_data, "generate_demo_data", calls.append)  # the real one: see test_scripts
+    demo_data.ensure_demo_data("data/demo/train.txt")
+    assert calls == [demo_data.DEMO_ROOT]
+
+
+def test_train_order_depends_only_on_seed_and_epoch(tiny_demo: Path) -> None:
+    def order(seed: int, epoch: int) -> list[str]:
+        loader = select_train_loader(data_args(tiny_demo, seed=seed))
+        loader.sampler.set_epoch(epoch)
+        return [path for batch in loader for path in batch["path"]]
+
+    assert order(0, 1) == order(0, 1)
+    assert order(0, 1) != order(0, 2) and order(0, 1) != order(1, 1)
+    assert sorted(order(0, 1)) == sorted(order(0, 2))  # every sample once per epoch
+
+
+def test_eval_loader_keeps_list_order(tiny_demo: Path) -> None:
+    loader = select_eval_loader(data_args(tiny_demo))
+    paths = [path for batch in loader for path in batch["path"]]
+    assert paths == [str(entry.image) for entry in read_list_file(tiny_demo / "val.txt")]
+
+
+def test_registry_entries_share_one_keyword_signature() -> None:
+    import inspect
+    for name, builder in DATASETS.items():
+        params = set(inspect.signature(builder).parameters)
+        assert params == {"list_path", "train", "image_size", "data_root", "download"}, name
