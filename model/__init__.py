@@ -1,0 +1,1 @@
+"""Models, one package each, and the registry that picks one by --model_type."""

@@ -1,0 +1,38 @@
+"""The model registry: `--model_type` name -> model class or builder.
+
+To add a model: create the package `model/<name>/` with an nn.Module whose constructor
+takes `num_classes: int` and `in_channels: int` (plus any typed keywords of your own, with
+defaults), then add one line to `MODELS`. Models never see `args`.
+"""
+
+from argparse import Namespace
+
+from torch import nn
+
+from model.base import BaseNet
+from model.better import BetterNet
+from model.resnet18 import build_resnet18
+from utils.errors import UserError
+
+MODELS = {
+    "base": BaseNet,
+    "better": BetterNet,
+    "resnet18": build_resnet18,
+}
+
+
+def select_model(args: Namespace, num_classes: int, in_channels: int) -> nn.Module:
+    """Build `--model_type` sized for the data (`num_classes` outputs, `in_channels` inputs)."""
+    if args.model_type not in MODELS:
+        raise UserError(f"Unknown --model_type {args.model_type!r}; valid names: {', '.join(MODELS)}.")
+    return MODELS[args.model_type](num_classes=num_classes, in_channels=in_channels)
+
+
+def equip_multi_gpu(model: nn.Module, args: Namespace) -> nn.Module:
+    """Wrap the model in DataParallel when several `--gpus` are given (one process, many GPUs).
+
+    For more than a couple of GPUs, prefer `torchrun` with DistributedDataParallel.
+    """
+    if args.gpus and len(args.gpus) > 1:
+        return nn.DataParallel(model, device_ids=args.gpus)
+    return model
