@@ -1,0 +1,65 @@
+"""metrics.py, loss.py and the Recorder: values checked against numbers worked out by hand."""
+
+import pytest
+import torch
+
+from loss import LOSSES, build_loss
+from metrics import accuracy, confusion_matrix, per_class_accuracy, topk_accuracy
+from utils.errors import UserError
+from utils.logger import Recorder
+
+# 4 samples, 3 classes. Argmax: 0, 2, 1, 2. Labels: 0, 1, 1, 2 -> samples 0, 2, 3 right.
+PRED = torch.tensor([[5.0, 1.0, 0.0], [0.0, 2.0, 3.0], [1.0, 4.0, 2.0], [0.0, 1.0, 9.0]])
+LABEL = torch.tensor([0, 1, 1, 2])
+
+
+def test_accuracy() -> None:
+    assert accuracy(PRED, LABEL).item() == 0.75
+
+
+def test_topk_accuracy() -> None:
+    assert topk_accuracy(PRED, LABEL, k=1).item() == 0.75
+    assert topk_accuracy(PRED, LABEL, k=2).item() == 1.0  # sample 1: class 1 is second best
+    assert topk_accuracy(PRED, LABEL, k=10).item() == 1.0  # k larger than the classes
+
+
+def test_confusion_matrix_and_per_class_accuracy() -> None:
+    confusion = confusion_matrix(PRED.argmax(1), LABEL, num_classes=4)
+    expected = torch.zeros(4, 4, dtype=torch.long)
+    expected[0, 0] = expected[1, 2] = expected[1, 1] = expected[2, 2] = 1
+    assert torch.equal(confusion, expected)
+    per_class = per_class_accuracy(confusion)
+    assert per_class[:3].tolist() == [1.0, 0.5, 1.0]
+    assert per_class[3].isnan()  # no sample of class 3
+
+
+def test_recorder_weights_batches_by_size() -> None:
+    # Batch 1: 3 samples, acc 1.0; batch 2: 1 sample, acc 0.0. Exact: 3/4, not (1 + 0) / 2.
+    recorder = Recorder()
+    recorder.record({"acc": torch.tensor(1.0), "loss": 2.0}, n=3)
+    recorder.record({"acc": torch.tensor(0.0), "loss": 6.0}, n=1)
+    assert recorder.summary("val/") == {"val/acc": 0.75, "val/loss": 3.0}
+
+
+def test_recorder_of_an_empty_epoch_is_empty() -> None:
+    assert Recorder().summary() == {}
+
+
+def test_losses_by_name() -> None:
+    assert set(LOSSES) == {"cross_entropy", "label_smoothing_ce", "l1", "mse"}
+    ce = build_loss("cross_entropy")(PRED, LABEL).item()
+    assert ce == pytest.approx(torch.nn.functional.cross_entropy(PRED, LABEL).item())
+    assert build_loss("label_smoothing_ce")(PRED, LABEL).item() > ce  # smoothing penalises confidence
+
+
+def test_l1_and_mse_compare_probabilities_with_one_hot_targets() -> None:
+    pred = torch.tensor([[0.0, 0.0]])  # softmax: 0.5, 0.5; one-hot target: 1, 0
+    label = torch.tensor([0])
+    assert build_loss("l1")(pred, label).item() == pytest.approx(0.5)
+    assert build_loss("mse")(pred, label).item() == pytest.approx(0.25)
+    assert build_loss("mse")(torch.tensor([1.0, 3.0]), torch.tensor([0.0, 0.0])).item() == 5.0  # regression
+
+
+def test_unknown_loss_lists_the_valid_names() -> None:
+    with pytest.raises(UserError, match="Unknown --loss 'focal'; valid names: cross_entropy"):
+        build_loss("focal")

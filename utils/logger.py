@@ -1,0 +1,115 @@
+"""Recording numbers during an epoch (`Recorder`) and writing them out (`Logger`).
+
+`Recorder` keeps exact epoch values: each batch value is weighted by its batch size, so
+the epoch accuracy is (correct samples / samples), not a mean of batch means. It adds
+tensors on their device and reads them once per epoch, so recording costs no GPU sync.
+
+`Logger` owns what a run writes besides checkpoints' content: TensorBoard curves and
+pictures, `metrics.csv` (one row per epoch), and `log.txt` (what was printed).
+"""
+
+import csv
+import io
+import logging
+import sys
+from pathlib import Path
+
+import torch
+from torch.utils.tensorboard import SummaryWriter
+from tqdm import tqdm
+
+from utils.atomic import atomic_torch_save, atomic_write_text
+
+
+class Recorder:
+    """Sums of batch values weighted by batch size; `summary()` gives the epoch means."""
+
+    def __init__(self) -> None:
+        self.sums: dict[str, torch.Tensor] = {}
+        self.counts: dict[str, int] = {}
+
+    def record(self, values: dict[str, torch.Tensor | float], n: int) -> None:
+        """Add one batch: `values` are means over the batch's `n` samples."""
+        for name, value in values.items():
+            value = torch.as_tensor(value).detach().double() * n
+            self.sums[name] = self.sums[name] + value if name in self.sums else value
+            self.counts[name] = self.counts.get(name, 0) + n
+
+    def summary(self, prefix: str = "") -> dict[str, float]:
+        """The epoch means, names prefixed (e.g. `train/`): one device sync for all of them."""
+        if not self.sums:
+            return {}
+        totals = torch.stack(list(self.sums.values())).cpu().tolist()
+        return {prefix + name: total / self.counts[name] for name, total in zip(self.sums, totals)}
+
+
+class TqdmHandler(logging.Handler):
+    """Prints log lines through tqdm so they do not break a progress bar on screen."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        stream = sys.stderr if record.levelno >= logging.WARNING else sys.stdout
+        tqdm.write(self.format(record), file=stream)
+
+
+_handlers: list[logging.Handler] = []  # the ones setup_logging added, to replace on the next call
+
+
+def setup_logging(log_path: Path) -> None:
+    """Send every `logging` message to the screen and to `log_path` (log.txt)."""
+    root = logging.getLogger()
+    for handler in _handlers:  # a second run in the same process (tests) writes to its own log
+        root.removeHandler(handler)
+        handler.close()
+    file_handler = logging.FileHandler(log_path)
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    _handlers[:] = [file_handler, TqdmHandler()]
+    for handler in _handlers:
+        root.addHandler(handler)
+    root.setLevel(logging.INFO)
+
+
+class Logger:
+    """Writes a run's curves, pictures and checkpoints into its run directory."""
+
+    def __init__(self, run_dir: Path) -> None:
+        self.run_dir = Path(run_dir)
+        self.writer = SummaryWriter(log_dir=str(self.run_dir))
+        self.scalars: dict[str, float] = {}  # the current epoch's values
+        self.rows: list[dict[str, float]] = []  # metrics.csv, kept whole and rewritten atomically
+
+    def record_scalar(self, name: str, value: float) -> None:
+        """Remember a value for the current epoch; `save_curves` writes it."""
+        self.scalars[name] = float(value)
+
+    def save_curves(self, epoch: int) -> None:
+        """Write this epoch's values to TensorBoard (step = epoch) and as a metrics.csv row."""
+        for name, value in self.scalars.items():
+            self.writer.add_scalar(name, value, epoch)
+        self.writer.flush()
+        self.rows.append({"epoch": epoch, **self.scalars})
+        self.scalars = {}
+        atomic_write_text(self.run_dir / "metrics.csv", rows_to_csv(self.rows))
+
+    def save_imgs(self, images: dict[str, torch.Tensor], epoch: int) -> None:
+        """Add pictures (C x H x W, values in [0, 1]) to TensorBoard under their names."""
+        for name, image in images.items():
+            self.writer.add_image(name, image, epoch)
+
+    def save_checkpoint(self, state: dict, name: str) -> Path:
+        """Save a checkpoint dict as `<run dir>/<name>`, atomically."""
+        path = self.run_dir / name
+        atomic_torch_save(state, path)
+        return path
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+def rows_to_csv(rows: list[dict[str, float]]) -> str:
+    """CSV text with one column per name seen in any row (empty where a row lacks it)."""
+    columns = list(dict.fromkeys(name for row in rows for name in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()

@@ -1,0 +1,58 @@
+"""The batch loop's iterator: background prefetch, a tqdm bar, and compute efficiency.
+
+Compute efficiency = compute time / (compute time + time spent waiting for data). Near
+100% the model is the bottleneck; much lower, the input pipeline is (raise --num_workers,
+or try `--data_type mem_list`). The time between handing out a batch and being asked for
+the next counts as compute; on a GPU that is host time, which is what waiting competes with.
+"""
+
+import time
+from collections.abc import Iterable, Iterator
+
+from prefetch_generator import BackgroundGenerator
+from tqdm import tqdm
+
+
+class ProgressBar:
+    """Iterate `batches` through a prefetch thread inside a tqdm bar, timing the data wait."""
+
+    def __init__(self, batches: Iterable, desc: str, max_prefetch: int = 2) -> None:
+        self.batches = batches
+        self.desc = desc
+        self.max_prefetch = max_prefetch
+        self.wait_time = 0.0
+        self.compute_time = 0.0
+        self.bar: tqdm | None = None
+
+    def __iter__(self) -> Iterator:
+        total = len(self.batches) if hasattr(self.batches, "__len__") else None
+        self.bar = tqdm(total=total, desc=self.desc, dynamic_ncols=True, leave=False)
+        iterator = iter(BackgroundGenerator(self.batches, max_prefetch=self.max_prefetch))
+        handed_out = None
+        try:
+            while True:
+                asked = time.perf_counter()
+                if handed_out is not None:
+                    self.compute_time += asked - handed_out
+                try:
+                    batch = next(iterator)
+                except StopIteration:
+                    return
+                handed_out = time.perf_counter()
+                self.wait_time += handed_out - asked
+                yield batch
+                self.bar.update(1)
+        finally:
+            self.bar.close()
+
+    @property
+    def efficiency(self) -> float:
+        """compute / (compute + data wait) so far, in [0, 1]."""
+        total = self.compute_time + self.wait_time
+        return self.compute_time / total if total > 0 else 1.0
+
+    def show(self, **values: float) -> None:
+        """Put values (e.g. loss) and the efficiency after the bar."""
+        if self.bar is not None:
+            shown = {name: f"{value:.4g}" for name, value in values.items()}
+            self.bar.set_postfix(**shown, eff=f"{self.efficiency:.0%}", refresh=False)

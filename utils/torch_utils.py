@@ -1,0 +1,121 @@
+"""Seeding, device choice and loading weights into a model, with errors a user can act on."""
+
+import logging
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from utils.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def set_seed(seed: int) -> None:
+    """Seed python, numpy (when installed) and torch (all devices) with one number."""
+    random.seed(seed)
+    torch.manual_seed(seed)
+    try:
+        import numpy
+    except ImportError:  # numpy is optional for the template itself
+        return
+    numpy.random.seed(seed % 2**32)
+
+
+def select_device(gpus: list[int] | None) -> torch.device:
+    """CUDA when present (the first of `--gpus`, default GPU 0), else the CPU; `--gpus -1` forces CPU."""
+    if gpus == [-1] or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", gpus[0] if gpus else 0)
+
+
+def unwrap_model(model: nn.Module) -> nn.Module:
+    """The plain model inside DataParallel / DistributedDataParallel (their `.module`)."""
+    return model.module if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else model
+
+
+def read_checkpoint(path: str | Path, mmap: bool = False) -> dict:
+    """Load a checkpoint on the CPU with `weights_only=True` (no arbitrary code is unpickled).
+
+    `mmap=True` maps the tensors instead of reading them: cheap when only the saved args
+    or numbers are wanted."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"Checkpoint {path} does not exist (or is not a file).")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+    except Exception as error:  # torch raises several types for a file it cannot read
+        raise UserError(f"{path} is not a loadable PyTorch checkpoint: {str(error).splitlines()[0]}") from None
+    if not isinstance(checkpoint, dict):
+        raise UserError(f"{path} holds a {type(checkpoint).__name__}, not a checkpoint dict or state dict.")
+    return checkpoint
+
+
+def model_state(checkpoint: dict) -> dict[str, torch.Tensor]:
+    """The model weights of a checkpoint: its "model" entry, or the dict itself when it is a
+    plain state dict (as torchvision and most papers publish). `module.` prefixes left by
+    DataParallel / DDP are removed."""
+    state = checkpoint.get("model", checkpoint)
+    return {name.removeprefix("module."): value for name, value in state.items() if torch.is_tensor(value)}
+
+
+@dataclass
+class LoadReport:
+    """What `load_match_dict` did: tensors loaded and tensors skipped, with why."""
+
+    loaded: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)  # in the model, not in the checkpoint
+    unexpected: list[str] = field(default_factory=list)  # in the checkpoint, not in the model
+    mismatched: list[str] = field(default_factory=list)  # both, with different shapes
+
+    def describe(self) -> str:
+        total = len(self.loaded) + len(self.missing) + len(self.mismatched)
+        parts = [f"loaded {len(self.loaded)} of the model's {total} tensors"]
+        for label, names in (("missing from the checkpoint", self.missing),
+                             ("not in the model", self.unexpected),
+                             ("shape mismatch", self.mismatched)):
+            if names:
+                parts.append(f"{label}: {', '.join(names)}")
+        return "; ".join(parts)
+
+
+def match_state(model: nn.Module, state: dict[str, torch.Tensor]) -> LoadReport:
+    """Compare a state dict with the model's own, name by name and shape by shape."""
+    own = unwrap_model(model).state_dict()
+    report = LoadReport(unexpected=[name for name in state if name not in own])
+    for name, tensor in own.items():
+        if name not in state:
+            report.missing.append(name)
+        elif state[name].shape != tensor.shape:
+            report.mismatched.append(f"{name} {tuple(state[name].shape)} vs {tuple(tensor.shape)}")
+        else:
+            report.loaded.append(name)
+    return report
+
+
+def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], strict: bool, source: str | Path) -> LoadReport:
+    """Load a state dict into the model. Strict: every tensor must match, else a UserError
+    lists the missing, unexpected and mismatched names. Not strict: load the matching ones."""
+    report = match_state(model, state)
+    if strict and (report.missing or report.unexpected or report.mismatched):
+        raise UserError(f"Checkpoint {source} does not fit the model ({report.describe()}). "
+                        "Pick the --model_type it was trained with, or pass --load_not_strict "
+                        "to load only the matching tensors.")
+    unwrap_model(model).load_state_dict({name: state[name] for name in report.loaded}, strict=strict)
+    log.info(f"Weights from {source}: {report.describe()}")
+    return report
+
+
+def load_match_dict(model: nn.Module, path: str | Path) -> LoadReport:
+    """Load the checkpoint tensors whose names and shapes match the model; skip the rest.
+
+    For fine-tuning with a new head or a changed layer. Returns (and logs) the report.
+    """
+    return load_state_into(model, model_state(read_checkpoint(path)), strict=False, source=path)
+
+
+def load_weights(model: nn.Module, path: str | Path, strict: bool) -> LoadReport:
+    """Load a checkpoint file into the model, strictly or not (see `load_state_into`)."""
+    return load_state_into(model, model_state(read_checkpoint(path)), strict=strict, source=path)
