@@ -1,0 +1,118 @@
+"""train.py end to end on tiny settings: every file of the run directory, curves, checkpoints."""
+
+import csv
+import json
+from pathlib import Path
+
+import torch
+from conftest import run_bash, run_python, tiny_train_argv
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+import train
+
+RUN_FILES = {"args.json", "args.txt", "command.sh", "metrics.csv", "log.txt",
+             "last.pth", "best.pth", "epoch_1.pth", "epoch_2.pth"}
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "metrics.csv") as file:
+        return list(csv.DictReader(file))
+
+
+def test_run_directory_holds_every_file(trained_run: Path) -> None:
+    names = {p.name for p in trained_run.iterdir()}
+    assert RUN_FILES <= names
+    assert any(name.startswith("events.out.tfevents") for name in names)
+
+
+def test_metrics_csv_has_one_row_per_epoch_with_every_scalar(trained_run: Path) -> None:
+    rows = read_metrics(trained_run)
+    assert [row["epoch"] for row in rows] == ["1", "2"]
+    for name in ("train/loss", "train/acc", "train/lr", "val/loss", "val/acc", "train/data_efficiency"):
+        assert all(0 <= float(row[name]) < 10 for row in rows), name
+
+
+def test_tensorboard_holds_the_same_curves_and_pictures(trained_run: Path) -> None:
+    events = EventAccumulator(str(trained_run), size_guidance={"scalars": 0, "images": 0})
+    events.Reload()
+    rows = read_metrics(trained_run)
+    for name in ("train/loss", "train/acc", "val/loss", "val/acc", "train/lr"):
+        logged = events.Scalars(name)
+        assert [e.step for e in logged] == [1, 2]
+        assert [round(e.value, 5) for e in logged] == [round(float(row[name]), 5) for row in rows]
+    assert {"train/predictions", "val/predictions"} <= set(events.Tags()["images"])
+
+
+def test_checkpoints_are_plain_dicts_that_torch_load_reads(trained_run: Path) -> None:
+    rows = read_metrics(trained_run)
+    accuracies = [float(row["val/acc"]) for row in rows]
+    best = torch.load(trained_run / "best.pth")  # weights_only=True, today's default
+    last = torch.load(trained_run / "last.pth")
+    assert {"model", "optimizer", "scheduler", "epoch", "best_metric", "args"} <= set(best)
+    assert last["epoch"] == 2 and torch.load(trained_run / "epoch_1.pth")["epoch"] == 1
+    assert best["best_metric"] == max(accuracies)
+    assert best["epoch"] == accuracies.index(max(accuracies)) + 1
+    assert best["args"]["model_type"] == "base" and best["args"]["run_dir"] == str(trained_run)
+    assert best["model_kwargs"] == {"num_classes": 5, "in_channels": 3}
+
+
+def test_log_txt_holds_what_was_printed(trained_run: Path) -> None:
+    log = (trained_run / "log.txt").read_text()
+    assert "epoch 1/2: train/lr" in log and "epoch 2/2: train/lr" in log
+    assert f"Run directory: {trained_run}" in log and "Best val/acc" in log
+
+
+def test_train_py_as_a_user_runs_it_and_command_sh_reruns_it(tiny_demo: Path, tmp_path: Path) -> None:
+    result = run_python(["train.py", *tiny_train_argv(tiny_demo, tmp_path), "--save_prefix", "cli"])
+    assert result.returncode == 0, result.stderr
+    (run_dir,) = tmp_path.iterdir()
+    assert {"last.pth", "best.pth", "metrics.csv"} <= {p.name for p in run_dir.iterdir()}
+    rerun = run_bash(run_dir / "command.sh", cwd=tmp_path)  # command.sh goes back to the right folder
+    assert rerun.returncode == 0, rerun.stderr
+    runs = sorted(tmp_path.iterdir())
+    assert len(runs) == 2 and all((r / "best.pth").is_file() for r in runs)
+    first, second = (json.loads((r / "args.json").read_text()) for r in runs)
+    assert {k for k in first if first[k] != second[k]} == {"run_dir"}
+
+
+def test_bad_flag_exits_2_with_one_message_and_no_traceback(tmp_path: Path) -> None:
+    result = run_python(["train.py", "--batch_size", "0", "--checkpoints_dir", str(tmp_path)])
+    assert result.returncode == 2
+    assert "error: --batch_size 0 must be 1 or more" in result.stderr
+    assert "Traceback" not in result.stderr and list(tmp_path.iterdir()) == []
+
+
+def test_bad_list_line_found_later_is_also_one_message(tiny_demo: Path, tmp_path: Path) -> None:
+    bad_list = tmp_path / "train.txt"
+    bad_list.write_text((tiny_demo / "train.txt").read_text() + "images/train/00000.png\n")
+    argv = tiny_train_argv(tiny_demo, tmp_path / "ckpt") + ["--train_list", str(bad_list)]
+    result = run_python(["train.py", *argv])
+    assert result.returncode == 2
+    assert f"Malformed line {bad_list}:61" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_unknown_monitor_is_reported_with_the_recorded_names(tiny_demo: Path, tmp_path: Path, caplog) -> None:
+    assert train.main(tiny_train_argv(tiny_demo, tmp_path) + ["--monitor", "val/f1"]) == 2
+    assert "--monitor val/f1 is not a recorded value; recorded: train/acc" in caplog.text
+
+
+def test_a_diverging_loss_stops_the_run_naming_epoch_and_step(tiny_demo: Path, tmp_path: Path, caplog) -> None:
+    argv = tiny_train_argv(tiny_demo, tmp_path) + ["--optimizer", "sgd", "--lr", "1e30", "--scheduler", "none"]
+    assert train.main(argv) == 2
+    assert "The loss became nan at epoch 1, step" in caplog.text
+
+
+def test_fine_tuning_from_a_run_directory_loads_its_best_weights(trained_run: Path, tiny_demo: Path,
+                                                                 tmp_path: Path, caplog) -> None:
+    assert train.main(tiny_train_argv(tiny_demo, tmp_path) + ["--load_model_path", str(trained_run)]) == 0
+    assert f"Weights from {trained_run / 'best.pth'}: loaded 20 of the model's 20 tensors" in caplog.text
+
+
+def test_a_missing_image_read_by_a_worker_process_is_one_message(tiny_demo: Path, tmp_path: Path) -> None:
+    bad_list = tmp_path / "train.txt"
+    bad_list.write_text(f"{tiny_demo}/images/train/00000.png 0\n{tiny_demo}/gone.png 1\n")
+    argv = tiny_train_argv(tiny_demo, tmp_path / "ckpt") + ["--train_list", str(bad_list), "--num_workers", "1"]
+    result = run_python(["train.py", *argv])
+    assert result.returncode == 2
+    assert f"error: The image {tiny_demo}/gone.png (listed at {bad_list}:2) does not exist." in result.stderr
+    assert "Traceback" not in result.stderr
