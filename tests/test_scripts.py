@@ -1,0 +1,81 @@
+"""scripts/ and .run/: every experiment script runs as-is on tiny settings; PyCharm configs are valid.
+
+The scripts run in a copy of the project (its own checkpoints/ and data/), with a small
+demo set already in place, except the main job, which also generates the real one.
+"""
+
+import shlex
+import shutil
+import xml.etree.ElementTree as ET
+from argparse import ArgumentParser
+from pathlib import Path
+
+import pytest
+from conftest import REPO, copy_project, run_bash
+
+import options
+
+TINY = ["--epochs", "1", "--batch_size", "16", "--num_workers", "0"]
+# train script -> the eval script for its runs (None: evaluated by the generic eval.py tests)
+EXPERIMENTS = {"train_base.sh": "eval_base.sh", "train_better.sh": "eval_better.sh", "train_resnet18_mem.sh": None}
+# Not experiments: the set-up helper, the test runner (CI runs it) and the main job (tested below).
+NOT_EXPERIMENTS = {"setup_env.sh", "test.sh", "demo.sh"}
+
+
+@pytest.fixture(scope="module")
+def project(tiny_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    project = copy_project(tmp_path_factory.mktemp("scripts") / "project")
+    shutil.copytree(tiny_demo, project / "data" / "demo")
+    return project
+
+
+def test_every_script_is_tested() -> None:
+    scripts = {p.name for p in (REPO / "scripts").glob("*.sh")}
+    covered = set(EXPERIMENTS) | {e for e in EXPERIMENTS.values() if e} | NOT_EXPERIMENTS
+    assert scripts == covered, "add new scripts to EXPERIMENTS in this file"
+
+
+@pytest.mark.parametrize("train_script", list(EXPERIMENTS))
+def test_train_script_then_its_eval_script(project: Path, train_script: str) -> None:
+    before = set((project / "checkpoints").iterdir())
+    result = run_bash(project / "scripts" / train_script, TINY, cwd=project)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (run_dir,) = set((project / "checkpoints").iterdir()) - before
+    assert (run_dir / "best.pth").is_file() and (run_dir / "metrics.csv").is_file()
+    eval_script = EXPERIMENTS[train_script]
+    if eval_script:
+        result = run_bash(project / "scripts" / eval_script,
+                          ["--load_model_path", str(run_dir), "--num_workers", "0"], cwd=project)
+        assert result.returncode == 0, result.stderr[-2000:]
+        (result_dir,) = (run_dir / "best").iterdir()
+        assert "acc: " in (result_dir / "result.txt").read_text()
+
+
+def test_main_job_generates_the_demo_data_trains_and_evaluates(tmp_path: Path) -> None:
+    """The README's first command, in a fresh copy: no data yet, 3 epochs instead of 10."""
+    project = copy_project(tmp_path / "project")
+    result = run_bash(project / "scripts" / "demo.sh", ["--epochs", "3"], cwd=project)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert len((project / "data" / "demo" / "train.txt").read_text().splitlines()) == 3000
+    (run_dir,) = [p for p in (project / "checkpoints").iterdir() if p.is_dir()]
+    (result_dir,) = (run_dir / "best").iterdir()
+    accuracy = float((result_dir / "result.txt").read_text().split("acc: ")[1].split()[0])
+    assert accuracy > 0.6, f"demo accuracy {accuracy}: 5 classes, chance is 0.2"
+    assert len(list((result_dir / "viz").glob("*.png"))) > 0
+
+
+@pytest.mark.parametrize("config", sorted((REPO / ".run").glob("*.run.xml")), ids=lambda p: p.name)
+def test_pycharm_run_configurations_point_at_existing_scripts(config: Path) -> None:
+    configuration = ET.parse(config).getroot().find("configuration")
+    assert configuration.get("type") == "PythonConfigurationType"
+    values = {o.get("name"): o.get("value") for o in configuration.findall("option")}
+    assert values["WORKING_DIRECTORY"] == "$PROJECT_DIR$"
+    script = values["SCRIPT_NAME"]
+    assert script.startswith("$PROJECT_DIR$/")
+    assert (REPO / script.removeprefix("$PROJECT_DIR$/")).is_file()
+    add_flags = options.parse_train_args if script.endswith("train.py") else options.parse_test_args
+    add_flags(ArgumentParser()).parse_args(shlex.split(values["PARAMETERS"]))  # exits on an unknown flag
+
+
+def test_there_is_a_train_and_an_eval_configuration() -> None:
+    assert {p.name for p in (REPO / ".run").glob("*.run.xml")} >= {"train.run.xml", "eval.run.xml"}
