@@ -9,14 +9,16 @@ are dicts `{"image", "label", "path"}` and which has `num_classes`, `in_channels
 This file and train.py/eval.py are the only readers of `args` on the data side.
 """
 
+import signal
 from argparse import Namespace
 from pathlib import Path
 
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from data.list_dataset import build_list_dataset
 from data.mem_list_dataset import build_mem_list_dataset
+from data.seeded_sampling import SeededDataset, SeededSampler
 from data.torchvision_sets import build_cifar10, build_fashion_mnist, build_mnist
 from utils.errors import UserError
 
@@ -45,14 +47,10 @@ def build_dataset(args: Namespace, train: bool) -> Dataset:
 
 
 def select_train_loader(args: Namespace) -> DataLoader:
-    """Shuffled batches of the training set; the order depends only on --seed and the epoch.
-
-    The sampler is a `DistributedSampler` also in a single process (one replica): its
-    `set_epoch(epoch)` makes every epoch's order a function of (seed, epoch), which is
-    what lets a resumed run see the same batches as an uninterrupted one.
-    """
-    dataset = build_dataset(args, train=True)
-    sampler = DistributedSampler(dataset, num_replicas=1, rank=0, shuffle=True, seed=args.seed)
+    """Shuffled batches of the training set; order and augmentation depend only on --seed
+    and the epoch (see data/seeded_sampling.py), which is what makes resuming exact."""
+    dataset = SeededDataset(build_dataset(args, train=True))
+    sampler = SeededSampler(dataset, num_replicas=1, rank=0, seed=args.seed)
     return _loader(dataset, args, sampler=sampler)
 
 
@@ -61,7 +59,7 @@ def select_eval_loader(args: Namespace) -> DataLoader:
     return _loader(build_dataset(args, train=False), args, sampler=None)
 
 
-def _loader(dataset: Dataset, args: Namespace, sampler) -> DataLoader:
+def _loader(dataset: Dataset, args: Namespace, sampler: Sampler | None) -> DataLoader:
     return DataLoader(
         dataset,
         batch_size=args.batch_size,
@@ -69,7 +67,18 @@ def _loader(dataset: Dataset, args: Namespace, sampler) -> DataLoader:
         num_workers=args.num_workers,
         pin_memory=torch.cuda.is_available(),
         persistent_workers=args.num_workers > 0,
+        worker_init_fn=ignore_ctrl_c,
+        # Workers' base seed comes from here, not from torch's global generator, which the
+        # training step owns (per-sample seeds make the workers' own streams irrelevant).
+        generator=torch.Generator().manual_seed(args.seed),
     )
+
+
+def ignore_ctrl_c(worker_id: int) -> None:
+    """Ctrl-C reaches every process of the terminal's group; it is for the main process,
+    which saves and then stops the workers. (SIGTERM is left alone: Python's exit clean-up
+    stops worker processes with it.)"""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def eval_set_name(args: Namespace) -> str:

@@ -8,6 +8,7 @@ The class names come from `classes.txt` beside the list (or `seg_classes.txt` fo
 lists), one name a line; without it, a class-id list has `largest label + 1` classes.
 """
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +22,9 @@ from torchvision.transforms.v2.functional import pil_to_tensor
 from data.augment import eval_transform, train_transform
 from data.demo_data import ensure_demo_data
 from utils.errors import UserError
+
+CLASS_ID = re.compile(r"-?[0-9]+")  # ASCII digits only: str.isdigit() also accepts "²"
+MAX_CLASSES = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -65,9 +69,12 @@ def _parse_line(line: str, list_path: Path, number: int) -> ListEntry:
                         "`<image path> <label>`, the label an integer class id or a mask path.")
     image, label = parts
     folder = list_path.parent
-    if label.lstrip("-").isdigit():
+    if CLASS_ID.fullmatch(label):
         if int(label) < 0:
             raise UserError(f"Negative class id {label} at {where}; class ids start at 0.")
+        if int(label) >= MAX_CLASSES:
+            raise UserError(f"Class id {label} at {where} is implausibly large (the limit is {MAX_CLASSES - 1}); "
+                            "class ids count from 0 up to the number of classes - 1.")
         return ListEntry(folder / image, int(label), where)
     return ListEntry(folder / image, folder / label, where)
 

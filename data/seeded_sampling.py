@@ -1,0 +1,79 @@
+"""Per-sample random seeds: a sample's augmentation depends on (--seed, epoch, index) only.
+
+Why: with one global random stream, what augmentation a sample gets depends on which
+worker process loads it and how many samples that worker loaded before. A resumed run
+(or one with another --num_workers) would then see different pictures. Here the sampler
+hands out `(index, seed)` pairs and `SeededDataset` seeds python's and torch's random
+generators with that seed just before reading the sample, so a run killed at any step
+and resumed sees exactly the batches of an uninterrupted one.
+"""
+
+import random
+
+import torch
+from torch.utils.data import Dataset, DistributedSampler
+
+
+def sample_seed(seed: int, epoch: int, index: int) -> int:
+    """A distinct seed for every (run seed, epoch, sample index) triple."""
+    return (seed * 1_000_003**2 + epoch * 1_000_003 + index) % 2**63
+
+
+class SeededSampler(DistributedSampler):
+    """A DistributedSampler (shuffled by (seed, epoch); in one process, a single replica)
+    that yields `(index, seed)` pairs and can skip the batches a resumed run already saw."""
+
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
+        self.skip = 0
+
+    def set_epoch(self, epoch: int, skip: int = 0) -> None:
+        """Select the epoch's order; leave out its first `skip` samples (already trained on)."""
+        super().set_epoch(epoch)
+        self.skip = skip
+
+    def __iter__(self):
+        indices = list(super().__iter__())[self.skip:]
+        return iter([(index, sample_seed(self.seed, self.epoch, index)) for index in indices])
+
+    def __len__(self) -> int:
+        return super().__len__() - self.skip
+
+
+class SeededDataset(Dataset):
+    """Reads `dataset[index]` for an `(index, seed)` pair with the random generators seeded.
+
+    In the main process (--num_workers 0) the training's own random state is put back
+    afterwards, so loading does not change what the model's dropout draws.
+    The wrapped data set is `.dataset`; its num_classes, in_channels and class_names are
+    passed through because the Trainer sizes the model from them.
+    """
+
+    def __init__(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        index, seed = key
+        python_state = random.getstate()
+        with torch.random.fork_rng(devices=[]):
+            random.seed(seed)
+            torch.default_generator.manual_seed(seed)  # the CPU generator only: CUDA's stays the model's
+            try:
+                return self.dataset[index]
+            finally:
+                random.setstate(python_state)
+
+    @property
+    def num_classes(self) -> int:
+        return self.dataset.num_classes
+
+    @property
+    def in_channels(self) -> int:
+        return self.dataset.in_channels
+
+    @property
+    def class_names(self) -> list[str]:
+        return self.dataset.class_names
