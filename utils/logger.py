@@ -24,9 +24,10 @@ from utils.atomic import atomic_torch_save, atomic_write_text
 class Recorder:
     """Sums of batch values weighted by batch size; `summary()` gives the epoch means."""
 
-    def __init__(self) -> None:
-        self.sums: dict[str, torch.Tensor] = {}
-        self.counts: dict[str, int] = {}
+    def __init__(self, state: dict | None = None) -> None:
+        """Empty, or continuing from `state_dict()` (an epoch resumed mid-way)."""
+        self.sums: dict[str, torch.Tensor] = dict(state["sums"]) if state else {}
+        self.counts: dict[str, int] = dict(state["counts"]) if state else {}
 
     def record(self, values: dict[str, torch.Tensor | float], n: int) -> None:
         """Add one batch: `values` are means over the batch's `n` samples."""
@@ -34,6 +35,10 @@ class Recorder:
             value = torch.as_tensor(value).detach().double() * n
             self.sums[name] = self.sums[name] + value if name in self.sums else value
             self.counts[name] = self.counts.get(name, 0) + n
+
+    def state_dict(self) -> dict:
+        """The sums so far, for a mid-epoch checkpoint."""
+        return {"sums": {name: value.cpu() for name, value in self.sums.items()}, "counts": dict(self.counts)}
 
     def summary(self, prefix: str = "") -> dict[str, float]:
         """The epoch means, names prefixed (e.g. `train/`): one device sync for all of them."""
@@ -71,22 +76,27 @@ def setup_logging(log_path: Path) -> None:
 class Logger:
     """Writes a run's curves, pictures and checkpoints into its run directory."""
 
-    def __init__(self, run_dir: Path) -> None:
+    def __init__(self, run_dir: Path, history: list[dict[str, float]] | None = None) -> None:
+        """`history`: the metrics.csv rows of the epochs a resumed run already did. TensorBoard
+        then hides events from later epochs (written after that checkpoint, before a crash)."""
         self.run_dir = Path(run_dir)
-        self.writer = SummaryWriter(log_dir=str(self.run_dir))
+        self.rows: list[dict[str, float]] = list(history or [])  # metrics.csv, rewritten whole
+        purge_step = len(self.rows) + 1 if history is not None else None
+        self.writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=purge_step)
         self.scalars: dict[str, float] = {}  # the current epoch's values
-        self.rows: list[dict[str, float]] = []  # metrics.csv, kept whole and rewritten atomically
 
     def record_scalar(self, name: str, value: float) -> None:
         """Remember a value for the current epoch; `save_curves` writes it."""
         self.scalars[name] = float(value)
 
     def save_curves(self, epoch: int) -> None:
-        """Write this epoch's values to TensorBoard (step = epoch) and as a metrics.csv row."""
+        """Write this epoch's values to TensorBoard (step = epoch) and its `train/` and `val/`
+        values as a metrics.csv row (timings, which differ run to run, stay in TensorBoard)."""
         for name, value in self.scalars.items():
             self.writer.add_scalar(name, value, epoch)
         self.writer.flush()
-        self.rows.append({"epoch": epoch, **self.scalars})
+        row = {name: value for name, value in self.scalars.items() if name.startswith(("train/", "val/"))}
+        self.rows.append({"epoch": epoch, **row})
         self.scalars = {}
         atomic_write_text(self.run_dir / "metrics.csv", rows_to_csv(self.rows))
 

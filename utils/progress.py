@@ -16,9 +16,13 @@ from tqdm import tqdm
 class ProgressBar:
     """Iterate `batches` through a prefetch thread inside a tqdm bar, timing the data wait."""
 
-    def __init__(self, batches: Iterable, desc: str, max_prefetch: int = 2) -> None:
+    def __init__(self, batches: Iterable, desc: str, prefetch: bool = True, max_prefetch: int = 2) -> None:
+        """`prefetch=False` reads in the calling thread: use it when batches are made in this
+        process (--num_workers 0), where a thread would share torch's random generator with
+        the training step, and, on a CPU, bring no speed (the GIL serialises the two)."""
         self.batches = batches
         self.desc = desc
+        self.prefetch = prefetch
         self.max_prefetch = max_prefetch
         self.wait_time = 0.0
         self.compute_time = 0.0
@@ -27,7 +31,8 @@ class ProgressBar:
     def __iter__(self) -> Iterator:
         total = len(self.batches) if hasattr(self.batches, "__len__") else None
         self.bar = tqdm(total=total, desc=self.desc, dynamic_ncols=True, leave=False)
-        iterator = iter(BackgroundGenerator(self.batches, max_prefetch=self.max_prefetch))
+        source = BackgroundGenerator(self.batches, max_prefetch=self.max_prefetch) if self.prefetch else self.batches
+        iterator = iter(source)
         handed_out = None
         try:
             while True:

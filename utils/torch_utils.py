@@ -1,6 +1,7 @@
 """Seeding, device choice and loading weights into a model, with errors a user can act on."""
 
 import logging
+import os
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +23,40 @@ def set_seed(seed: int) -> None:
     except ImportError:  # numpy is optional for the template itself
         return
     numpy.random.seed(seed % 2**32)
+
+
+def rng_state() -> dict:
+    """Every random generator's state (python, numpy, torch, CUDA), as checkpoint-safe values."""
+    state = {"python": random.getstate(), "torch": torch.get_rng_state(),
+             "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else []}
+    try:
+        import numpy
+    except ImportError:
+        return state
+    kind, keys, position, has_gauss, gauss = numpy.random.get_state()
+    state["numpy"] = [kind, torch.from_numpy(keys.astype("int64")), position, has_gauss, gauss]
+    return state
+
+
+def set_rng_state(state: dict) -> None:
+    """Put back what `rng_state` saved, so a resumed run draws the same numbers."""
+    random.setstate(state["python"])
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    if "numpy" in state:
+        import numpy
+        kind, keys, position, has_gauss, gauss = state["numpy"]
+        numpy.random.set_state((kind, keys.numpy().astype("uint32"), position, has_gauss, gauss))
+
+
+def make_deterministic() -> None:
+    """--deterministic: torch's deterministic algorithms (an error names any op that has
+    none), cuDNN without autotuning; same seed, same numbers, at some cost in speed."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # required by cuBLAS for determinism
+    torch.use_deterministic_algorithms(True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
 
 
 def select_device(gpus: list[int] | None) -> torch.device:

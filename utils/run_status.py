@@ -1,0 +1,50 @@
+"""status.json: what a run (or evaluation) is doing now, kept up to date while it runs.
+
+Values: running, finished, interrupted (Ctrl-C / SIGTERM: saved, resumable) and failed
+(with the error). A run killed outright (SIGKILL, power loss) stays "running" with a
+stale `updated` time. Written atomically, so a reader never sees half a file.
+"""
+
+import json
+from datetime import datetime
+from pathlib import Path
+
+from utils.atomic import atomic_write_text
+
+
+def now() -> str:
+    return datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+class RunStatus:
+    """Reads and updates `<folder>/status.json`."""
+
+    def __init__(self, folder: str | Path) -> None:
+        self.path = Path(folder) / "status.json"
+        self.values = json.loads(self.path.read_text()) if self.path.is_file() else {}
+
+    def _write(self, **values) -> None:
+        self.values.update(values, updated=now())
+        atomic_write_text(self.path, json.dumps(self.values, indent=2) + "\n")
+
+    def running(self, resumed_from: str | None = None, changed_args: dict | None = None,
+                code: dict | None = None) -> None:
+        """Mark the start, or a resumption (recorded with the arguments it changed and the
+        code it resumed with)."""
+        if resumed_from is None:
+            self._write(status="running", started=now(), ended=None, error=None, resumes=[])
+            return
+        resume = {"time": now(), "from": resumed_from, "changed_args": changed_args or {}, **(code or {})}
+        self._write(status="running", ended=None, error=None, resumes=self.values.get("resumes", []) + [resume])
+
+    def progress(self, epoch: int, step: int) -> None:
+        self._write(epoch=epoch, global_step=step)
+
+    def finished(self) -> None:
+        self._write(status="finished", ended=now())
+
+    def interrupted(self, reason: str, resume_command: str) -> None:
+        self._write(status="interrupted", ended=now(), error=reason, resume_command=resume_command)
+
+    def failed(self, error: BaseException) -> None:
+        self._write(status="failed", ended=now(), error=f"{type(error).__name__}: {error}")

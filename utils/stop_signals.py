@@ -1,0 +1,50 @@
+"""Ctrl-C and SIGTERM (a cluster's pre-emption) become a request the training loop answers.
+
+Why not stop at once: a signal can land between `loss.backward()` and `optimizer.step()`.
+The handler only records the request; the loop finishes its step, saves a checkpoint
+that resumes exactly there, and exits. A second Ctrl-C stops at once.
+"""
+
+import signal
+import types
+
+
+class StopRequested(Exception):
+    """Raised by the loop after it saved, to unwind to main() and exit non-zero."""
+
+    def __init__(self, signal_number: int) -> None:
+        super().__init__(signal.Signals(signal_number).name)
+        self.signal_number = signal_number
+
+
+class StopSignals:
+    """While active (a `with` block), SIGINT / SIGTERM set `.signal_number` instead of killing."""
+
+    def __init__(self) -> None:
+        self.signal_number: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> "StopSignals":
+        for number in (signal.SIGINT, signal.SIGTERM):
+            self._previous[number] = signal.signal(number, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)
+
+    def _handle(self, number: int, frame: types.FrameType | None) -> None:
+        if self.signal_number is not None:  # asked twice: stop now
+            raise KeyboardInterrupt
+        self.signal_number = number
+        print(f"\n{signal.Signals(number).name} received: finishing this step, saving, then stopping "
+              "(press Ctrl-C again to stop at once, unsaved).", flush=True)
+
+    @property
+    def requested(self) -> bool:
+        return self.signal_number is not None
+
+    def check(self) -> None:
+        """Raise StopRequested if a stop was asked for (call it right after saving)."""
+        if self.signal_number is not None:
+            raise StopRequested(self.signal_number)
