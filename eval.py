@@ -23,6 +23,7 @@ from utils.atomic import atomic_write_text
 from utils.errors import UserError
 from utils.logger import Recorder
 from utils.progress import ProgressBar
+from utils.run_status import RunStatus
 from utils.torch_utils import load_state_into, model_state, read_checkpoint, select_device
 from utils.viz import save_classification_pngs
 
@@ -57,7 +58,7 @@ class Evaluator:
         recorder = Recorder()
         confusion = torch.zeros(self.num_classes, self.num_classes, dtype=torch.long, device=self.device)
         paths, labels, scores = [], [], []  # kept on the device: one transfer at the end
-        for i, batch in enumerate(ProgressBar(self.loader, desc="eval")):
+        for i, batch in enumerate(ProgressBar(self.loader, "eval", prefetch=self.args.num_workers > 0)):
             self.check_labels(batch["label"], batch["path"])
             out = self.step(batch)
             recorder.record(self.compute_metrics(out), n=len(out["label"]))
@@ -121,11 +122,20 @@ def prediction_rows(paths: list[str], label: torch.Tensor, probabilities: torch.
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; a UserError becomes one message on stderr and exit code 2."""
+    args = prepare_test_args(argv)  # bad flags end here, with exit code 2
+    status = RunStatus(args.result_dir)
     try:
-        Evaluator(prepare_test_args(argv)).eval()
+        Evaluator(args).eval()
     except UserError as error:
+        status.failed(error)
+        if args.debug:
+            raise
         log.error(f"error: {error}")
         return 2
+    except BaseException as error:
+        status.failed(error)
+        raise
+    status.finished()
     return 0
 
 

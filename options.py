@@ -20,12 +20,17 @@ from model.model_entry import MODELS
 from utils.errors import UserError
 from utils.logger import setup_logging
 from utils.run_dir import create_unique_dir, newest_run_dir, run_dir_name, save_args, save_command
+from utils.run_info import collect_run_info, file_sha256, save_run_info
+from utils.run_status import RunStatus
 from utils.torch_utils import read_checkpoint
 
 log = logging.getLogger(__name__)
 
 # eval.py takes these from the checkpoint's saved args unless given on its command line.
 INHERITED_BY_EVAL = ("model_type", "data_type", "val_list", "image_size", "data_root")
+# Flags a resumed run may change: they alter neither the model, the data nor the updates.
+HARMLESS_ON_RESUME = ("epochs", "num_workers", "print_freq", "save_freq", "save_every_steps", "gpus",
+                      "debug", "checkpoints_dir")
 
 
 def parse_common_args(parser: ArgumentParser) -> ArgumentParser:
@@ -59,6 +64,10 @@ def parse_common_args(parser: ArgumentParser) -> ArgumentParser:
                        help="samples per batch (default: %(default)s)")
     group.add_argument("--checkpoints_dir", default="checkpoints",
                        help="folder that holds the run directories (default: %(default)s)")
+    group.add_argument("--deterministic", action="store_true",
+                       help="use only deterministic algorithms: same seed, same numbers (slower)")
+    group.add_argument("--debug", action="store_true",
+                       help="show the full traceback of input errors instead of one message")
     return parser
 
 
@@ -94,6 +103,12 @@ def parse_train_args(parser: ArgumentParser) -> ArgumentParser:
                        help="metric that picks best.pth, e.g. val/acc or val/loss (default: %(default)s)")
     group.add_argument("--monitor_mode", default="max", choices=["max", "min"],
                        help="whether a larger or a smaller --monitor is better (default: %(default)s)")
+    group.add_argument("--resume", default=None,
+                       help="continue a run: its directory (uses last.pth) or a checkpoint in it; "
+                            "flags you add may only change harmless settings, e.g. --epochs")
+    group.add_argument("--save_every_steps", type=int, default=0,
+                       help="also save last.pth every N steps inside an epoch, so a long epoch can be "
+                            "resumed mid-way (default: 0, only at the end of each epoch)")
     return parser
 
 
@@ -111,23 +126,72 @@ def parse_test_args(parser: ArgumentParser) -> ArgumentParser:
 
 
 def prepare_train_args(argv: list[str] | None = None) -> Namespace:
-    """Parse and check the training flags, create the run directory, save the args there."""
+    """Parse and check the training flags, create the run directory (or, with --resume,
+    reopen it), save the args, the code and machine facts and the status there."""
     parser = parse_train_args(ArgumentParser(description="Train a model; see README.md."))
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
+    changed = {}
     try:
+        if args.resume is not None:
+            args, changed = merge_resume_args(parser, argv, args.resume)
         check_common_args(args)
         check_train_args(args)
         if args.load_model_path is not None:
             args.load_model_path = str(resolve_checkpoint(args.load_model_path, args.checkpoints_dir))
     except UserError as error:
         parser.error(str(error))
-    run_dir = create_unique_dir(Path(args.checkpoints_dir) / run_dir_name(args.model_type, args.save_prefix))
-    args.run_dir = str(run_dir)
+    if args.resume is None:
+        run_dir = create_unique_dir(Path(args.checkpoints_dir) / run_dir_name(args.model_type, args.save_prefix))
+        args.run_dir = str(run_dir)
+        save_command(run_dir, "train.py", argv)
+    run_dir = Path(args.run_dir)
     save_args(args, run_dir)
-    save_command(run_dir, "train.py", sys.argv[1:] if argv is None else argv)
     setup_logging(run_dir / "log.txt")
-    log.info(f"Run directory: {run_dir}")
+    start_run_records(args, changed)
     return args
+
+
+def start_run_records(args: Namespace, changed: dict) -> None:
+    """status.json "running"; run_info.json (code and machine) for a new run, or, for a
+    resumption, the code it resumes with and the arguments it changed."""
+    run_dir = Path(args.run_dir)
+    if args.resume is None:
+        save_run_info(run_dir)
+        RunStatus(run_dir).running()
+        log.info(f"Run directory: {run_dir}")
+        return
+    info, _ = collect_run_info()
+    changed = {name: {"was": old, "now": new} for name, (old, new) in changed.items()}
+    RunStatus(run_dir).running(resumed_from=args.resume, changed_args=changed,
+                               code={"git_commit": info["git_commit"], "git_dirty": info["git_dirty"]})
+    log.info(f"Resuming {run_dir} from {args.resume}" + (f"; changed: {changed}" if changed else ""))
+
+
+def merge_resume_args(parser: ArgumentParser, argv: list[str], resume: str) -> tuple[Namespace, dict]:
+    """The resumed run's saved args, overridden by the flags given now. Flags that would
+    change the model, the data or the optimisation are refused, naming each conflict."""
+    checkpoint_path = resolve_checkpoint(resume, "", file_name="last.pth")
+    checkpoint = read_checkpoint(checkpoint_path, mmap=True)
+    saved = checkpoint.get("args")
+    if not isinstance(saved, dict) or "epoch" not in checkpoint:
+        raise UserError(f"--resume {resume}: {checkpoint_path} holds no saved args and progress; it was "
+                        "not written by train.py, so there is no run to continue.")
+    # argparse fills in defaults only for names the namespace lacks: the saved values stay.
+    args = parser.parse_args(argv, namespace=Namespace(**saved))
+    if checkpoint["epoch"] >= args.epochs:
+        raise UserError(f"--resume {resume}: the run already did all {checkpoint['epoch']} epochs; "
+                        "pass a larger --epochs to extend it.")
+    args.resume, args.run_dir = str(checkpoint_path), str(checkpoint_path.parent)
+    changed = {name: (saved.get(name), value) for name, value in vars(args).items()
+               if name not in ("resume", "run_dir") and saved.get(name) != value}
+    conflicts = [f"--{name} {old} (run) vs {new} (now)" for name, (old, new) in changed.items()
+                 if name not in HARMLESS_ON_RESUME]
+    if conflicts:
+        raise UserError(f"--resume {resume}: these flags would change the run it continues: "
+                        f"{'; '.join(conflicts)}. Start a new run instead, or drop them; flags that may "
+                        f"change on resume: {', '.join(HARMLESS_ON_RESUME)}.")
+    return args, changed
 
 
 def prepare_test_args(argv: list[str] | None = None) -> Namespace:
@@ -148,13 +212,16 @@ def prepare_test_args(argv: list[str] | None = None) -> Namespace:
     save_args(args, result_dir)
     save_command(result_dir, "eval.py", sys.argv[1:] if argv is None else argv)
     setup_logging(result_dir / "log.txt")
+    save_run_info(result_dir, extra={"checkpoint": str(checkpoint.resolve()),
+                                     "checkpoint_sha256": file_sha256(checkpoint)})
+    RunStatus(result_dir).running()
     log.info(f"Evaluating {checkpoint}; results go to {result_dir}")
     return args
 
 
-def resolve_checkpoint(path: str | None, checkpoints_dir: str) -> Path:
-    """A checkpoint file from --load_model_path: a .pth as given, a run directory's best.pth,
-    or, when not given, the best.pth of the newest run under --checkpoints_dir."""
+def resolve_checkpoint(path: str | None, checkpoints_dir: str, file_name: str = "best.pth") -> Path:
+    """A checkpoint file: a .pth as given, a run directory's `file_name`, or, when no path
+    is given, `file_name` of the newest run under --checkpoints_dir."""
     if path is None:
         newest = newest_run_dir(checkpoints_dir)
         if newest is None:
@@ -163,10 +230,10 @@ def resolve_checkpoint(path: str | None, checkpoints_dir: str) -> Path:
         path = newest
     path = Path(path)
     if path.is_dir():
-        path = path / "best.pth"
+        path = path / file_name
     if not path.is_file():
-        raise UserError(f"--load_model_path {path} does not exist; give a .pth checkpoint or a "
-                        "run directory that holds best.pth.")
+        raise UserError(f"Checkpoint {path} does not exist; give a .pth checkpoint or a "
+                        f"run directory that holds {file_name}.")
     return path
 
 
@@ -196,6 +263,8 @@ def check_train_args(args: Namespace) -> None:
     """Value checks for training only; raise UserError naming the flag."""
     for name in ("epochs", "print_freq", "save_freq"):
         check_positive(args, name)
+    if args.save_every_steps < 0:
+        raise UserError(f"--save_every_steps {args.save_every_steps} is negative; use 0 (off) or more.")
     if not args.lr > 0:
         raise UserError(f"--lr {args.lr} must be a positive number.")
     for name in ("momentum", "beta"):

@@ -8,6 +8,8 @@ what is drawn, `gen_imgs_to_write`.
 
 import logging
 import math
+import shlex
+import signal
 import sys
 import time
 from argparse import Namespace
@@ -23,7 +25,20 @@ from options import prepare_train_args
 from utils.errors import UserError
 from utils.logger import Logger, Recorder
 from utils.progress import ProgressBar
-from utils.torch_utils import load_weights, select_device, set_seed, unwrap_model
+from utils.run_status import RunStatus
+from utils.stop_signals import StopRequested, StopSignals
+from utils.torch_utils import (
+    load_state_into,
+    load_weights,
+    make_deterministic,
+    model_state,
+    read_checkpoint,
+    rng_state,
+    select_device,
+    set_rng_state,
+    set_seed,
+    unwrap_model,
+)
 from utils.viz import classification_grid
 
 log = logging.getLogger(__name__)
@@ -35,6 +50,8 @@ class Trainer:
     def __init__(self, args: Namespace) -> None:
         self.args = args
         set_seed(args.seed)
+        if args.deterministic:
+            make_deterministic()
         self.device = select_device(args.gpus)
         self.train_loader = select_train_loader(args)
         self.val_loader = select_eval_loader(args)
@@ -48,28 +65,36 @@ class Trainer:
         self.loss_fn = build_loss(args.loss)
         self.optimizer = build_optimizer(self.model, args)
         self.scheduler = build_scheduler(self.optimizer, args)
-        self.logger = Logger(Path(args.run_dir))
+        # Progress: epochs completed, batches done in the next one (after a mid-epoch save).
+        self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.best_metric: float | None = None
         self.best_epoch: int | None = None
+        self.partial_epoch: dict | None = None  # Recorder sums of a mid-epoch checkpoint
+        history = self.resume(read_checkpoint(args.resume)) if args.resume else None
+        self.logger = Logger(Path(args.run_dir), history)
+        self.stop = StopSignals()
         log.info(f"{args.model_type} ({count_parameters(model):,} parameters) on {self.device}; "
                  f"{len(data)} training and {len(self.val_loader.dataset)} validation samples")
 
     def train(self) -> None:
-        """Run every epoch: train, validate, write curves and checkpoints."""
-        for epoch in range(1, self.args.epochs + 1):
-            start = time.perf_counter()
-            self.train_loader.sampler.set_epoch(epoch)  # the shuffle order depends on (seed, epoch)
-            values = {"train/lr": self.optimizer.param_groups[0]["lr"]}
-            values.update(self.train_per_epoch(epoch))
-            values.update(self.val_per_epoch(epoch))
-            if self.scheduler is not None:
-                self.scheduler.step()
-            values["train/epoch_time"] = time.perf_counter() - start
-            for name, value in values.items():
-                self.logger.record_scalar(name, value)
-            self.logger.save_curves(epoch)
-            self.save_checkpoints(epoch, values)
-            log.info(f"epoch {epoch}/{self.args.epochs}: " + "  ".join(f"{k} {v:.4g}" for k, v in values.items()))
+        """Run the remaining epochs: train, validate, write curves and checkpoints. Ctrl-C or
+        SIGTERM saves and stops after the current step (see utils/stop_signals.py)."""
+        with self.stop:
+            for epoch in range(self.epoch + 1, self.args.epochs + 1):
+                start = time.perf_counter()
+                values = {"train/lr": self.optimizer.param_groups[0]["lr"]}
+                values.update(self.train_per_epoch(epoch))
+                values.update(self.val_per_epoch(epoch))
+                if self.scheduler is not None:
+                    self.scheduler.step()
+                self.epoch, self.step_in_epoch = epoch, 0
+                for name, value in values.items():
+                    self.logger.record_scalar(name, value)
+                self.logger.record_scalar("time/epoch_seconds", time.perf_counter() - start)
+                self.logger.save_curves(epoch)
+                self.save_checkpoints(values)
+                log.info(f"epoch {epoch}/{self.args.epochs}: " + "  ".join(f"{k} {v:.4g}" for k, v in values.items()))
+                self.stop.check()
         log.info(f"Best {self.args.monitor} {self.best_metric:.4g} at epoch {self.best_epoch}; "
                  f"checkpoints in {self.args.run_dir}")
         self.logger.close()
@@ -77,13 +102,16 @@ class Trainer:
     def train_per_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over the training set; returns the epoch's exact `train/...` values."""
         self.model.train()
-        recorder = Recorder()
-        bar = ProgressBar(self.train_loader, desc=f"train {epoch}")
-        for i, batch in enumerate(bar):
+        recorder = Recorder(self.partial_epoch)  # empty unless resuming mid-epoch
+        first = self.step_in_epoch
+        self.train_loader.sampler.set_epoch(epoch, skip=first * self.args.batch_size)
+        bar = ProgressBar(self.train_loader, desc=f"train {epoch}", prefetch=self.args.num_workers > 0)
+        for i, batch in enumerate(bar, start=first):
             out = self.step(batch)
             self.optimizer.zero_grad(set_to_none=True)
             out["loss"].backward()
             self.optimizer.step()
+            self.global_step += 1
 
             metrics = self.compute_metrics(out, is_train=True)
             recorder.record(metrics, n=len(out["label"]))
@@ -93,16 +121,20 @@ class Trainer:
                 bar.show(loss=loss)
             if i == 0:
                 self.logger.save_imgs(self.gen_imgs_to_write(out, is_train=True), epoch)
+            if self.stop.requested or (self.args.save_every_steps and (i + 1) % self.args.save_every_steps == 0):
+                self.save_mid_epoch(epoch, steps_done=i + 1, recorder=recorder)
+                self.stop.check()
+        self.partial_epoch = None
         summary = recorder.summary("train/")
         check_finite(summary["train/loss"], epoch, len(self.train_loader) - 1)
-        return summary | {"train/data_efficiency": bar.efficiency}
+        self.logger.record_scalar("time/data_efficiency", bar.efficiency)
+        return summary
 
-    @torch.no_grad()
     def val_per_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over the validation set, no gradients; returns exact `val/...` values."""
         self.model.eval()
         recorder = Recorder()
-        for i, batch in enumerate(ProgressBar(self.val_loader, desc=f"val {epoch}")):
+        for i, batch in enumerate(ProgressBar(self.val_loader, f"val {epoch}", prefetch=self.args.num_workers > 0)):
             out = self.step(batch)
             recorder.record(self.compute_metrics(out, is_train=False), n=len(out["label"]))
             if i == 0:
@@ -125,7 +157,7 @@ class Trainer:
         prefix = "train" if is_train else "val"
         return {f"{prefix}/predictions": classification_grid(out["image"], out["label"], out["pred"])}
 
-    def save_checkpoints(self, epoch: int, values: dict[str, float]) -> None:
+    def save_checkpoints(self, values: dict[str, float]) -> None:
         """last.pth every epoch, best.pth when --monitor improves, epoch_<N>.pth every --save_freq."""
         if self.args.monitor not in values:
             raise UserError(f"--monitor {self.args.monitor} is not a recorded value; recorded: "
@@ -134,29 +166,55 @@ class Trainer:
         improved = self.best_metric is None or (
             current > self.best_metric if self.args.monitor_mode == "max" else current < self.best_metric)
         if improved:
-            self.best_metric, self.best_epoch = current, epoch
-        state = self.checkpoint_state(epoch, values)
+            self.best_metric, self.best_epoch = current, self.epoch
+        state = self.checkpoint_state()
         self.logger.save_checkpoint(state, "last.pth")
         if improved:
             self.logger.save_checkpoint(state, "best.pth")
-        if epoch % self.args.save_freq == 0:
-            self.logger.save_checkpoint(state, f"epoch_{epoch}.pth")
+        if self.epoch % self.args.save_freq == 0:
+            self.logger.save_checkpoint(state, f"epoch_{self.epoch}.pth")
 
-    def checkpoint_state(self, epoch: int, values: dict[str, float]) -> dict:
-        """Everything needed to evaluate or continue: plain dicts, tensors and numbers only,
-        so `torch.load(path)` (weights_only=True) reads it."""
+    def save_mid_epoch(self, epoch: int, steps_done: int, recorder: Recorder) -> None:
+        """last.pth inside an epoch: also the batches done and the epoch's sums so far."""
+        check_finite(recorder.summary()["loss"], epoch, steps_done - 1)  # never save diverged weights
+        state = self.checkpoint_state()
+        state.update(step_in_epoch=steps_done, partial_epoch=recorder.state_dict())
+        self.logger.save_checkpoint(state, "last.pth")
+        log.info(f"Saved last.pth at epoch {epoch}, step {steps_done}")
+
+    def checkpoint_state(self) -> dict:
+        """Everything needed to evaluate or to continue exactly: plain dicts, tensors and
+        numbers only, so `torch.load(path)` (weights_only=True) reads it."""
         return {
             "model": unwrap_model(self.model).state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "epoch": epoch,
-            "metrics": values,
+            "epoch": self.epoch,  # epochs completed
+            "step_in_epoch": self.step_in_epoch,
+            "global_step": self.global_step,
+            "metrics": self.logger.rows[-1] if self.logger.rows else {},
+            "history": self.logger.rows,  # metrics.csv, so a resumed run rewrites it exactly
             "best_metric": self.best_metric,
             "best_epoch": self.best_epoch,
+            "rng": rng_state(),
             "model_kwargs": self.model_kwargs,
             "class_names": self.class_names,
             "args": vars(self.args),
         }
+
+    def resume(self, checkpoint: dict) -> list[dict[str, float]]:
+        """Restore a run from `checkpoint_state()`; returns the metrics.csv rows so far."""
+        load_state_into(self.model, model_state(checkpoint), strict=True, source=self.args.resume)
+        self.optimizer.load_state_dict(checkpoint["optimizer"])
+        if self.scheduler is not None:
+            self.scheduler.load_state_dict(checkpoint["scheduler"])
+        self.epoch, self.global_step = checkpoint["epoch"], checkpoint["global_step"]
+        self.step_in_epoch = checkpoint["step_in_epoch"]
+        self.partial_epoch = checkpoint.get("partial_epoch")
+        self.best_metric, self.best_epoch = checkpoint["best_metric"], checkpoint["best_epoch"]
+        set_rng_state(checkpoint["rng"])  # last: building the model above drew random numbers
+        log.info(f"Resumed at epoch {self.epoch + 1}, step {self.step_in_epoch} (global step {self.global_step})")
+        return checkpoint["history"]
 
 
 def build_optimizer(model: torch.nn.Module, args: Namespace) -> torch.optim.Optimizer:
@@ -190,13 +248,38 @@ def check_finite(loss: float, epoch: int, step: int) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; a UserError becomes one message on stderr and exit code 2."""
+    """Entry point. Exit codes: 0 done, 2 bad input (one message), 128 + signal number when
+    stopped by Ctrl-C / SIGTERM (saved; the resume command is printed)."""
+    args = prepare_train_args(argv)  # bad flags end here, with exit code 2
+    status = RunStatus(args.run_dir)
+    trainer = None
     try:
-        Trainer(prepare_train_args(argv)).train()
+        trainer = Trainer(args)
+        trainer.train()
+    except StopRequested as stop:
+        return stopped(args, status, stop.signal_number)
     except UserError as error:
+        status.failed(error)
+        if args.debug:
+            raise
         log.error(f"error: {error}")
         return 2
+    except BaseException as error:
+        if trainer is not None and trainer.stop.requested:  # e.g. SIGTERM also killed the data workers
+            return stopped(args, status, trainer.stop.signal_number)
+        status.failed(error)  # a bug, or a second Ctrl-C: recorded, then shown in full
+        raise
+    status.finished()
     return 0
+
+
+def stopped(args: Namespace, status: RunStatus, signal_number: int) -> int:
+    """Record and report a stop by signal; the exit code is 128 + the signal number."""
+    name = signal.Signals(signal_number).name
+    command = shlex.join(["python", "train.py", "--resume", args.run_dir])
+    status.interrupted(f"stopped by {name}", command)
+    log.error(f"Stopped by {name}; resume from the last saved checkpoint with:\n  {command}")
+    return 128 + signal_number
 
 
 if __name__ == "__main__":

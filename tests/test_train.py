@@ -10,7 +10,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import train
 
-RUN_FILES = {"args.json", "args.txt", "command.sh", "metrics.csv", "log.txt",
+RUN_FILES = {"args.json", "args.txt", "command.sh", "metrics.csv", "log.txt", "status.json", "run_info.json",
              "last.pth", "best.pth", "epoch_1.pth", "epoch_2.pth"}
 
 
@@ -28,7 +28,8 @@ def test_run_directory_holds_every_file(trained_run: Path) -> None:
 def test_metrics_csv_has_one_row_per_epoch_with_every_scalar(trained_run: Path) -> None:
     rows = read_metrics(trained_run)
     assert [row["epoch"] for row in rows] == ["1", "2"]
-    for name in ("train/loss", "train/acc", "train/lr", "val/loss", "val/acc", "train/data_efficiency"):
+    assert list(rows[0]) == ["epoch", "train/lr", "train/loss", "train/acc", "val/loss", "val/acc"]
+    for name in ("train/loss", "train/acc", "train/lr", "val/loss", "val/acc"):
         assert all(0 <= float(row[name]) < 10 for row in rows), name
 
 
@@ -41,6 +42,8 @@ def test_tensorboard_holds_the_same_curves_and_pictures(trained_run: Path) -> No
         assert [e.step for e in logged] == [1, 2]
         assert [round(e.value, 5) for e in logged] == [round(float(row[name]), 5) for row in rows]
     assert {"train/predictions", "val/predictions"} <= set(events.Tags()["images"])
+    assert 0 < events.Scalars("time/data_efficiency")[0].value <= 1  # timings: TensorBoard only
+    assert events.Scalars("time/epoch_seconds")[0].value > 0
 
 
 def test_checkpoints_are_plain_dicts_that_torch_load_reads(trained_run: Path) -> None:

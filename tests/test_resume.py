@@ -1,0 +1,149 @@
+"""--resume: a run killed (SIGKILL) or stopped (SIGTERM) and resumed ends bitwise equal to an
+uninterrupted one with the same seed, with the same metrics.csv; conflicting flags are refused.
+
+The runs are real `python train.py` processes on a 320-image demo set (20 steps an epoch);
+the test watches last.pth and kills the process once it is inside epoch 2.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO, run_python
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from data.demo_data import generate_demo_data
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("resume") / "demo"
+    generate_demo_data(root, num_train=320, num_val=40)
+    return root
+
+
+def flags(demo: Path, checkpoints: Path, workers: int = 0) -> list[str]:
+    return ["--train_list", str(demo / "train.txt"), "--val_list", str(demo / "val.txt"),
+            "--checkpoints_dir", str(checkpoints), "--epochs", "3", "--batch_size", "16",
+            "--num_workers", str(workers), "--print_freq", "100", "--save_freq", "100"]
+
+
+def only_run(checkpoints: Path) -> Path:
+    (run_dir,) = checkpoints.iterdir()
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    checkpoints = tmp_path_factory.mktemp("uninterrupted")
+    result = run_python(["train.py", *flags(demo, checkpoints)])
+    assert result.returncode == 0, result.stderr[-2000:]
+    return only_run(checkpoints)
+
+
+def start_and_stop(argv: list[str], checkpoints: Path, when, sig: int) -> subprocess.Popen:
+    """Start train.py, poll its last.pth until `when(checkpoint)`, then send `sig`."""
+    process = subprocess.Popen([sys.executable, "train.py", *argv], cwd=REPO, text=True,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while process.poll() is None and time.monotonic() < deadline:
+        last = list(checkpoints.glob("*/last.pth"))
+        try:
+            checkpoint = torch.load(last[0], mmap=True) if last else None
+        except (RuntimeError, EOFError, OSError):  # caught between write and rename: try again
+            checkpoint = None
+        if checkpoint is not None and when(checkpoint):
+            os.kill(process.pid, sig)
+            break
+        time.sleep(0.01)
+    process.wait(timeout=120)
+    assert process.poll() is not None, "the run did not stop"
+    return process
+
+
+def assert_same_run(resumed: Path, reference: Path) -> None:
+    ours, theirs = torch.load(resumed / "last.pth"), torch.load(reference / "last.pth")
+    assert ours["epoch"] == theirs["epoch"] == 3 and ours["global_step"] == theirs["global_step"] == 60
+    for name, tensor in theirs["model"].items():
+        assert torch.equal(ours["model"][name], tensor), name
+    assert (resumed / "metrics.csv").read_text() == (reference / "metrics.csv").read_text()
+
+
+def test_sigkill_in_epoch_2_then_resume_from_the_epoch_1_checkpoint(demo, uninterrupted, tmp_path) -> None:
+    process = start_and_stop(flags(demo, tmp_path), tmp_path, lambda c: c["epoch"] == 1, signal.SIGKILL)
+    assert process.returncode == -signal.SIGKILL
+    run_dir = only_run(tmp_path)
+    assert json.loads((run_dir / "status.json").read_text())["status"] == "running"  # killed: no chance to say
+    result = run_python(["train.py", "--resume", str(run_dir)])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert_same_run(run_dir, uninterrupted)
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["status"] == "finished" and status["resumes"][0]["from"] == str(run_dir / "last.pth")
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_sigkill_mid_epoch_then_resume_from_a_step_checkpoint(demo, uninterrupted, tmp_path, workers) -> None:
+    argv = flags(demo, tmp_path, workers) + ["--save_every_steps", "3"]
+    start_and_stop(argv, tmp_path, lambda c: c["epoch"] == 1 and c["step_in_epoch"] >= 6, signal.SIGKILL)
+    run_dir = only_run(tmp_path)
+    assert torch.load(run_dir / "last.pth")["step_in_epoch"] in range(6, 21)
+    result = run_python(["train.py", "--resume", str(run_dir)])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Resumed at epoch 2, step" in result.stdout
+    assert_same_run(run_dir, uninterrupted)
+
+
+def test_sigterm_saves_marks_interrupted_and_prints_the_resume_command(demo, uninterrupted, tmp_path) -> None:
+    process = start_and_stop(flags(demo, tmp_path), tmp_path, lambda c: c["epoch"] == 1, signal.SIGTERM)
+    run_dir = only_run(tmp_path)
+    assert process.returncode == 128 + signal.SIGTERM
+    assert f"python train.py --resume {run_dir}" in process.stderr.read()
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["status"] == "interrupted" and status["error"] == "stopped by SIGTERM"
+    assert status["resume_command"] == f"python train.py --resume {run_dir}"
+    assert torch.load(run_dir / "last.pth")["step_in_epoch"] > 0  # saved where it stopped, mid-epoch 2
+    result = run_python(status["resume_command"].split()[1:])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert_same_run(run_dir, uninterrupted)
+    events = EventAccumulator(str(run_dir))
+    events.Reload()
+    assert [e.step for e in events.Scalars("val/acc")] == [1, 2, 3]  # each epoch once across both processes
+
+
+def test_flags_that_change_the_run_are_refused_naming_each(uninterrupted: Path, capsys) -> None:
+    import train
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--resume", str(uninterrupted), "--model_type", "better", "--lr", "0.5", "--epochs", "5"])
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err.split("error: ")[1]
+    conflicts = message.split("flags that may change")[0]
+    assert "--model_type base (run) vs better (now)" in conflicts and "--lr 0.003 (run) vs 0.5 (now)" in conflicts
+    assert "--epochs" not in conflicts  # harmless: allowed
+
+
+def test_extending_a_finished_run_records_the_change(demo, uninterrupted, tmp_path) -> None:
+    run_dir = Path(tmp_path / uninterrupted.name)
+    subprocess.run(["cp", "-r", str(uninterrupted), str(run_dir)], check=True)
+    result = run_python(["train.py", "--resume", str(run_dir), "--epochs", "4"])
+    assert result.returncode == 0, result.stderr[-2000:]
+    rows = (run_dir / "metrics.csv").read_text().splitlines()
+    assert [row.split(",")[0] for row in rows[1:]] == ["1", "2", "3", "4"]
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["resumes"][-1]["changed_args"] == {"epochs": {"was": 3, "now": 4}}
+    assert json.loads((run_dir / "args.json").read_text())["epochs"] == 4
+
+
+def test_resuming_a_finished_run_without_more_epochs_says_so_and_touches_nothing(uninterrupted, capsys) -> None:
+    import train
+    before = {p.name: p.read_bytes() for p in uninterrupted.iterdir() if p.is_file()}
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--resume", str(uninterrupted)])
+    assert exit_info.value.code == 2
+    assert "the run already did all 3 epochs; pass a larger --epochs" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in uninterrupted.iterdir() if p.is_file()} == before

@@ -1,0 +1,120 @@
+"""What a run leaves behind to be trusted: atomic files, status, code and machine facts, the
+checkpoint behind each result, and --deterministic runs that repeat to the last digit."""
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import copy_project, run_python, tiny_train_argv
+
+import eval as evaluate
+import train
+from options import prepare_train_args
+from utils.atomic import atomic_torch_save, atomic_write_text
+
+
+def half_write_then_fail(obj: object, file) -> None:
+    file.write(b"PK\x03\x04 half a checkpoint")
+    raise OSError("No space left on device")
+
+
+def test_a_save_failing_halfway_leaves_the_previous_file_loadable(tmp_path: Path, monkeypatch) -> None:
+    atomic_torch_save({"epoch": 1, "weights": torch.ones(3)}, tmp_path / "last.pth")
+    monkeypatch.setattr(torch, "save", half_write_then_fail)
+    with pytest.raises(OSError, match="No space left"):
+        atomic_torch_save({"epoch": 2, "weights": torch.zeros(3)}, tmp_path / "last.pth")
+    assert torch.load(tmp_path / "last.pth")["epoch"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["last.pth"]  # no temporary file left behind
+
+
+def test_a_text_write_failing_halfway_keeps_the_old_text(tmp_path: Path, monkeypatch) -> None:
+    atomic_write_text(tmp_path / "result.txt", "acc: 0.9\n")
+    monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError("I/O error")))
+    with pytest.raises(OSError):
+        atomic_write_text(tmp_path / "result.txt", "acc: 0.1\n")
+    assert (tmp_path / "result.txt").read_text() == "acc: 0.9\n"
+
+
+def test_a_crash_while_saving_epoch_2_keeps_epoch_1(tiny_demo: Path, tmp_path: Path, monkeypatch) -> None:
+    real_save = torch.save
+
+    def save(obj, file):
+        if isinstance(obj, dict) and obj.get("epoch") == 2:
+            half_write_then_fail(obj, file)
+        real_save(obj, file)
+
+    monkeypatch.setattr(torch, "save", save)
+    with pytest.raises(OSError):
+        train.main(tiny_train_argv(tiny_demo, tmp_path, epochs=2))
+    (run_dir,) = tmp_path.iterdir()
+    assert torch.load(run_dir / "last.pth")["epoch"] == 1
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["status"] == "failed" and "No space left on device" in status["error"]
+
+
+def test_a_non_finite_loss_stops_naming_epoch_and_step_and_keeps_the_last_good_checkpoint(
+        tiny_demo: Path, tmp_path: Path) -> None:
+    trainer = train.Trainer(prepare_train_args(tiny_train_argv(tiny_demo, tmp_path, epochs=2)))
+    real_loss = trainer.loss_fn
+
+    def loss_that_diverges_in_epoch_2(pred, label):
+        loss = real_loss(pred, label)
+        return loss * float("nan") if trainer.epoch == 1 else loss
+
+    trainer.loss_fn = loss_that_diverges_in_epoch_2
+    with pytest.raises(train.UserError, match="The loss became nan at epoch 2, step 0"):
+        trainer.train()
+    assert torch.load(Path(trainer.args.run_dir) / "last.pth")["epoch"] == 1
+
+
+def test_status_and_run_info_of_a_finished_run(trained_run: Path) -> None:
+    status = json.loads((trained_run / "status.json").read_text())
+    assert status["status"] == "finished" and status["started"] <= status["ended"]
+    info = json.loads((trained_run / "run_info.json").read_text())
+    assert info["torch"] == torch.__version__ and info["python"] and info["host"]
+    assert {"git_commit", "git_dirty", "torchvision", "cuda"} <= set(info)
+
+
+def test_code_patch_recreates_the_uncommitted_code(tiny_demo: Path, tmp_path: Path) -> None:
+    project = copy_project(tmp_path / "project")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
+    for command in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "base"]):
+        subprocess.run(git + command, cwd=project, check=True)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=project, capture_output=True, text=True).stdout.strip()
+    with open(project / "loss.py", "a") as file:
+        file.write("# an uncommitted tweak\n")
+    (project / "new_idea.py").write_text("IDEA = 1\n")
+    result = run_python(["train.py", *tiny_train_argv(tiny_demo, tmp_path / "ckpt")], cwd=project)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (run_dir,) = (tmp_path / "ckpt").iterdir()
+    info = json.loads((run_dir / "run_info.json").read_text())
+    assert info["git_commit"] == commit and info["git_dirty"] is True
+    clean = tmp_path / "clean"
+    subprocess.run(["git", "worktree", "add", "-q", str(clean), commit], cwd=project, check=True)
+    subprocess.run(["git", "apply", str(run_dir / "code.patch")], cwd=clean, check=True)
+    assert (clean / "loss.py").read_text() == (project / "loss.py").read_text()
+    assert (clean / "new_idea.py").read_text() == "IDEA = 1\n"
+
+
+def test_evaluation_records_which_checkpoint_produced_it(trained_run: Path, tmp_path: Path) -> None:
+    run_dir = Path(shutil.copytree(trained_run, tmp_path / "run"))
+    assert evaluate.main(["--load_model_path", str(run_dir / "last.pth"), "--num_workers", "0"]) == 0
+    (result_dir,) = (run_dir / "last").iterdir()
+    info = json.loads((result_dir / "run_info.json").read_text())
+    assert info["checkpoint"] == str((run_dir / "last.pth").resolve())
+    assert info["checkpoint_sha256"] == hashlib.sha256((run_dir / "last.pth").read_bytes()).hexdigest()
+    assert json.loads((result_dir / "status.json").read_text())["status"] == "finished"
+
+
+def test_deterministic_runs_with_one_seed_give_identical_metrics(tiny_demo: Path, tmp_path: Path) -> None:
+    for name in ("first", "second"):
+        argv = tiny_train_argv(tiny_demo, tmp_path / name, epochs=2) + ["--deterministic", "--num_workers", "2"]
+        result = run_python(["train.py", *argv])
+        assert result.returncode == 0, result.stderr[-2000:]
+    first, second = ((tmp_path / name).glob("*/metrics.csv") for name in ("first", "second"))
+    assert next(first).read_text() == next(second).read_text()
