@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from data.demo_data import generate_demo_data
+from utils.project_files import project_files
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -62,10 +63,7 @@ def run_bash(script: Path, args: list[str] = (), cwd: Path = REPO, env: dict | N
 def copy_project(dest: Path) -> Path:
     """A copy of the project's own files, as a fresh clone has them: what git tracks or would
     track (no outputs, data, environments or caches), to run scripts in."""
-    listed = subprocess.run(["git", "ls-files", "--cached", "--others", "--exclude-standard", "-z"],
-                            cwd=REPO, capture_output=True, text=True, check=True).stdout
-    for name in filter(None, listed.split("\0")):
-        if (REPO / name).is_file():
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / name, dest / name)
+    for name in project_files(REPO):  # also without git: a project made by utils.scaffold
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO / name, dest / name)
     return dest
