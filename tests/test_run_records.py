@@ -118,3 +118,10 @@ def test_deterministic_runs_with_one_seed_give_identical_metrics(tiny_demo: Path
         assert result.returncode == 0, result.stderr[-2000:]
     first, second = ((tmp_path / name).glob("*/metrics.csv") for name in ("first", "second"))
     assert next(first).read_text() == next(second).read_text()
+
+
+def test_saved_files_get_the_usual_permissions_not_private_temp_ones(trained_run: Path) -> None:
+    from utils.atomic import current_umask
+    expected = 0o666 & ~current_umask()
+    for name in ("last.pth", "metrics.csv", "args.json", "status.json"):
+        assert (trained_run / name).stat().st_mode & 0o777 == expected, name

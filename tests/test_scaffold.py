@@ -278,7 +278,7 @@ def test_dry_run_prints_the_files_and_diff_and_writes_nothing(template: Path, co
 
 def fail_on_write(monkeypatch: pytest.MonkeyPatch, failing_write: int) -> None:
     """Make the `failing_write`-th file write (1 = the first) raise, as a full disk would."""
-    real_write, count = file_transaction.write_file, [0]
+    real_write, count = file_transaction.atomic_write_bytes, [0]
 
     def write_file(path: Path, data: bytes, mode: int | None) -> None:
         count[0] += 1
@@ -286,7 +286,7 @@ def fail_on_write(monkeypatch: pytest.MonkeyPatch, failing_write: int) -> None:
             raise OSError(28, "No space left on device (disk full)", str(path))
         real_write(path, data, mode)
 
-    monkeypatch.setattr(file_transaction, "write_file", write_file)
+    monkeypatch.setattr(file_transaction, "atomic_write_bytes", write_file)
 
 
 @pytest.mark.parametrize("command, failing_write", [("model", 1), ("model", 2), ("model", 4), ("dataset", 2)])

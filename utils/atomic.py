@@ -2,6 +2,8 @@
 
 Why: a run killed while saving (Ctrl-C, pre-emption, a full disk) must leave the previous
 checkpoint or result file intact and loadable. `os.replace` within one folder is atomic.
+Standard library only at import (torch is imported by `atomic_torch_save` alone), so the
+scaffolding command can use it too.
 """
 
 import os
@@ -10,11 +12,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-import torch
 
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], None], mode: int | None = None) -> None:
+    """Call `write(file)` on a temporary file beside `path`, then move it into place.
 
-def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
-    """Call `write(file)` on a temporary file beside `path`, then move it into place."""
+    The file gets `mode` (e.g. 0o755), or by default the permissions a plain `open` would
+    give (0o666 less the umask), not the private 0o600 of a temporary file."""
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
@@ -22,17 +25,32 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
             write(file)
             file.flush()
             os.fsync(file.fileno())
+        os.chmod(tmp, mode if mode is not None else 0o666 & ~current_umask())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
+def atomic_write_bytes(path: str | Path, data: bytes, mode: int | None = None) -> None:
+    """Write bytes atomically."""
+    atomic_write(path, lambda file: file.write(data), mode)
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write a text file (UTF-8) atomically."""
-    atomic_write(path, lambda file: file.write(text.encode("utf-8")))
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def atomic_torch_save(obj: object, path: str | Path) -> None:
     """torch.save, atomically: a crash mid-save keeps the old file."""
+    import torch  # here, not at the top: the rest of this file serves code that needs no torch
+
     atomic_write(path, lambda file: torch.save(obj, file))
+
+
+def current_umask() -> int:
+    """The process umask (only readable by setting it: set, then put back at once)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -14,9 +14,10 @@ import difflib
 import os
 import shutil
 import stat
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from utils.atomic import atomic_write_bytes
 
 
 @dataclass
@@ -55,7 +56,7 @@ class FileTransaction:
         self.writes.append(PlannedWrite(path, data, mode, before))
         if not self.dry_run:
             self.make_dirs(path.parent)
-            write_file(path, data, mode)
+            atomic_write_bytes(path, data, mode)
 
     def write_text(self, path: Path, text: str, mode: int | None = None) -> None:
         self.write(path, text.encode("utf-8"), mode)
@@ -114,23 +115,3 @@ class FileTransaction:
             return path.resolve().relative_to(self.root.resolve()).as_posix()
         except ValueError:
             return str(path)
-
-
-def write_file(path: Path, data: bytes, mode: int | None) -> None:
-    """Write atomically (temporary file beside it, then `os.replace`): never a half-written file."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as file:
-            file.write(data)
-        os.chmod(tmp, mode if mode is not None else 0o666 & ~_umask())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    """The process umask (only readable by setting it: set, then put back at once)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
