@@ -1,9 +1,9 @@
-"""Classification metrics on one batch, and the confusion matrix for whole-set values.
+"""Metrics for classification and segmentation, exact over a whole data set.
 
-Batch functions return 0-d tensors (no `.item()`, so no GPU sync per step); the training
-loop weights them by batch size in `utils.logger.Recorder`, which makes the epoch value
-exact over the data set. Per-class accuracy needs counts, so it comes from a confusion
-matrix summed over all batches.
+Whole-set values come from one confusion matrix summed over every batch (`ConfusionMeter`):
+the epoch accuracy is (right samples / samples) and the mean IoU is computed once from the
+total counts, never a mean of per-batch values. Batch functions return 0-d tensors (no
+`.item()`, so no GPU sync per step).
 """
 
 import torch
@@ -22,9 +22,16 @@ def topk_accuracy(pred: Tensor, label: Tensor, k: int) -> Tensor:
     return (top == label.unsqueeze(1)).any(dim=1).float().mean()
 
 
-def confusion_matrix(pred_class: Tensor, label: Tensor, num_classes: int) -> Tensor:
-    """Counts (num_classes x num_classes): row = true class, column = predicted class."""
-    index = label.flatten().long() * num_classes + pred_class.flatten().long()
+def confusion_matrix(pred_class: Tensor, label: Tensor, num_classes: int, ignore_index: int | None = None) -> Tensor:
+    """Counts (num_classes x num_classes): row = true class, column = predicted class.
+
+    Works for class ids of any shape (samples or pixels); labels equal to `ignore_index`
+    are left out."""
+    pred_class, label = pred_class.flatten().long(), label.flatten().long()
+    if ignore_index is not None:
+        keep = label != ignore_index
+        pred_class, label = pred_class[keep], label[keep]
+    index = label * num_classes + pred_class
     return torch.bincount(index, minlength=num_classes**2).view(num_classes, num_classes)
 
 
@@ -32,3 +39,42 @@ def per_class_accuracy(confusion: Tensor) -> Tensor:
     """Accuracy within each true class (recall); NaN for a class with no samples."""
     confusion = confusion.double()
     return confusion.diagonal() / confusion.sum(dim=1)
+
+
+def per_class_iou(confusion: Tensor) -> Tensor:
+    """Intersection over union per class: TP / (TP + FP + FN); NaN for a class that is
+    neither in the labels nor in the predictions."""
+    confusion = confusion.double()
+    true_positive = confusion.diagonal()
+    return true_positive / (confusion.sum(dim=0) + confusion.sum(dim=1) - true_positive)
+
+
+def overall_accuracy(confusion: Tensor) -> float:
+    """Right / all: sample accuracy for classification, pixel accuracy for segmentation."""
+    total = confusion.sum().item()
+    return confusion.diagonal().sum().item() / total if total else float("nan")
+
+
+def mean_iou(confusion: Tensor) -> float:
+    """The mean of the per-class IoUs, over the classes that occur (labels or predictions)."""
+    return per_class_iou(confusion).nanmean().item()
+
+
+class ConfusionMeter:
+    """A confusion matrix summed over batches, kept on the device (no sync per step)."""
+
+    def __init__(self, num_classes: int, ignore_index: int | None = None, state: Tensor | None = None) -> None:
+        """`state`: the counts of a mid-epoch checkpoint, to continue an epoch exactly."""
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.confusion = state.clone() if state is not None else None
+
+    def update(self, pred_class: Tensor, label: Tensor) -> None:
+        counts = confusion_matrix(pred_class, label, self.num_classes, self.ignore_index)
+        self.confusion = counts if self.confusion is None else self.confusion + counts.to(self.confusion.device)
+
+    def counts(self) -> Tensor:
+        """The summed counts on the CPU (zeros before the first batch)."""
+        if self.confusion is None:
+            return torch.zeros(self.num_classes, self.num_classes, dtype=torch.long)
+        return self.confusion.cpu()

@@ -46,7 +46,7 @@ def test_recorder_of_an_empty_epoch_is_empty() -> None:
 
 
 def test_losses_by_name() -> None:
-    assert set(LOSSES) == {"cross_entropy", "label_smoothing_ce", "l1", "mse"}
+    assert set(LOSSES) == {"cross_entropy", "label_smoothing_ce", "l1", "mse", "dice", "ce_dice"}
     ce = build_loss("cross_entropy")(PRED, LABEL).item()
     assert ce == pytest.approx(torch.nn.functional.cross_entropy(PRED, LABEL).item())
     assert build_loss("label_smoothing_ce")(PRED, LABEL).item() > ce  # smoothing penalises confidence
