@@ -3,8 +3,9 @@
 To add a data set: write `data/<name>.py` with a builder taking the same keywords as the
 ones below (`list_path`, `train`, `image_size`, `data_root`, `download`; use what you
 need), then add one line to `DATASETS`. The builder returns a torch Dataset whose items
-are dicts `{"image", "label", "path"}` and which has `num_classes`, `in_channels` and
-`class_names` attributes; the model is sized from them.
+are dicts `{"image", "label", "path"}` and which has `num_classes`, `in_channels`,
+`class_names` and `task` ("classification" or "segmentation", see utils/tasks.py)
+attributes; the model is sized and the task chosen from them.
 
 This file and train.py/eval.py are the only readers of `args` on the data side.
 """
@@ -16,7 +17,7 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from data.list_dataset import build_list_dataset
+from data.list_dataset import build_list_dataset, build_seg_list_dataset
 from data.mem_list_dataset import build_mem_list_dataset
 from data.seeded_sampling import SeededDataset, SeededSampler
 from data.torchvision_sets import build_cifar10, build_fashion_mnist, build_mnist
@@ -25,12 +26,13 @@ from utils.errors import UserError
 DATASETS = {
     "list": build_list_dataset,
     "mem_list": build_mem_list_dataset,
+    "seg_list": build_seg_list_dataset,
     "mnist": build_mnist,
     "fashion_mnist": build_fashion_mnist,
     "cifar10": build_cifar10,
 }
 # Data types whose samples come from --train_list / --val_list (the others ignore them).
-LIST_TYPES = ("list", "mem_list")
+LIST_TYPES = ("list", "mem_list", "seg_list")
 
 
 def build_dataset(args: Namespace, train: bool) -> Dataset:

@@ -28,8 +28,18 @@ from PIL import Image, ImageDraw
 from utils.errors import UserError
 
 DEMO_ROOT = Path("data/demo")
+# The demo lists each data type trains and validates on by default (--train_list / --val_list).
+DEMO_LISTS = {"seg_list": ("seg_train.txt", "seg_val.txt")}
+CLASSIFICATION_LISTS = ("train.txt", "val.txt")
 CLASS_NAMES = ("circle", "square", "triangle", "cross", "ring")
 Color = tuple[int, int, int]
+
+
+def demo_list(data_type: str, train: bool) -> str:
+    """The default list of a data type: the demo's segmentation lists for seg_list, else the
+    classification ones (data types that do not read lists ignore it)."""
+    names = DEMO_LISTS.get(data_type, CLASSIFICATION_LISTS)
+    return str(DEMO_ROOT / names[0 if train else 1])
 
 
 def ensure_demo_data(list_path: str) -> None:

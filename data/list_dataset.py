@@ -127,6 +127,7 @@ class ListDataset(Dataset):
         self.entries = read_list_file(self.list_path)
         self.transform = transform
         self.dense = isinstance(self.entries[0].label, Path)
+        self.task = "segmentation" if self.dense else "classification"  # picks the task in utils/tasks.py
         self.in_channels = 3
         self.class_names = self._class_names()
         self.num_classes = len(self.class_names)
@@ -174,3 +175,15 @@ def build_list_dataset(*, list_path: str, train: bool, image_size: int, data_roo
     ensure_demo_data(list_path)
     transform = train_transform(image_size) if train else eval_transform(image_size)
     return ListDataset(list_path, transform)
+
+
+def build_seg_list_dataset(*, list_path: str, train: bool, image_size: int, data_root: str,
+                           download: bool) -> ListDataset:
+    """Registry builder for segmentation: a list of `<image> <mask>` lines, refused otherwise
+    (a class-id list here is almost surely the wrong --train_list / --val_list)."""
+    dataset = build_list_dataset(list_path=list_path, train=train, image_size=image_size,
+                                 data_root=data_root, download=download)
+    if not dataset.dense:
+        raise UserError(f"--data_type seg_list needs `<image> <mask>` lines, but {list_path} holds class ids "
+                        f"({dataset.entries[0].where}); use --data_type list for it, or a mask list.")
+    return dataset

@@ -45,8 +45,8 @@ class SeededDataset(Dataset):
 
     In the main process (--num_workers 0) the training's own random state is put back
     afterwards, so loading does not change what the model's dropout draws.
-    The wrapped data set is `.dataset`; its num_classes, in_channels and class_names are
-    passed through because the Trainer sizes the model from them.
+    The wrapped data set is `.dataset`; its num_classes, in_channels, class_names and task
+    are passed through because the Trainer sizes the model and picks the task from them.
     """
 
     def __init__(self, dataset: Dataset) -> None:
@@ -77,3 +77,7 @@ class SeededDataset(Dataset):
     @property
     def class_names(self) -> list[str]:
         return self.dataset.class_names
+
+    @property
+    def task(self) -> str:
+        return self.dataset.task

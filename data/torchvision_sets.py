@@ -35,6 +35,7 @@ class TorchvisionClassification(Dataset):
             raise UserError(f"{name} was not found under --data_root {root} ({error}). Pass "
                             "--download to fetch it (needs internet) or point --data_root at "
                             "the folder that holds it.") from None
+        self.task = "classification"
         self.class_names = list(self.data.classes)
         self.num_classes = len(self.class_names)
 

@@ -12,12 +12,14 @@ from torch import nn
 from model.base import BaseNet
 from model.better import BetterNet
 from model.resnet18 import build_resnet18
+from model.unet import UNet
 from utils.errors import UserError
 
 MODELS = {
     "base": BaseNet,
     "better": BetterNet,
     "resnet18": build_resnet18,
+    "unet": UNet,
 }
 
 

@@ -1,5 +1,6 @@
 """Building blocks shared by the models: small, plain nn.Modules to compose."""
 
+import torch
 from torch import Tensor, nn
 
 
@@ -39,3 +40,22 @@ class ResidualBlock(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.relu(self.conv2(self.conv1(x)) + self.shortcut(x))
+
+
+def double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
+    """Two conv-bn-relu units: one U-Net stage."""
+    return nn.Sequential(conv_bn_relu(in_channels, out_channels), conv_bn_relu(out_channels, out_channels))
+
+
+class UpBlock(nn.Module):
+    """Upsample to the skip connection's size, concatenate it, then a double conv.
+
+    Upsampling to the skip's exact size (not a fixed factor of 2) accepts any input size."""
+
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = double_conv(in_channels + skip_channels, out_channels)
+
+    def forward(self, x: Tensor, skip: Tensor) -> Tensor:
+        x = nn.functional.interpolate(x, size=skip.shape[2:], mode="bilinear", align_corners=False)
+        return self.conv(torch.cat([x, skip], dim=1))

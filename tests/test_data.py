@@ -28,7 +28,7 @@ def write_png(path: Path, color: tuple[int, int, int] = (255, 0, 0), mode: str =
 
 
 def test_unknown_data_type_lists_the_valid_names(tiny_demo: Path) -> None:
-    with pytest.raises(UserError, match="Unknown --data_type 'imagenet'; valid names: list, mem_list, mnist"):
+    with pytest.raises(UserError, match="Unknown --data_type 'imagenet'; valid names: list, mem_list, seg_list, mnist"):
         build_dataset(data_args(tiny_demo, data_type="imagenet"), train=True)
 
 

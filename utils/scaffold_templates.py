@@ -62,7 +62,7 @@ DATASET = '''"""{class_name}: samples from a list file; made by `python -m utils
 It starts as the simplest list-file data set (one `<image path> <class id>` line per
 sample, see README.md) so that `python train.py --data_type {name}` works at once on the
 demo lists. Edit `__init__` to find your samples (a folder walk, a CSV, ...) and
-`__getitem__` to read one; keep the item keys and the three attributes, which train.py,
+`__getitem__` to read one; keep the item keys and the four attributes, which train.py,
 eval.py and the model registry rely on. The transforms are in data/augment.py. While it
 reads --train_list / --val_list, adding `"{name}"` to LIST_TYPES in data/data_entry.py has
 them checked before training starts and names eval.py's result folders after the list.
@@ -88,6 +88,7 @@ class {class_name}(Dataset):
             raise UserError(f"{{list_path}} lists label images; the data type {name} reads class ids "
                             "(`<image path> <class id>` lines).")
         self.transform = transform
+        self.task = "classification"  # selects the loss, metrics and pictures in utils/tasks.py
         self.in_channels = 3  # load_image decodes every picture as RGB
         names = read_class_names(list_path, dense=False)  # classes.txt beside the list, if any
         self.class_names = names or [str(i) for i in range(max(e.label for e in self.entries) + 1)]

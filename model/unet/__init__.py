@@ -1,0 +1,5 @@
+"""A small U-Net for semantic segmentation: one score per class for every pixel."""
+
+from model.unet.model import UNet
+
+__all__ = ["UNet"]
