@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from data.data_entry import DATASETS, LIST_TYPES, eval_set_name
-from data.demo_data import DEMO_ROOT
+from data.demo_data import DEMO_ROOT, demo_list
 from loss import LOSSES
 from model.model_entry import MODELS
 from utils.errors import UserError
@@ -27,7 +27,7 @@ from utils.torch_utils import read_checkpoint
 log = logging.getLogger(__name__)
 
 # eval.py takes these from the checkpoint's saved args unless given on its command line.
-INHERITED_BY_EVAL = ("model_type", "data_type", "val_list", "image_size", "data_root")
+INHERITED_BY_EVAL = ("model_type", "data_type", "val_list", "image_size", "data_root", "ignore_index")
 # Flags a resumed run may change: they alter neither the model, the data nor the updates.
 HARMLESS_ON_RESUME = ("epochs", "num_workers", "print_freq", "save_freq", "save_every_steps", "gpus",
                       "debug", "checkpoints_dir")
@@ -46,12 +46,15 @@ def parse_common_args(parser: ArgumentParser) -> ArgumentParser:
                        help="checkpoint (.pth) or run directory to load weights from")
     group.add_argument("--load_not_strict", action="store_true",
                        help="load only the tensors whose names and shapes match the model")
-    group.add_argument("--val_list", default=str(DEMO_ROOT / "val.txt"),
-                       help="list file of the validation / evaluation set (default: %(default)s)")
+    group.add_argument("--val_list", default=None,
+                       help="list file of the validation / evaluation set (default: the demo's, "
+                            "data/demo/val.txt, or seg_val.txt for --data_type seg_list)")
     group.add_argument("--data_root", default="data/downloads",
                        help="folder of torchvision data sets, e.g. MNIST (default: %(default)s)")
     group.add_argument("--download", action="store_true",
                        help="let torchvision download --data_type into --data_root (needs internet)")
+    group.add_argument("--ignore_index", type=int, default=255,
+                       help="segmentation: mask value that loss and metrics skip (default: %(default)s)")
     group.add_argument("--image_size", type=int, default=32,
                        help="list images are resized to this square side, pixels (default: %(default)s)")
     group.add_argument("--gpus", type=int, nargs="+", default=None,
@@ -75,8 +78,9 @@ def parse_train_args(parser: ArgumentParser) -> ArgumentParser:
     """Common flags plus the training ones."""
     parse_common_args(parser)
     group = parser.add_argument_group("training")
-    group.add_argument("--train_list", default=str(DEMO_ROOT / "train.txt"),
-                       help="list file of the training set (default: %(default)s)")
+    group.add_argument("--train_list", default=None,
+                       help="list file of the training set (default: the demo's, data/demo/train.txt, "
+                            "or seg_train.txt for --data_type seg_list)")
     group.add_argument("--epochs", type=int, default=10, help="epochs to train (default: %(default)s)")
     group.add_argument("--lr", type=float, default=3e-3, help="learning rate (default: %(default)s)")
     group.add_argument("--optimizer", default="adamw", choices=["sgd", "adam", "adamw"],
@@ -99,10 +103,11 @@ def parse_train_args(parser: ArgumentParser) -> ArgumentParser:
                        help="log the running loss every N steps (default: %(default)s)")
     group.add_argument("--save_freq", type=int, default=5,
                        help="also keep epoch_<N>.pth every N epochs (default: %(default)s)")
-    group.add_argument("--monitor", default="val/acc",
-                       help="metric that picks best.pth, e.g. val/acc or val/loss (default: %(default)s)")
-    group.add_argument("--monitor_mode", default="max", choices=["max", "min"],
-                       help="whether a larger or a smaller --monitor is better (default: %(default)s)")
+    group.add_argument("--monitor", default=None,
+                       help="curve that picks best.pth, e.g. val/acc or val/loss (default: the task's main "
+                            "validation metric: val/acc for classification, val/miou for segmentation)")
+    group.add_argument("--monitor_mode", default=None, choices=["max", "min"],
+                       help="whether a larger or a smaller --monitor is better (default: min for a loss, else max)")
     group.add_argument("--resume", default=None,
                        help="continue a run: its directory (uses last.pth) or a checkpoint in it; "
                             "flags you add may only change harmless settings, e.g. --epochs")
@@ -135,6 +140,8 @@ def prepare_train_args(argv: list[str] | None = None) -> Namespace:
     try:
         if args.resume is not None:
             args, changed = merge_resume_args(parser, argv, args.resume)
+        args.train_list = args.train_list or demo_list(args.data_type, train=True)
+        args.val_list = args.val_list or demo_list(args.data_type, train=False)
         check_common_args(args)
         check_train_args(args)
         if args.load_model_path is not None:
@@ -244,6 +251,7 @@ def inherit_from_checkpoint(args: Namespace, train_parser: ArgumentParser) -> No
     for name in INHERITED_BY_EVAL:
         if getattr(args, name) is None:
             setattr(args, name, saved.get(name, train_parser.get_default(name)))
+    args.val_list = args.val_list or demo_list(args.data_type, train=False)
 
 
 def check_common_args(args: Namespace) -> None:
@@ -274,7 +282,7 @@ def check_train_args(args: Namespace) -> None:
         raise UserError(f"--weight_decay {args.weight_decay} is negative; use 0 or more.")
     if args.lr_step_size is not None and args.lr_step_size < 1:
         raise UserError(f"--lr_step_size {args.lr_step_size} must be 1 or more.")
-    if not args.monitor.startswith(("train/", "val/")):
+    if args.monitor is not None and not args.monitor.startswith(("train/", "val/")):
         raise UserError(f"--monitor {args.monitor!r} must name a curve, e.g. val/acc or val/loss.")
     if args.data_type in LIST_TYPES:
         check_list_exists("--train_list", args.train_list)

@@ -18,8 +18,7 @@ from pathlib import Path
 import torch
 
 from data.data_entry import select_eval_loader, select_train_loader
-from loss import build_loss
-from metrics import accuracy
+from metrics import ConfusionMeter
 from model.model_entry import equip_multi_gpu, select_model
 from options import prepare_train_args
 from utils.errors import UserError
@@ -27,6 +26,7 @@ from utils.logger import Logger, Recorder
 from utils.progress import ProgressBar
 from utils.run_status import RunStatus
 from utils.stop_signals import StopRequested, StopSignals
+from utils.tasks import select_task
 from utils.torch_utils import (
     load_state_into,
     load_weights,
@@ -39,7 +39,6 @@ from utils.torch_utils import (
     set_seed,
     unwrap_model,
 )
-from utils.viz import classification_grid
 
 log = logging.getLogger(__name__)
 
@@ -56,22 +55,28 @@ class Trainer:
         self.train_loader = select_train_loader(args)
         self.val_loader = select_eval_loader(args)
         data = self.train_loader.dataset
-        self.class_names = data.class_names
+        self.class_names, self.task_name = data.class_names, data.task
+        # The task (utils/tasks.py) supplies the loss, label checks, metrics and pictures.
+        self.task = select_task(data.task, data.num_classes, data.class_names, args.ignore_index)
         self.model_kwargs = {"num_classes": data.num_classes, "in_channels": data.in_channels}
         model = select_model(args, **self.model_kwargs)
         if args.load_model_path:
             load_weights(model, args.load_model_path, strict=not args.load_not_strict)
         self.model = equip_multi_gpu(model.to(self.device), args)
-        self.loss_fn = build_loss(args.loss)
+        self.loss_fn = self.task.loss(args.loss)
+        # best.pth follows --monitor, by default the task's main validation metric.
+        self.monitor = args.monitor or f"val/{self.task.main_metric}"
+        self.monitor_mode = args.monitor_mode or ("min" if "loss" in self.monitor else "max")
         self.optimizer = build_optimizer(self.model, args)
         self.scheduler = build_scheduler(self.optimizer, args)
         # Progress: epochs completed, batches done in the next one (after a mid-epoch save).
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.best_metric: float | None = None
         self.best_epoch: int | None = None
-        self.partial_epoch: dict | None = None  # Recorder sums of a mid-epoch checkpoint
+        self.partial_epoch: dict = {}  # the epoch's sums so far, from a mid-epoch checkpoint
         history = self.resume(read_checkpoint(args.resume)) if args.resume else None
         self.logger = Logger(Path(args.run_dir), history)
+        self.status = RunStatus(args.run_dir)
         self.stop = StopSignals()
         log.info(f"{args.model_type} ({count_parameters(model):,} parameters) on {self.device}; "
                  f"{len(data)} training and {len(self.val_loader.dataset)} validation samples")
@@ -95,18 +100,20 @@ class Trainer:
                 self.save_checkpoints(values)
                 log.info(f"epoch {epoch}/{self.args.epochs}: " + "  ".join(f"{k} {v:.4g}" for k, v in values.items()))
                 self.stop.check()
-        log.info(f"Best {self.args.monitor} {self.best_metric:.4g} at epoch {self.best_epoch}; "
+        log.info(f"Best {self.monitor} {self.best_metric:.4g} at epoch {self.best_epoch}; "
                  f"checkpoints in {self.args.run_dir}")
         self.logger.close()
 
     def train_per_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over the training set; returns the epoch's exact `train/...` values."""
         self.model.train()
-        recorder = Recorder(self.partial_epoch)  # empty unless resuming mid-epoch
-        first = self.step_in_epoch
+        recorder = Recorder(self.partial_epoch.get("recorder"))  # batch means: loss, ...
+        meter = self.task.meter(self.partial_epoch.get("confusion"))  # counts: accuracy, IoU
+        first = self.step_in_epoch  # > 0 only when resuming mid-epoch
         self.train_loader.sampler.set_epoch(epoch, skip=first * self.args.batch_size)
         bar = ProgressBar(self.train_loader, desc=f"train {epoch}", prefetch=self.args.num_workers > 0)
         for i, batch in enumerate(bar, start=first):
+            self.task.check_labels(batch["label"], batch["path"])
             out = self.step(batch)
             self.optimizer.zero_grad(set_to_none=True)
             out["loss"].backward()
@@ -115,6 +122,7 @@ class Trainer:
 
             metrics = self.compute_metrics(out, is_train=True)
             recorder.record(metrics, n=len(out["label"]))
+            meter.update(out["pred"].detach().argmax(1), out["label"])
             if i % self.args.print_freq == 0:  # .item() waits for the GPU: only when printing
                 loss = metrics["loss"].item()
                 check_finite(loss, epoch, i)
@@ -122,10 +130,10 @@ class Trainer:
             if i == 0:
                 self.logger.save_imgs(self.gen_imgs_to_write(out, is_train=True), epoch)
             if self.stop.requested or (self.args.save_every_steps and (i + 1) % self.args.save_every_steps == 0):
-                self.save_mid_epoch(epoch, steps_done=i + 1, recorder=recorder)
+                self.save_mid_epoch(epoch, steps_done=i + 1, recorder=recorder, meter=meter)
                 self.stop.check()
-        self.partial_epoch = None
-        summary = recorder.summary("train/")
+        self.partial_epoch = {}
+        summary = recorder.summary("train/") | prefixed("train/", self.task.results(meter.counts(), per_class=False))
         check_finite(summary["train/loss"], epoch, len(self.train_loader) - 1)
         self.logger.record_scalar("time/data_efficiency", bar.efficiency)
         return summary
@@ -133,40 +141,47 @@ class Trainer:
     def val_per_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over the validation set, no gradients; returns exact `val/...` values."""
         self.model.eval()
-        recorder = Recorder()
+        recorder, meter = Recorder(), self.task.meter()
         for i, batch in enumerate(ProgressBar(self.val_loader, f"val {epoch}", prefetch=self.args.num_workers > 0)):
+            self.task.check_labels(batch["label"], batch["path"])
             out = self.step(batch)
             recorder.record(self.compute_metrics(out, is_train=False), n=len(out["label"]))
+            meter.update(out["pred"].argmax(1), out["label"])
             if i == 0:
                 self.logger.save_imgs(self.gen_imgs_to_write(out, is_train=False), epoch)
-        return recorder.summary("val/")
+        return recorder.summary("val/") | prefixed("val/", self.task.results(meter.counts(), per_class=False))
 
     def step(self, batch: dict) -> dict:
         """Forward one batch and compute its loss; returns what metrics and pictures need."""
         image = batch["image"].to(self.device, non_blocking=True)
         label = batch["label"].to(self.device, non_blocking=True)
         pred = self.model(image)
+        self.task.check_output(pred, self.args.model_type)  # a clear error for a model of the wrong kind
         return {"image": image, "label": label, "pred": pred, "loss": self.loss_fn(pred, label)}
 
     def compute_metrics(self, out: dict, is_train: bool) -> dict[str, torch.Tensor]:
-        """Batch means (0-d tensors, no sync) that the Recorder turns into exact epoch values."""
-        return {"loss": out["loss"].detach(), "acc": accuracy(out["pred"].detach(), out["label"])}
+        """Batch means (0-d tensors, no sync) that the Recorder turns into exact epoch values.
+        Accuracy and IoU are counted separately, in the task's confusion matrix."""
+        return {"loss": out["loss"].detach(), **self.task.batch_metrics(out["pred"].detach(), out["label"])}
 
     def gen_imgs_to_write(self, out: dict, is_train: bool) -> dict[str, torch.Tensor]:
-        """Pictures for TensorBoard: the first batch, framed green (right) or red (wrong)."""
+        """Pictures of the first batch for TensorBoard (classification: framed right / wrong;
+        segmentation: input | prediction | ground truth)."""
         prefix = "train" if is_train else "val"
-        return {f"{prefix}/predictions": classification_grid(out["image"], out["label"], out["pred"])}
+        return {f"{prefix}/predictions": self.task.pictures(out["image"], out["label"], out["pred"])}
 
     def save_checkpoints(self, values: dict[str, float]) -> None:
         """last.pth every epoch, best.pth when --monitor improves, epoch_<N>.pth every --save_freq."""
-        if self.args.monitor not in values:
-            raise UserError(f"--monitor {self.args.monitor} is not a recorded value; recorded: "
+        if self.monitor not in values:
+            raise UserError(f"--monitor {self.monitor} is not a recorded value; recorded: "
                             f"{', '.join(sorted(values))}.")
-        current = values[self.args.monitor]
+        current = values[self.monitor]
         improved = self.best_metric is None or (
-            current > self.best_metric if self.args.monitor_mode == "max" else current < self.best_metric)
+            current > self.best_metric if self.monitor_mode == "max" else current < self.best_metric)
         if improved:
             self.best_metric, self.best_epoch = current, self.epoch
+        self.status.progress(self.epoch, self.global_step, best={self.monitor: self.best_metric},
+                             best_epoch=self.best_epoch)
         state = self.checkpoint_state()
         self.logger.save_checkpoint(state, "last.pth")
         if improved:
@@ -174,11 +189,12 @@ class Trainer:
         if self.epoch % self.args.save_freq == 0:
             self.logger.save_checkpoint(state, f"epoch_{self.epoch}.pth")
 
-    def save_mid_epoch(self, epoch: int, steps_done: int, recorder: Recorder) -> None:
+    def save_mid_epoch(self, epoch: int, steps_done: int, recorder: Recorder, meter: ConfusionMeter) -> None:
         """last.pth inside an epoch: also the batches done and the epoch's sums so far."""
         check_finite(recorder.summary()["loss"], epoch, steps_done - 1)  # never save diverged weights
         state = self.checkpoint_state()
-        state.update(step_in_epoch=steps_done, partial_epoch=recorder.state_dict())
+        partial = {"recorder": recorder.state_dict(), "confusion": meter.counts()}
+        state.update(step_in_epoch=steps_done, partial_epoch=partial)
         self.logger.save_checkpoint(state, "last.pth")
         log.info(f"Saved last.pth at epoch {epoch}, step {steps_done}")
 
@@ -194,11 +210,13 @@ class Trainer:
             "global_step": self.global_step,
             "metrics": self.logger.rows[-1] if self.logger.rows else {},
             "history": self.logger.rows,  # metrics.csv, so a resumed run rewrites it exactly
+            "monitor": self.monitor,
             "best_metric": self.best_metric,
             "best_epoch": self.best_epoch,
             "rng": rng_state(),
             "model_kwargs": self.model_kwargs,
             "class_names": self.class_names,
+            "task": self.task_name,
             "args": vars(self.args),
         }
 
@@ -210,7 +228,7 @@ class Trainer:
             self.scheduler.load_state_dict(checkpoint["scheduler"])
         self.epoch, self.global_step = checkpoint["epoch"], checkpoint["global_step"]
         self.step_in_epoch = checkpoint["step_in_epoch"]
-        self.partial_epoch = checkpoint.get("partial_epoch")
+        self.partial_epoch = checkpoint.get("partial_epoch") or {}
         self.best_metric, self.best_epoch = checkpoint["best_metric"], checkpoint["best_epoch"]
         set_rng_state(checkpoint["rng"])  # last: building the model above drew random numbers
         log.info(f"Resumed at epoch {self.epoch + 1}, step {self.step_in_epoch} (global step {self.global_step})")
@@ -234,6 +252,10 @@ def build_scheduler(optimizer: torch.optim.Optimizer, args: Namespace):
     if args.scheduler == "cosine":
         return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
     return None
+
+
+def prefixed(prefix: str, values: dict[str, float]) -> dict[str, float]:
+    return {prefix + name: value for name, value in values.items()}
 
 
 def count_parameters(model: torch.nn.Module) -> int:

@@ -45,11 +45,11 @@ def assert_refused(argv: list[str], message: str, earlier: Path, tiny_demo: Path
 
 
 @pytest.mark.parametrize("flag, value, choices", [
-    ("--model_type", "vit", "'base', 'better', 'resnet18'"),
-    ("--data_type", "imagenet", "'list', 'mem_list', 'mnist', 'fashion_mnist', 'cifar10'"),
+    ("--model_type", "vit", "'base', 'better', 'resnet18', 'unet'"),
+    ("--data_type", "imagenet", "'list', 'mem_list', 'seg_list', 'mnist', 'fashion_mnist', 'cifar10'"),
     ("--optimizer", "lion", "'sgd', 'adam', 'adamw'"),
     ("--scheduler", "onecycle", "'none', 'step', 'cosine'"),
-    ("--loss", "focal", "'cross_entropy', 'label_smoothing_ce', 'l1', 'mse'"),
+    ("--loss", "focal", "'cross_entropy', 'label_smoothing_ce', 'l1', 'mse', 'dice', 'ce_dice'"),
 ])
 def test_unknown_names_list_the_valid_ones(flag, value, choices, earlier, tiny_demo, capsys) -> None:
     assert_refused([flag, value], f"argument {flag}: invalid choice: '{value}' (choose from {choices})",

@@ -11,11 +11,16 @@ from conftest import tiny_train_argv
 import options
 
 
-def test_defaults_train_on_the_demo_data() -> None:
-    args = options.parse_train_args(ArgumentParser()).parse_args([])
+def test_defaults_train_on_the_demo_data(tmp_path: Path) -> None:
+    args = options.prepare_train_args(["--checkpoints_dir", str(tmp_path)])
     assert (args.model_type, args.data_type) == ("base", "list")
     assert args.train_list == "data/demo/train.txt" and args.val_list == "data/demo/val.txt"
-    assert args.epochs >= 1 and args.lr > 0 and args.monitor == "val/acc"
+    assert args.epochs >= 1 and args.lr > 0 and args.monitor is None  # None: the task's main metric
+
+
+def test_segmentation_data_defaults_to_the_demo_mask_lists(tmp_path: Path) -> None:
+    args = options.prepare_train_args(["--checkpoints_dir", str(tmp_path), "--data_type", "seg_list"])
+    assert args.train_list == "data/demo/seg_train.txt" and args.val_list == "data/demo/seg_val.txt"
 
 
 @pytest.mark.parametrize("add", [options.parse_train_args, options.parse_test_args])

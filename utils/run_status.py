@@ -21,11 +21,17 @@ class RunStatus:
 
     def __init__(self, folder: str | Path) -> None:
         self.path = Path(folder) / "status.json"
-        self.values = json.loads(self.path.read_text()) if self.path.is_file() else {}
+
+    @property
+    def values(self) -> dict:
+        """The file as it is now (read again each time: train.py's main and Trainer both write it)."""
+        try:
+            return json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
 
     def _write(self, **values) -> None:
-        self.values.update(values, updated=now())
-        atomic_write_text(self.path, json.dumps(self.values, indent=2) + "\n")
+        atomic_write_text(self.path, json.dumps({**self.values, **values, "updated": now()}, indent=2) + "\n")
 
     def running(self, resumed_from: str | None = None, changed_args: dict | None = None,
                 code: dict | None = None) -> None:
@@ -37,8 +43,10 @@ class RunStatus:
         resume = {"time": now(), "from": resumed_from, "changed_args": changed_args or {}, **(code or {})}
         self._write(status="running", ended=None, error=None, resumes=self.values.get("resumes", []) + [resume])
 
-    def progress(self, epoch: int, step: int) -> None:
-        self._write(epoch=epoch, global_step=step)
+    def progress(self, epoch: int, step: int, best: dict[str, float], best_epoch: int) -> None:
+        """After each epoch: how far the run is and its best monitored value so far, so that a
+        listing of runs needs no checkpoint."""
+        self._write(epoch=epoch, global_step=step, best=best, best_epoch=best_epoch)
 
     def finished(self) -> None:
         self._write(status="finished", ended=now())

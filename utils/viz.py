@@ -51,3 +51,64 @@ def save_classification_pngs(images: torch.Tensor, label: torch.Tensor, pred: to
         true_name = class_names[int(label[offset])]
         pred_name = class_names[int(predicted[offset])]
         save_image(picture, folder / f"{first_index + offset:06d}_true-{true_name}_pred-{pred_name}.png")
+
+
+def palette() -> torch.Tensor:
+    """256 fixed colours (256, 3) in [0, 1], Pascal VOC's: class 0 black, then distinct hues.
+
+    Fixed, so a class has the same colour in every picture of every run; 255 (the usual
+    ignore label) is white."""
+    colors = torch.zeros(256, 3)
+    for index in range(256):
+        value, rgb = index, [0, 0, 0]
+        for bit in range(8):
+            for channel in range(3):
+                rgb[channel] |= ((value >> channel) & 1) << (7 - bit)
+            value >>= 3
+        colors[index] = torch.tensor(rgb) / 255
+    colors[255] = 1.0
+    return colors
+
+
+PALETTE = palette()
+
+
+def colorize(masks: torch.Tensor) -> torch.Tensor:
+    """Class-id masks (N, H, W) as RGB pictures (N, 3, H, W) in the fixed palette."""
+    return PALETTE[masks.detach().cpu().long().clamp(0, 255)].permute(0, 3, 1, 2)
+
+
+def overlay(images: torch.Tensor, masks: torch.Tensor, alpha: float = 0.5) -> torch.Tensor:
+    """The coloured mask laid over the (denormalised) picture, background left clear."""
+    pictures = denormalize(images.detach().cpu())
+    colors = colorize(masks)
+    shown = (masks.detach().cpu() > 0).unsqueeze(1) * alpha
+    return pictures * (1 - shown) + colors * shown
+
+
+def segmentation_rows(images: torch.Tensor, label: torch.Tensor, pred_class: torch.Tensor) -> torch.Tensor:
+    """Per sample one picture (3, H, 3W): input | prediction | ground truth."""
+    return torch.cat([denormalize(images.detach().cpu()), colorize(pred_class), colorize(label)], dim=3)
+
+
+def segmentation_grid(images: torch.Tensor, label: torch.Tensor, pred: torch.Tensor,
+                      max_images: int = 8) -> torch.Tensor:
+    """One (3, H, W) grid for TensorBoard: a row per sample of input | prediction | truth."""
+    n = min(max_images, len(images))
+    return make_grid(segmentation_rows(images[:n], label[:n], pred[:n].argmax(1)), nrow=1, padding=2)
+
+
+def save_segmentation_pngs(images: torch.Tensor, label: torch.Tensor, pred: torch.Tensor,
+                           folder: Path, first_index: int) -> None:
+    """Per sample `<index>.png` (input | prediction | truth, enlarged when small) and
+    `<index>_overlay.png` (the prediction over the picture)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    pred_class = pred.argmax(1)
+    rows = segmentation_rows(images, label, pred_class)
+    overlays = overlay(images, pred_class)
+    scale = max(1, 128 // max(images.shape[2:]))
+    for offset in range(len(images)):
+        name = f"{first_index + offset:06d}"
+        for picture, suffix in ((rows[offset], ""), (overlays[offset], "_overlay")):
+            big = torch.nn.functional.interpolate(picture[None], scale_factor=scale, mode="nearest")[0]
+            save_image(big, folder / f"{name}{suffix}.png")
