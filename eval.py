@@ -18,12 +18,21 @@ from data.data_entry import select_eval_loader
 from model.model_entry import equip_multi_gpu, select_model
 from options import prepare_test_args
 from utils.atomic import atomic_write_text
+from utils.distributed import ShardSampler, cleanup_distributed, gather_to_main, is_main_process
 from utils.errors import UserError
 from utils.logger import Recorder
 from utils.progress import ProgressBar
 from utils.run_status import RunStatus
 from utils.tasks import select_task
-from utils.torch_utils import load_state_into, model_state, read_checkpoint, select_device
+from utils.torch_utils import (
+    AMP_DTYPES,
+    load_state_into,
+    memory_format,
+    model_state,
+    read_checkpoint,
+    select_device,
+    speed_up,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +55,8 @@ class Evaluator:
         self.task = select_task(data.task, num_classes, class_names, args.ignore_index)
         model = select_model(args, **model_kwargs)
         load_state_into(model, model_state(checkpoint), strict=not args.load_not_strict, source=args.load_model_path)
-        self.model = equip_multi_gpu(model.to(self.device), args)
+        self.model = equip_multi_gpu(speed_up(model.to(self.device), args.channels_last, args.compile), args)
+        self.amp_dtype = AMP_DTYPES[args.amp]
         self.loss_fn = self.task.loss(checkpoint.get("args", {}).get("loss", "cross_entropy"))
         self.result_dir = Path(args.result_dir)
 
@@ -61,30 +71,44 @@ class Evaluator:
             recorder.record(self.compute_metrics(out), n=len(out["label"]))
             meter.update(out["pred"].argmax(1), out["label"])
             rows.extend(self.task.prediction_rows(batch["path"], out["label"], out["pred"]))
-            first_index = i * self.args.batch_size
-            self.task.save_predictions(out["pred"], self.result_dir / "predictions", first_index)
+            indices = self.sample_indices(i, len(out["label"]))
+            self.task.save_predictions(out["pred"], self.result_dir / "predictions", indices)
             if self.args.save_viz and i % self.args.viz_freq == 0:
-                self.viz_per_epoch(out, first_index)
+                self.viz_per_epoch(out, indices)
+        # Sums over every process (under torchrun), so the results cover the set exactly once.
         results = recorder.summary() | self.task.results(meter.counts(), per_class=True)
-        self.write_results(results, rows)
+        rows = gather_to_main(rows)
+        if is_main_process():
+            self.write_results(results, rows)
         return results
+
+    def sample_indices(self, batch_index: int, batch_size: int) -> list[int]:
+        """The data-set indices of a batch's samples (under torchrun a process reads every
+        N-th sample), to name its pictures and predicted masks."""
+        first = batch_index * self.args.batch_size
+        sampler = self.loader.sampler
+        if isinstance(sampler, ShardSampler):
+            return [sampler.global_index(first + k) for k in range(batch_size)]
+        return list(range(first, first + batch_size))
 
     def step(self, batch: dict) -> dict:
         """Forward one batch; the same as Trainer.step, without training."""
-        image = batch["image"].to(self.device, non_blocking=True)
+        image = batch["image"].to(self.device, non_blocking=True, memory_format=memory_format(self.args.channels_last))
         label = batch["label"].to(self.device, non_blocking=True)
-        pred = self.model(image)
-        self.task.check_output(pred, self.args.model_type)
-        return {"image": image, "label": label, "pred": pred, "loss": self.loss_fn(pred, label)}
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            pred = self.model(image)
+            self.task.check_output(pred, self.args.model_type)
+            loss = self.loss_fn(pred, label)
+        return {"image": image, "label": label, "pred": pred, "loss": loss}
 
     def compute_metrics(self, out: dict) -> dict[str, torch.Tensor]:
         """Batch means (loss; top-5 accuracy with more than 5 classes); accuracy and IoU
         are counted in the task's confusion matrix."""
         return {"loss": out["loss"], **self.task.batch_metrics(out["pred"], out["label"])}
 
-    def viz_per_epoch(self, out: dict, first_index: int) -> None:
+    def viz_per_epoch(self, out: dict, indices: list[int]) -> None:
         """PNGs of one batch into <result dir>/viz/, named by sample index."""
-        self.task.save_pictures(out["image"], out["label"], out["pred"], self.result_dir / "viz", first_index)
+        self.task.save_pictures(out["image"], out["label"], out["pred"], self.result_dir / "viz", indices)
 
     def write_results(self, results: dict[str, float], rows: list[list]) -> None:
         """result.txt (`name: value` lines) and predictions.csv, each written atomically."""
@@ -101,7 +125,7 @@ class Evaluator:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; a UserError becomes one message on stderr and exit code 2."""
     args = prepare_test_args(argv)  # bad flags end here, with exit code 2
-    status = RunStatus(args.result_dir)
+    status = RunStatus(args.result_dir, enabled=is_main_process())
     try:
         Evaluator(args).eval()
     except UserError as error:
@@ -113,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     except BaseException as error:
         status.failed(error)
         raise
+    finally:
+        cleanup_distributed()
     status.finished()
     return 0
 

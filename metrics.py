@@ -9,6 +9,8 @@ total counts, never a mean of per-batch values. Batch functions return 0-d tenso
 import torch
 from torch import Tensor
 
+from utils.distributed import sum_across_ranks
+
 
 def accuracy(pred: Tensor, label: Tensor) -> Tensor:
     """Fraction of samples whose highest score is the true class. pred: (N, C), label: (N,)."""
@@ -74,7 +76,8 @@ class ConfusionMeter:
         self.confusion = counts if self.confusion is None else self.confusion + counts.to(self.confusion.device)
 
     def counts(self) -> Tensor:
-        """The summed counts on the CPU (zeros before the first batch)."""
+        """The summed counts on the CPU (zeros before the first batch); under torchrun,
+        summed over every process, so they cover the whole data set."""
         if self.confusion is None:
-            return torch.zeros(self.num_classes, self.num_classes, dtype=torch.long)
-        return self.confusion.cpu()
+            self.confusion = torch.zeros(self.num_classes, self.num_classes, dtype=torch.long)
+        return sum_across_ranks(self.confusion).cpu()

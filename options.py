@@ -17,6 +17,7 @@ from data.data_entry import DATASETS, LIST_TYPES, eval_set_name
 from data.demo_data import DEMO_ROOT, demo_list
 from loss import LOSSES
 from model.model_entry import MODELS
+from utils.distributed import broadcast_from_main, init_distributed, is_main_process, launched_by_torchrun
 from utils.errors import UserError
 from utils.logger import setup_logging
 from utils.run_dir import create_unique_dir, newest_run_dir, run_dir_name, save_args, save_command
@@ -29,8 +30,8 @@ log = logging.getLogger(__name__)
 # eval.py takes these from the checkpoint's saved args unless given on its command line.
 INHERITED_BY_EVAL = ("model_type", "data_type", "val_list", "image_size", "data_root", "ignore_index")
 # Flags a resumed run may change: they alter neither the model, the data nor the updates.
-HARMLESS_ON_RESUME = ("epochs", "num_workers", "print_freq", "save_freq", "save_every_steps", "gpus",
-                      "debug", "checkpoints_dir")
+HARMLESS_ON_RESUME = ("epochs", "num_workers", "print_freq", "log_freq", "save_freq", "save_every_steps",
+                      "gpus", "debug", "checkpoints_dir")
 
 
 def parse_common_args(parser: ArgumentParser) -> ArgumentParser:
@@ -67,6 +68,13 @@ def parse_common_args(parser: ArgumentParser) -> ArgumentParser:
                        help="samples per batch (default: %(default)s)")
     group.add_argument("--checkpoints_dir", default="checkpoints",
                        help="folder that holds the run directories (default: %(default)s)")
+    group.add_argument("--amp", default="none", choices=["none", "bf16", "fp16"],
+                       help="mixed precision: autocast to bfloat16 or float16 (fp16 adds loss scaling); "
+                            "bf16 suits recent GPUs (default: %(default)s)")
+    group.add_argument("--channels_last", action="store_true",
+                       help="NHWC memory layout for the model and images: faster convolutions on tensor cores")
+    group.add_argument("--compile", action="store_true",
+                       help="torch.compile the model (the first steps are slow while it compiles)")
     group.add_argument("--deterministic", action="store_true",
                        help="use only deterministic algorithms: same seed, same numbers (slower)")
     group.add_argument("--debug", action="store_true",
@@ -99,8 +107,15 @@ def parse_train_args(parser: ArgumentParser) -> ArgumentParser:
                        help="--scheduler step: factor applied at each decay (default: %(default)s)")
     group.add_argument("--loss", default="cross_entropy", choices=list(LOSSES),
                        help="loss, a name in loss.py (default: %(default)s)")
+    group.add_argument("--accum_steps", type=int, default=1,
+                       help="add up the gradients of N batches per optimizer step: an N times larger "
+                            "batch in the same memory (default: %(default)s)")
+    group.add_argument("--clip_grad", type=float, default=0.0,
+                       help="clip the gradient norm to this value before each step; 0 = off (default: %(default)s)")
     group.add_argument("--print_freq", type=int, default=20,
                        help="log the running loss every N steps (default: %(default)s)")
+    group.add_argument("--log_freq", type=int, default=20,
+                       help="write per-step TensorBoard curves (loss, lr) every N steps (default: %(default)s)")
     group.add_argument("--save_freq", type=int, default=5,
                        help="also keep epoch_<N>.pth every N epochs (default: %(default)s)")
     group.add_argument("--monitor", default=None,
@@ -136,6 +151,7 @@ def prepare_train_args(argv: list[str] | None = None) -> Namespace:
     parser = parse_train_args(ArgumentParser(description="Train a model; see README.md."))
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
+    init_distributed()  # under torchrun: join the other processes (no-op otherwise)
     changed = {}
     try:
         if args.resume is not None:
@@ -148,10 +164,15 @@ def prepare_train_args(argv: list[str] | None = None) -> Namespace:
             args.load_model_path = str(resolve_checkpoint(args.load_model_path, args.checkpoints_dir))
     except UserError as error:
         parser.error(str(error))
-    if args.resume is None:
-        run_dir = create_unique_dir(Path(args.checkpoints_dir) / run_dir_name(args.model_type, args.save_prefix))
-        args.run_dir = str(run_dir)
-        save_command(run_dir, "train.py", argv)
+    if args.resume is None:  # rank 0 makes the run directory and tells the others its name
+        run_dir = None
+        if is_main_process():
+            run_dir = create_unique_dir(Path(args.checkpoints_dir) / run_dir_name(args.model_type, args.save_prefix))
+            save_command(run_dir, "train.py", argv)
+        args.run_dir = str(broadcast_from_main(run_dir))
+    if not is_main_process():  # the other processes write nothing
+        setup_logging(None)
+        return args
     run_dir = Path(args.run_dir)
     save_args(args, run_dir)
     setup_logging(run_dir / "log.txt")
@@ -206,6 +227,7 @@ def prepare_test_args(argv: list[str] | None = None) -> Namespace:
     create `<run dir>/<checkpoint stem>/<set name>_<save_prefix>/` and save the args there."""
     parser = parse_test_args(ArgumentParser(description="Evaluate a checkpoint; see README.md."))
     args = parser.parse_args(argv)
+    init_distributed()  # under torchrun: join the other processes (no-op otherwise)
     try:
         args.load_model_path = str(resolve_checkpoint(args.load_model_path, args.checkpoints_dir))
         inherit_from_checkpoint(args, parse_train_args(ArgumentParser()))
@@ -214,8 +236,15 @@ def prepare_test_args(argv: list[str] | None = None) -> Namespace:
     except UserError as error:
         parser.error(str(error))
     checkpoint = Path(args.load_model_path)
-    result_dir = create_unique_dir(checkpoint.parent / checkpoint.stem / f"{eval_set_name(args)}_{args.save_prefix}")
-    args.result_dir = str(result_dir)
+    result_dir = None
+    if is_main_process():
+        name = f"{eval_set_name(args)}_{args.save_prefix}"
+        result_dir = create_unique_dir(checkpoint.parent / checkpoint.stem / name)
+    args.result_dir = str(broadcast_from_main(result_dir))
+    if not is_main_process():
+        setup_logging(None)
+        return args
+    result_dir = Path(args.result_dir)
     save_args(args, result_dir)
     save_command(result_dir, "eval.py", sys.argv[1:] if argv is None else argv)
     setup_logging(result_dir / "log.txt")
@@ -269,8 +298,10 @@ def check_common_args(args: Namespace) -> None:
 
 def check_train_args(args: Namespace) -> None:
     """Value checks for training only; raise UserError naming the flag."""
-    for name in ("epochs", "print_freq", "save_freq"):
+    for name in ("epochs", "print_freq", "save_freq", "log_freq", "accum_steps"):
         check_positive(args, name)
+    if args.clip_grad < 0:
+        raise UserError(f"--clip_grad {args.clip_grad} is negative; use 0 (off) or a positive norm.")
     if args.save_every_steps < 0:
         raise UserError(f"--save_every_steps {args.save_every_steps} is negative; use 0 (off) or more.")
     if not args.lr > 0:
@@ -305,6 +336,10 @@ def check_gpus(gpus: list[int] | None) -> None:
     """`--gpus` must name GPUs that exist (or be -1 for the CPU)."""
     if gpus is None or gpus == [-1]:
         return
+    if launched_by_torchrun():
+        raise UserError(f"--gpus {' '.join(map(str, gpus))} is for a single process; under torchrun each "
+                        "process uses the GPU of its LOCAL_RANK. Leave --gpus out and choose GPUs with "
+                        "CUDA_VISIBLE_DEVICES.")
     available = torch.cuda.device_count()
     if available == 0:
         raise UserError(f"--gpus {' '.join(map(str, gpus))} asks for CUDA, but no CUDA GPU is "

@@ -21,22 +21,35 @@ from data.data_entry import select_eval_loader, select_train_loader
 from metrics import ConfusionMeter
 from model.model_entry import equip_multi_gpu, select_model
 from options import prepare_train_args
+from utils.distributed import (
+    any_rank,
+    cleanup_distributed,
+    gather_to_main,
+    gradient_sync,
+    is_main_process,
+    rank,
+    world_size,
+)
 from utils.errors import UserError
 from utils.logger import Logger, Recorder
 from utils.progress import ProgressBar
+from utils.run_dir import launcher
 from utils.run_status import RunStatus
 from utils.stop_signals import StopRequested, StopSignals
 from utils.tasks import select_task
 from utils.torch_utils import (
+    AMP_DTYPES,
     load_state_into,
     load_weights,
     make_deterministic,
+    memory_format,
     model_state,
     read_checkpoint,
     rng_state,
     select_device,
     set_rng_state,
     set_seed,
+    speed_up,
     unwrap_model,
 )
 
@@ -52,6 +65,7 @@ class Trainer:
         if args.deterministic:
             make_deterministic()
         self.device = select_device(args.gpus)
+        torch.backends.cudnn.benchmark = not args.deterministic  # cuDNN picks the fastest kernels
         self.train_loader = select_train_loader(args)
         self.val_loader = select_eval_loader(args)
         data = self.train_loader.dataset
@@ -62,24 +76,29 @@ class Trainer:
         model = select_model(args, **self.model_kwargs)
         if args.load_model_path:
             load_weights(model, args.load_model_path, strict=not args.load_not_strict)
-        self.model = equip_multi_gpu(model.to(self.device), args)
+        model = speed_up(model.to(self.device), args.channels_last, args.compile)
+        self.model = equip_multi_gpu(model, args)
         self.loss_fn = self.task.loss(args.loss)
+        self.optimizer = build_optimizer(self.model, args)
+        self.scheduler = build_scheduler(self.optimizer, args)
+        # Mixed precision: autocast in `step`; fp16 also scales the loss so gradients do not underflow.
+        self.amp_dtype = AMP_DTYPES[args.amp]
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=args.amp == "fp16")
         # best.pth follows --monitor, by default the task's main validation metric.
         self.monitor = args.monitor or f"val/{self.task.main_metric}"
         self.monitor_mode = args.monitor_mode or ("min" if "loss" in self.monitor else "max")
-        self.optimizer = build_optimizer(self.model, args)
-        self.scheduler = build_scheduler(self.optimizer, args)
         # Progress: epochs completed, batches done in the next one (after a mid-epoch save).
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.best_metric: float | None = None
         self.best_epoch: int | None = None
         self.partial_epoch: dict = {}  # the epoch's sums so far, from a mid-epoch checkpoint
         history = self.resume(read_checkpoint(args.resume)) if args.resume else None
-        self.logger = Logger(Path(args.run_dir), history)
-        self.status = RunStatus(args.run_dir)
+        self.logger = Logger(Path(args.run_dir), history, self.global_step, enabled=is_main_process())
+        self.status = RunStatus(args.run_dir, enabled=is_main_process())
         self.stop = StopSignals()
-        log.info(f"{args.model_type} ({count_parameters(model):,} parameters) on {self.device}; "
-                 f"{len(data)} training and {len(self.val_loader.dataset)} validation samples")
+        log.info(f"{args.model_type} ({count_parameters(model):,} parameters) on {self.device} "
+                 f"x {world_size()} process(es); {len(data)} training and "
+                 f"{len(self.val_loader.dataset)} validation samples")
 
     def train(self) -> None:
         """Run the remaining epochs: train, validate, write curves and checkpoints. Ctrl-C or
@@ -99,7 +118,8 @@ class Trainer:
                 self.logger.save_curves(epoch)
                 self.save_checkpoints(values)
                 log.info(f"epoch {epoch}/{self.args.epochs}: " + "  ".join(f"{k} {v:.4g}" for k, v in values.items()))
-                self.stop.check()
+                if any_rank(self.stop.requested):
+                    raise StopRequested(self.stop.signal_number or signal.SIGTERM)
         log.info(f"Best {self.monitor} {self.best_metric:.4g} at epoch {self.best_epoch}; "
                  f"checkpoints in {self.args.run_dir}")
         self.logger.close()
@@ -111,32 +131,47 @@ class Trainer:
         meter = self.task.meter(self.partial_epoch.get("confusion"))  # counts: accuracy, IoU
         first = self.step_in_epoch  # > 0 only when resuming mid-epoch
         self.train_loader.sampler.set_epoch(epoch, skip=first * self.args.batch_size)
+        steps = first + len(self.train_loader)
         bar = ProgressBar(self.train_loader, desc=f"train {epoch}", prefetch=self.args.num_workers > 0)
         for i, batch in enumerate(bar, start=first):
             self.task.check_labels(batch["label"], batch["path"])
-            out = self.step(batch)
-            self.optimizer.zero_grad(set_to_none=True)
-            out["loss"].backward()
-            self.optimizer.step()
+            update = (i + 1) % self.args.accum_steps == 0 or i + 1 == steps  # step after N batches
+            with gradient_sync(self.model, update):  # DDP averages gradients only when stepping
+                out = self.step(batch)
+                self.scaler.scale(out["loss"] / self.args.accum_steps).backward()
+            if update:
+                if self.args.clip_grad:
+                    self.scaler.unscale_(self.optimizer)  # clip the true gradients, not scaled ones
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.args.clip_grad)
+                self.scaler.step(self.optimizer)
+                self.scaler.update()
+                self.optimizer.zero_grad(set_to_none=True)
             self.global_step += 1
 
             metrics = self.compute_metrics(out, is_train=True)
             recorder.record(metrics, n=len(out["label"]))
             meter.update(out["pred"].detach().argmax(1), out["label"])
-            if i % self.args.print_freq == 0:  # .item() waits for the GPU: only when printing
-                loss = metrics["loss"].item()
-                check_finite(loss, epoch, i)
-                bar.show(loss=loss)
+            self.report_step(bar, metrics, epoch, i)
             if i == 0:
                 self.logger.save_imgs(self.gen_imgs_to_write(out, is_train=True), epoch)
-            if self.stop.requested or (self.args.save_every_steps and (i + 1) % self.args.save_every_steps == 0):
-                self.save_mid_epoch(epoch, steps_done=i + 1, recorder=recorder, meter=meter)
-                self.stop.check()
+            if update:
+                self.save_mid_epoch_if_due(epoch, i + 1, recorder, meter)
         self.partial_epoch = {}
         summary = recorder.summary("train/") | prefixed("train/", self.task.results(meter.counts(), per_class=False))
-        check_finite(summary["train/loss"], epoch, len(self.train_loader) - 1)
+        check_finite(summary["train/loss"], epoch, steps - 1)
         self.logger.record_scalar("time/data_efficiency", bar.efficiency)
         return summary
+
+    def report_step(self, bar: ProgressBar, metrics: dict[str, torch.Tensor], epoch: int, i: int) -> None:
+        """The loss on the bar every --print_freq steps, per-step curves every --log_freq.
+        Only then is a value read from the GPU (which waits for it)."""
+        if i % self.args.print_freq == 0:
+            loss = metrics["loss"].item()
+            check_finite(loss, epoch, i)
+            bar.show(loss=loss)
+        if i % self.args.log_freq == 0:
+            lr = self.optimizer.param_groups[0]["lr"]
+            self.logger.record_step({"train_step/loss": metrics["loss"], "train_step/lr": lr}, self.global_step)
 
     def val_per_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over the validation set, no gradients; returns exact `val/...` values."""
@@ -153,11 +188,13 @@ class Trainer:
 
     def step(self, batch: dict) -> dict:
         """Forward one batch and compute its loss; returns what metrics and pictures need."""
-        image = batch["image"].to(self.device, non_blocking=True)
+        image = batch["image"].to(self.device, non_blocking=True, memory_format=memory_format(self.args.channels_last))
         label = batch["label"].to(self.device, non_blocking=True)
-        pred = self.model(image)
-        self.task.check_output(pred, self.args.model_type)  # a clear error for a model of the wrong kind
-        return {"image": image, "label": label, "pred": pred, "loss": self.loss_fn(pred, label)}
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            pred = self.model(image)
+            self.task.check_output(pred, self.args.model_type)  # a clear error for a model of the wrong kind
+            loss = self.loss_fn(pred, label)
+        return {"image": image, "label": label, "pred": pred, "loss": loss}
 
     def compute_metrics(self, out: dict, is_train: bool) -> dict[str, torch.Tensor]:
         """Batch means (0-d tensors, no sync) that the Recorder turns into exact epoch values.
@@ -182,21 +219,27 @@ class Trainer:
             self.best_metric, self.best_epoch = current, self.epoch
         self.status.progress(self.epoch, self.global_step, best={self.monitor: self.best_metric},
                              best_epoch=self.best_epoch)
-        state = self.checkpoint_state()
-        self.logger.save_checkpoint(state, "last.pth")
+        state = self.checkpoint_state()  # on every process: it gathers their random states
+        self.logger.save_checkpoint(state, "last.pth")  # the Logger writes on rank 0 only
         if improved:
             self.logger.save_checkpoint(state, "best.pth")
         if self.epoch % self.args.save_freq == 0:
             self.logger.save_checkpoint(state, f"epoch_{self.epoch}.pth")
 
-    def save_mid_epoch(self, epoch: int, steps_done: int, recorder: Recorder, meter: ConfusionMeter) -> None:
-        """last.pth inside an epoch: also the batches done and the epoch's sums so far."""
+    def save_mid_epoch_if_due(self, epoch: int, steps_done: int, recorder: Recorder, meter: ConfusionMeter) -> None:
+        """After an optimizer step: save last.pth every --save_every_steps batches, and when
+        a stop was asked for (on any process: all stop at this same step), then stop."""
+        stop = any_rank(self.stop.requested)
+        if not stop and not (self.args.save_every_steps and steps_done % self.args.save_every_steps == 0):
+            return
         check_finite(recorder.summary()["loss"], epoch, steps_done - 1)  # never save diverged weights
         state = self.checkpoint_state()
         partial = {"recorder": recorder.state_dict(), "confusion": meter.counts()}
         state.update(step_in_epoch=steps_done, partial_epoch=partial)
         self.logger.save_checkpoint(state, "last.pth")
         log.info(f"Saved last.pth at epoch {epoch}, step {steps_done}")
+        if stop:
+            raise StopRequested(self.stop.signal_number or signal.SIGTERM)
 
     def checkpoint_state(self) -> dict:
         """Everything needed to evaluate or to continue exactly: plain dicts, tensors and
@@ -205,6 +248,7 @@ class Trainer:
             "model": unwrap_model(self.model).state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "scaler": self.scaler.state_dict(),
             "epoch": self.epoch,  # epochs completed
             "step_in_epoch": self.step_in_epoch,
             "global_step": self.global_step,
@@ -213,7 +257,7 @@ class Trainer:
             "monitor": self.monitor,
             "best_metric": self.best_metric,
             "best_epoch": self.best_epoch,
-            "rng": rng_state(),
+            "rng": gather_to_main([rng_state()]),  # one per process, in rank order
             "model_kwargs": self.model_kwargs,
             "class_names": self.class_names,
             "task": self.task_name,
@@ -226,11 +270,17 @@ class Trainer:
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         if self.scheduler is not None:
             self.scheduler.load_state_dict(checkpoint["scheduler"])
+            if getattr(self.scheduler, "T_max", self.args.epochs) != self.args.epochs:
+                log.warning(f"--epochs is now {self.args.epochs}, but the resumed cosine schedule runs over "
+                            f"{self.scheduler.T_max} epochs; past them the learning rate rises again.")
+        self.scaler.load_state_dict(checkpoint["scaler"])
         self.epoch, self.global_step = checkpoint["epoch"], checkpoint["global_step"]
         self.step_in_epoch = checkpoint["step_in_epoch"]
-        self.partial_epoch = checkpoint.get("partial_epoch") or {}
+        # The epoch's sums so far cover all processes: rank 0 alone continues from them.
+        self.partial_epoch = checkpoint.get("partial_epoch") or {} if is_main_process() else {}
         self.best_metric, self.best_epoch = checkpoint["best_metric"], checkpoint["best_epoch"]
-        set_rng_state(checkpoint["rng"])  # last: building the model above drew random numbers
+        states = checkpoint["rng"]  # last: building the model above drew random numbers
+        set_rng_state(states[rank()] if len(states) == world_size() else states[0])
         log.info(f"Resumed at epoch {self.epoch + 1}, step {self.step_in_epoch} (global step {self.global_step})")
         return checkpoint["history"]
 
@@ -273,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point. Exit codes: 0 done, 2 bad input (one message), 128 + signal number when
     stopped by Ctrl-C / SIGTERM (saved; the resume command is printed)."""
     args = prepare_train_args(argv)  # bad flags end here, with exit code 2
-    status = RunStatus(args.run_dir)
+    status = RunStatus(args.run_dir, enabled=is_main_process())
     trainer = None
     try:
         trainer = Trainer(args)
@@ -291,6 +341,8 @@ def main(argv: list[str] | None = None) -> int:
             return stopped(args, status, trainer.stop.signal_number)
         status.failed(error)  # a bug, or a second Ctrl-C: recorded, then shown in full
         raise
+    finally:
+        cleanup_distributed()
     status.finished()
     return 0
 
@@ -298,7 +350,7 @@ def main(argv: list[str] | None = None) -> int:
 def stopped(args: Namespace, status: RunStatus, signal_number: int) -> int:
     """Record and report a stop by signal; the exit code is 128 + the signal number."""
     name = signal.Signals(signal_number).name
-    command = shlex.join(["python", "train.py", "--resume", args.run_dir])
+    command = shlex.join([*launcher(), "train.py", "--resume", args.run_dir])
     status.interrupted(f"stopped by {name}", command)
     log.error(f"Stopped by {name}; resume from the last saved checkpoint with:\n  {command}")
     return 128 + signal_number

@@ -21,6 +21,7 @@ from data.list_dataset import build_list_dataset, build_seg_list_dataset
 from data.mem_list_dataset import build_mem_list_dataset
 from data.seeded_sampling import SeededDataset, SeededSampler
 from data.torchvision_sets import build_cifar10, build_fashion_mnist, build_mnist
+from utils.distributed import ShardSampler, rank, world_size
 from utils.errors import UserError
 
 DATASETS = {
@@ -52,13 +53,17 @@ def select_train_loader(args: Namespace) -> DataLoader:
     """Shuffled batches of the training set; order and augmentation depend only on --seed
     and the epoch (see data/seeded_sampling.py), which is what makes resuming exact."""
     dataset = SeededDataset(build_dataset(args, train=True))
-    sampler = SeededSampler(dataset, num_replicas=1, rank=0, seed=args.seed)
+    # Under torchrun each process gets its share of every epoch; --batch_size is per process.
+    sampler = SeededSampler(dataset, num_replicas=world_size(), rank=rank(), seed=args.seed)
     return _loader(dataset, args, sampler=sampler)
 
 
 def select_eval_loader(args: Namespace) -> DataLoader:
-    """Batches of the evaluation set in list order, every sample exactly once."""
-    return _loader(build_dataset(args, train=False), args, sampler=None)
+    """Batches of the evaluation set in list order, every sample exactly once (under torchrun,
+    split across the processes without repeats: see ShardSampler)."""
+    dataset = build_dataset(args, train=False)
+    sampler = ShardSampler(len(dataset), rank(), world_size()) if world_size() > 1 else None
+    return _loader(dataset, args, sampler=sampler)
 
 
 def _loader(dataset: Dataset, args: Namespace, sampler: Sampler | None) -> DataLoader:

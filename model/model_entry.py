@@ -7,12 +7,15 @@ defaults), then add one line to `MODELS`. Models never see `args`.
 
 from argparse import Namespace
 
+import torch
+import torch.distributed as dist
 from torch import nn
 
 from model.base import BaseNet
 from model.better import BetterNet
 from model.resnet18 import build_resnet18
 from model.unet import UNet
+from utils.distributed import local_rank
 from utils.errors import UserError
 
 MODELS = {
@@ -31,10 +34,12 @@ def select_model(args: Namespace, num_classes: int, in_channels: int) -> nn.Modu
 
 
 def equip_multi_gpu(model: nn.Module, args: Namespace) -> nn.Module:
-    """Wrap the model in DataParallel when several `--gpus` are given (one process, many GPUs).
-
-    For more than a couple of GPUs, prefer `torchrun` with DistributedDataParallel.
-    """
+    """Wrap the model for several devices: DistributedDataParallel under torchrun (one
+    process per GPU, or several CPU processes), DataParallel when several `--gpus` are
+    given to one process. torchrun is the faster and recommended way."""
+    if dist.is_initialized():
+        device_ids = [local_rank()] if torch.cuda.is_available() else None
+        return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
     if args.gpus and len(args.gpus) > 1:
         return nn.DataParallel(model, device_ids=args.gpus)
     return model

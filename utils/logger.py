@@ -19,6 +19,7 @@ from torch.utils.tensorboard import SummaryWriter
 from tqdm import tqdm
 
 from utils.atomic import atomic_torch_save, atomic_write_text
+from utils.distributed import sum_across_ranks
 
 
 class Recorder:
@@ -37,15 +38,25 @@ class Recorder:
             self.counts[name] = self.counts.get(name, 0) + n
 
     def state_dict(self) -> dict:
-        """The sums so far, for a mid-epoch checkpoint."""
-        return {"sums": {name: value.cpu() for name, value in self.sums.items()}, "counts": dict(self.counts)}
+        """The sums so far (of all processes), for a mid-epoch checkpoint; on resuming, rank 0
+        alone starts from them."""
+        sums, counts = self._totals()
+        return {"sums": {name: torch.tensor(value, dtype=torch.float64) for name, value in sums.items()},
+                "counts": {name: int(count) for name, count in counts.items()}}
 
     def summary(self, prefix: str = "") -> dict[str, float]:
-        """The epoch means, names prefixed (e.g. `train/`): one device sync for all of them."""
+        """The epoch means, names prefixed (e.g. `train/`): one device sync for all of them.
+        Under torchrun, over every process's batches."""
+        sums, counts = self._totals()
+        return {prefix + name: sums[name] / counts[name] for name in sums}
+
+    def _totals(self) -> tuple[dict[str, float], dict[str, float]]:
+        """Sums and counts, added up across processes (as they are in a single process)."""
         if not self.sums:
-            return {}
-        totals = torch.stack(list(self.sums.values())).cpu().tolist()
-        return {prefix + name: total / self.counts[name] for name, total in zip(self.sums, totals)}
+            return {}, {}
+        sums = sum_across_ranks(torch.stack(list(self.sums.values()))).cpu().tolist()
+        counts = sum_across_ranks(torch.tensor([float(n) for n in self.counts.values()])).tolist()
+        return dict(zip(self.sums, sums)), dict(zip(self.sums, counts))
 
 
 class TqdmHandler(logging.Handler):
@@ -59,31 +70,50 @@ class TqdmHandler(logging.Handler):
 _handlers: list[logging.Handler] = []  # the ones setup_logging added, to replace on the next call
 
 
-def setup_logging(log_path: Path) -> None:
-    """Send every `logging` message to the screen and to `log_path` (log.txt)."""
+def setup_logging(log_path: Path | None) -> None:
+    """Send every `logging` message to the screen and to `log_path` (log.txt). With None
+    (the other processes under torchrun), only warnings and errors, on the screen."""
     root = logging.getLogger()
     for handler in _handlers:  # a second run in the same process (tests) writes to its own log
         root.removeHandler(handler)
         handler.close()
-    file_handler = logging.FileHandler(log_path)
-    file_handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
-    _handlers[:] = [file_handler, TqdmHandler()]
+    _handlers[:] = [TqdmHandler()]
+    if log_path is not None:
+        file_handler = logging.FileHandler(log_path)
+        file_handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+        _handlers.append(file_handler)
     for handler in _handlers:
         root.addHandler(handler)
-    root.setLevel(logging.INFO)
+    root.setLevel(logging.INFO if log_path is not None else logging.WARNING)
 
 
 class Logger:
     """Writes a run's curves, pictures and checkpoints into its run directory."""
 
-    def __init__(self, run_dir: Path, history: list[dict[str, float]] | None = None) -> None:
-        """`history`: the metrics.csv rows of the epochs a resumed run already did. TensorBoard
-        then hides events from later epochs (written after that checkpoint, before a crash)."""
+    def __init__(self, run_dir: Path, history: list[dict[str, float]] | None = None,
+                 global_step: int = 0, enabled: bool = True) -> None:
+        """`history`: the metrics.csv rows of the epochs a resumed run already did, and
+        `global_step` its step count: TensorBoard then hides events written after that
+        checkpoint, before a crash. `enabled=False` (the other processes under torchrun):
+        nothing is written."""
         self.run_dir = Path(run_dir)
+        self.enabled = enabled
         self.rows: list[dict[str, float]] = list(history or [])  # metrics.csv, rewritten whole
-        purge_step = len(self.rows) + 1 if history is not None else None
-        self.writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=purge_step)
         self.scalars: dict[str, float] = {}  # the current epoch's values
+        if not enabled:
+            return
+        resumed = history is not None
+        self.writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=len(self.rows) + 1 if resumed else None)
+        # Per-step curves have their own x axis (the global step), so their own event files.
+        self.step_writer = SummaryWriter(log_dir=str(self.run_dir / "steps"),
+                                         purge_step=global_step + 1 if resumed else None)
+
+    def record_step(self, values: dict[str, torch.Tensor | float], global_step: int) -> None:
+        """Per-step curves (step = global step), under `steps/` in TensorBoard. Reading a GPU
+        tensor waits for the GPU: call it every --log_freq steps, not every step."""
+        if self.enabled:
+            for name, value in values.items():
+                self.step_writer.add_scalar(name, float(value), global_step)
 
     def record_scalar(self, name: str, value: float) -> None:
         """Remember a value for the current epoch; `save_curves` writes it."""
@@ -92,6 +122,9 @@ class Logger:
     def save_curves(self, epoch: int) -> None:
         """Write this epoch's values to TensorBoard (step = epoch) and its `train/` and `val/`
         values as a metrics.csv row (timings, which differ run to run, stay in TensorBoard)."""
+        if not self.enabled:
+            self.scalars = {}
+            return
         for name, value in self.scalars.items():
             self.writer.add_scalar(name, value, epoch)
         self.writer.flush()
@@ -102,17 +135,22 @@ class Logger:
 
     def save_imgs(self, images: dict[str, torch.Tensor], epoch: int) -> None:
         """Add pictures (C x H x W, values in [0, 1]) to TensorBoard under their names."""
+        if not self.enabled:
+            return
         for name, image in images.items():
             self.writer.add_image(name, image, epoch)
 
     def save_checkpoint(self, state: dict, name: str) -> Path:
         """Save a checkpoint dict as `<run dir>/<name>`, atomically."""
         path = self.run_dir / name
-        atomic_torch_save(state, path)
+        if self.enabled:
+            atomic_torch_save(state, path)
         return path
 
     def close(self) -> None:
-        self.writer.close()
+        if self.enabled:
+            self.writer.close()
+            self.step_writer.close()
 
 
 def rows_to_csv(rows: list[dict[str, float]]) -> str:

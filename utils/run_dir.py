@@ -40,9 +40,19 @@ def save_args(args: Namespace, folder: Path) -> None:
     atomic_write_text(folder / "args.txt", "".join(f"{k}: {v}\n" for k, v in sorted(values.items())))
 
 
+def launcher() -> list[str]:
+    """How the script was started: `python`, or torchrun with its process counts (multi-node
+    runs also need the rendezvous flags of the original command, which torchrun does not pass on)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        return ["python"]
+    per_node = int(os.environ.get("LOCAL_WORLD_SIZE", os.environ["WORLD_SIZE"]))
+    nodes = int(os.environ["WORLD_SIZE"]) // per_node
+    return ["torchrun", f"--nproc_per_node={per_node}"] + ([f"--nnodes={nodes}"] if nodes > 1 else [])
+
+
 def save_command(folder: Path, script: str, argv: list[str]) -> None:
     """command.sh: the exact command line, re-runnable (it starts a new run directory)."""
-    command = shlex.join(["python", script, *argv])
+    command = shlex.join([*launcher(), script, *argv])
     text = (
         "#!/usr/bin/env bash\n"
         f"# Recorded {datetime.now():%Y-%m-%d %H:%M:%S}. Re-running it starts a new run directory.\n"

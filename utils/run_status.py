@@ -19,8 +19,10 @@ def now() -> str:
 class RunStatus:
     """Reads and updates `<folder>/status.json`."""
 
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(self, folder: str | Path, enabled: bool = True) -> None:
+        """`enabled=False`: the other processes under torchrun, which write nothing."""
         self.path = Path(folder) / "status.json"
+        self.enabled = enabled
 
     @property
     def values(self) -> dict:
@@ -31,6 +33,8 @@ class RunStatus:
             return {}
 
     def _write(self, **values) -> None:
+        if not self.enabled:
+            return
         atomic_write_text(self.path, json.dumps({**self.values, **values, "updated": now()}, indent=2) + "\n")
 
     def running(self, resumed_from: str | None = None, changed_args: dict | None = None,

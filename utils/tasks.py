@@ -59,10 +59,10 @@ class ClassificationTask:
     def pictures(self, image: Tensor, label: Tensor, pred: Tensor) -> Tensor:
         return classification_grid(image, label, pred)
 
-    def save_pictures(self, image: Tensor, label: Tensor, pred: Tensor, folder: Path, first_index: int) -> None:
-        save_classification_pngs(image, label, pred, self.class_names, folder, first_index)
+    def save_pictures(self, image: Tensor, label: Tensor, pred: Tensor, folder: Path, indices: list[int]) -> None:
+        save_classification_pngs(image, label, pred, self.class_names, folder, indices)
 
-    def save_predictions(self, pred: Tensor, folder: Path, first_index: int) -> None:
+    def save_predictions(self, pred: Tensor, folder: Path, indices: list[int]) -> None:
         """Nothing beyond predictions.csv: a class id fits in a row."""
 
     def prediction_rows(self, paths: list[str], label: Tensor, pred: Tensor) -> list[list]:
@@ -114,14 +114,15 @@ class SegmentationTask:
     def pictures(self, image: Tensor, label: Tensor, pred: Tensor) -> Tensor:
         return segmentation_grid(image, label, pred)
 
-    def save_pictures(self, image: Tensor, label: Tensor, pred: Tensor, folder: Path, first_index: int) -> None:
-        save_segmentation_pngs(image, label, pred, folder, first_index)
+    def save_pictures(self, image: Tensor, label: Tensor, pred: Tensor, folder: Path, indices: list[int]) -> None:
+        save_segmentation_pngs(image, label, pred, folder, indices)
 
-    def save_predictions(self, pred: Tensor, folder: Path, first_index: int) -> None:
-        """The predicted masks, `<index>.png` (one class id per pixel), in predictions.csv order."""
+    def save_predictions(self, pred: Tensor, folder: Path, indices: list[int]) -> None:
+        """The predicted masks, `<index>.png` (one class id per pixel, index = row of
+        predictions.csv)."""
         folder.mkdir(parents=True, exist_ok=True)
-        for offset, mask in enumerate(pred.argmax(1).to(torch.uint8).cpu()):
-            Image.fromarray(mask.numpy()).save(folder / f"{first_index + offset:06d}.png")
+        for index, mask in zip(indices, pred.argmax(1).to(torch.uint8).cpu()):
+            Image.fromarray(mask.numpy()).save(folder / f"{index:06d}.png")
 
     def prediction_rows(self, paths: list[str], label: Tensor, pred: Tensor) -> list[list]:
         """`[path, pixel_acc, iou]` per sample, the IoU averaged over the classes in that sample."""

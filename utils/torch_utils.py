@@ -9,6 +9,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from utils.distributed import launched_by_torchrun, local_rank
 from utils.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -59,16 +60,37 @@ def make_deterministic() -> None:
     torch.backends.cudnn.benchmark = False
 
 
+AMP_DTYPES = {"none": None, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def speed_up(model: torch.nn.Module, channels_last: bool, compile_model: bool) -> torch.nn.Module:
+    """--channels_last (NHWC weights: faster convolutions on tensor cores) and --compile."""
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    return torch.compile(model) if compile_model else model
+
+
+def memory_format(channels_last: bool) -> torch.memory_format:
+    """How to lay out image batches in memory: NHWC with --channels_last."""
+    return torch.channels_last if channels_last else torch.preserve_format
+
+
 def select_device(gpus: list[int] | None) -> torch.device:
-    """CUDA when present (the first of `--gpus`, default GPU 0), else the CPU; `--gpus -1` forces CPU."""
+    """CUDA when present (the first of `--gpus`, default GPU 0; under torchrun, the GPU of
+    the process's LOCAL_RANK), else the CPU; `--gpus -1` forces the CPU."""
     if gpus == [-1] or not torch.cuda.is_available():
         return torch.device("cpu")
+    if launched_by_torchrun():
+        return torch.device("cuda", local_rank())
     return torch.device("cuda", gpus[0] if gpus else 0)
 
 
 def unwrap_model(model: nn.Module) -> nn.Module:
-    """The plain model inside DataParallel / DistributedDataParallel (their `.module`)."""
-    return model.module if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else model
+    """The plain model inside DataParallel / DistributedDataParallel (their `.module`) and
+    torch.compile (its `._orig_mod`): the one whose state_dict a checkpoint holds."""
+    if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
+        model = model.module
+    return getattr(model, "_orig_mod", model)
 
 
 def read_checkpoint(path: str | Path, mmap: bool = False) -> dict:
@@ -91,9 +113,10 @@ def read_checkpoint(path: str | Path, mmap: bool = False) -> dict:
 def model_state(checkpoint: dict) -> dict[str, torch.Tensor]:
     """The model weights of a checkpoint: its "model" entry, or the dict itself when it is a
     plain state dict (as torchvision and most papers publish). `module.` prefixes left by
-    DataParallel / DDP are removed."""
+    DataParallel / DDP and `_orig_mod.` left by torch.compile are removed."""
     state = checkpoint.get("model", checkpoint)
-    return {name.removeprefix("module."): value for name, value in state.items() if torch.is_tensor(value)}
+    return {name.removeprefix("module.").removeprefix("_orig_mod."): value
+            for name, value in state.items() if torch.is_tensor(value)}
 
 
 @dataclass

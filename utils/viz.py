@@ -40,7 +40,7 @@ def classification_grid(images: torch.Tensor, label: torch.Tensor, pred: torch.T
 
 
 def save_classification_pngs(images: torch.Tensor, label: torch.Tensor, pred: torch.Tensor,
-                             class_names: list[str], folder: Path, first_index: int) -> None:
+                             class_names: list[str], folder: Path, indices: list[int]) -> None:
     """One PNG per sample, `<index>_true-<name>_pred-<name>.png`, enlarged when small."""
     folder.mkdir(parents=True, exist_ok=True)
     predicted = pred.argmax(1)
@@ -50,7 +50,7 @@ def save_classification_pngs(images: torch.Tensor, label: torch.Tensor, pred: to
     for offset, picture in enumerate(pictures):
         true_name = class_names[int(label[offset])]
         pred_name = class_names[int(predicted[offset])]
-        save_image(picture, folder / f"{first_index + offset:06d}_true-{true_name}_pred-{pred_name}.png")
+        save_image(picture, folder / f"{indices[offset]:06d}_true-{true_name}_pred-{pred_name}.png")
 
 
 def palette() -> torch.Tensor:
@@ -99,7 +99,7 @@ def segmentation_grid(images: torch.Tensor, label: torch.Tensor, pred: torch.Ten
 
 
 def save_segmentation_pngs(images: torch.Tensor, label: torch.Tensor, pred: torch.Tensor,
-                           folder: Path, first_index: int) -> None:
+                           folder: Path, indices: list[int]) -> None:
     """Per sample `<index>.png` (input | prediction | truth, enlarged when small) and
     `<index>_overlay.png` (the prediction over the picture)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -108,7 +108,7 @@ def save_segmentation_pngs(images: torch.Tensor, label: torch.Tensor, pred: torc
     overlays = overlay(images, pred_class)
     scale = max(1, 128 // max(images.shape[2:]))
     for offset in range(len(images)):
-        name = f"{first_index + offset:06d}"
+        name = f"{indices[offset]:06d}"
         for picture, suffix in ((rows[offset], ""), (overlays[offset], "_overlay")):
             big = torch.nn.functional.interpolate(picture[None], scale_factor=scale, mode="nearest")[0]
             save_image(big, folder / f"{name}{suffix}.png")

@@ -1,0 +1,67 @@
+"""torchrun: 2 CPU processes (gloo) train for an epoch; rank 0 alone writes the run directory,
+and the validation accuracy equals a single-process evaluation of the saved weights."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO, run_python, tiny_train_argv
+
+import eval as evaluate
+
+
+@pytest.fixture(scope="module")
+def ddp_run(tiny_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    checkpoints = tmp_path_factory.mktemp("ddp")
+    argv = tiny_train_argv(tiny_demo, checkpoints, epochs=1) + ["--save_prefix", "ddp"]
+    result = run_python(["-m", "torch.distributed.run", "--nproc_per_node=2", "train.py", *argv], cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = checkpoints.iterdir()
+    return run_dir
+
+
+def test_rank_0_alone_writes_one_run_directory(ddp_run: Path) -> None:
+    names = {p.name for p in ddp_run.iterdir()}
+    assert {"args.json", "metrics.csv", "last.pth", "best.pth", "log.txt", "status.json"} <= names
+    assert len([n for n in names if n.startswith("events.out.tfevents")]) == 1  # one writer, not two
+    assert json.loads((ddp_run / "status.json").read_text())["status"] == "finished"
+    assert (ddp_run / "command.sh").read_text().splitlines()[-1].startswith("torchrun --nproc_per_node=2 train.py")
+    assert "x 2 process(es)" in (ddp_run / "log.txt").read_text()
+
+
+def test_validation_covers_the_set_once_and_equals_a_single_process_eval(ddp_run: Path) -> None:
+    val_acc = float((ddp_run / "metrics.csv").read_text().splitlines()[1].split(",")[-1])
+    assert evaluate.main(["--load_model_path", str(ddp_run / "last.pth"), "--num_workers", "0"]) == 0
+    (result_dir,) = (ddp_run / "last").iterdir()
+    result = dict(line.split(": ") for line in (result_dir / "result.txt").read_text().splitlines())
+    assert float(result["acc"]) == pytest.approx(val_acc, abs=5e-7)  # result.txt has 6 decimals
+    assert len((result_dir / "predictions.csv").read_text().splitlines()) == 1 + 30  # every sample once
+
+
+def test_a_ddp_checkpoint_loads_into_a_plain_model(ddp_run: Path) -> None:
+    from model.base import BaseNet
+    state = torch.load(ddp_run / "last.pth")["model"]
+    assert not any(name.startswith("module.") for name in state)
+    BaseNet(num_classes=5).load_state_dict(state)  # strict: raises if anything does not fit
+
+
+def test_torchrun_evaluation_writes_the_same_predictions_in_order(ddp_run: Path) -> None:
+    argv = ["eval.py", "--load_model_path", str(ddp_run / "best.pth"), "--num_workers", "0", "--batch_size", "7",
+            "--save_prefix", "ddp"]
+    result = run_python(["-m", "torch.distributed.run", "--nproc_per_node=2", *argv], cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    single = run_python(["eval.py", "--load_model_path", str(ddp_run / "best.pth"), "--num_workers", "0",
+                         "--save_prefix", "one"], cwd=REPO)
+    assert single.returncode == 0, single.stderr[-3000:]
+    two, one = (ddp_run / "best" / "val_ddp"), (ddp_run / "best" / "val_one")
+    assert (two / "predictions.csv").read_text() == (one / "predictions.csv").read_text()
+    assert (two / "result.txt").read_text().splitlines()[1] == (one / "result.txt").read_text().splitlines()[1]
+
+
+def test_gpus_flag_under_torchrun_is_refused(monkeypatch) -> None:
+    import options
+    from utils.errors import UserError
+    monkeypatch.setenv("WORLD_SIZE", "2")  # what torchrun tells each process
+    with pytest.raises(UserError, match="--gpus 0 is for a single process; under torchrun"):
+        options.check_gpus([0])

@@ -1,0 +1,74 @@
+"""The speed features on the CPU: AMP, channels_last, gradient accumulation, clipping and
+per-step curves do what they say (their speed is measured by bench/, not here)."""
+
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import tiny_train_argv
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch import nn
+
+import train
+from options import prepare_train_args
+
+
+def trained(argv: list[str]) -> train.Trainer:
+    trainer = train.Trainer(prepare_train_args(argv))
+    trainer.train()
+    return trainer
+
+
+@pytest.mark.parametrize("amp", ["bf16", "fp16"])
+def test_mixed_precision_trains_and_saves_its_loss_scaler(amp: str, tiny_demo: Path, tmp_path: Path) -> None:
+    trainer = trained(tiny_train_argv(tiny_demo, tmp_path) + ["--amp", amp])
+    checkpoint = torch.load(Path(trainer.args.run_dir) / "last.pth")
+    assert torch.isfinite(torch.tensor(checkpoint["metrics"]["train/loss"]))
+    assert trainer.scaler.is_enabled() == (amp == "fp16") and "scaler" in checkpoint
+    out = trainer.step(next(iter(trainer.val_loader)))
+    assert out["pred"].dtype == {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]  # autocast was on
+
+
+def test_channels_last_lays_out_weights_and_images_as_nhwc(tiny_demo: Path, tmp_path: Path) -> None:
+    trainer = trained(tiny_train_argv(tiny_demo, tmp_path) + ["--channels_last"])
+    conv = trainer.model.features[0][0].weight
+    assert conv.is_contiguous(memory_format=torch.channels_last)
+    image = trainer.step(next(iter(trainer.val_loader)))["image"]
+    assert image.is_contiguous(memory_format=torch.channels_last)
+
+
+def linear_model(args, num_classes: int, in_channels: int) -> nn.Module:
+    """No batch norm: its statistics depend on the batch size, which this test changes."""
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * 32 * 32, num_classes))
+
+
+def test_two_accumulated_half_batches_equal_one_full_batch(tiny_demo, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(train, "select_model", linear_model)
+    weights = []
+    for batch_size, accum in ((12, 1), (6, 2)):  # 60 samples: 5 steps of 12, or 5 x 2 batches of 6
+        argv = tiny_train_argv(tiny_demo, tmp_path / str(accum), epochs=2)
+        argv[argv.index("--batch_size") + 1] = str(batch_size)
+        trainer = trained(argv + ["--accum_steps", str(accum), "--optimizer", "sgd", "--lr", "0.05"])
+        weights.append(trainer.model[1].weight.detach().clone())
+    assert torch.allclose(weights[0], weights[1], atol=1e-6)
+    assert not torch.equal(weights[0], linear_model(None, 5, 3)[1].weight)  # and it did train
+
+
+def test_gradient_clipping_bounds_each_step(tiny_demo, tmp_path, monkeypatch) -> None:
+    monkeypatch.setattr(train, "select_model", linear_model)
+    before = linear_model(None, 5, 3)[1].weight.detach().clone()
+    argv = tiny_train_argv(tiny_demo, tmp_path) + ["--optimizer", "sgd", "--momentum", "0", "--lr", "1",
+                                                   "--weight_decay", "0", "--clip_grad", "0.001"]
+    trainer = trained(argv)
+    moved = (trainer.model[1].weight - before).norm().item()
+    assert 0 < moved <= 4 * 0.001 + 1e-6  # 4 steps of lr 1 x a gradient of norm at most 0.001
+
+
+def test_per_step_curves_every_log_freq_steps(tiny_demo: Path, tmp_path: Path) -> None:
+    trainer = trained(tiny_train_argv(tiny_demo, tmp_path, epochs=2) + ["--log_freq", "2"])
+    events = EventAccumulator(str(Path(trainer.args.run_dir) / "steps"))
+    events.Reload()
+    # 4 batches an epoch; steps 0 and 2 of each epoch are logged, at global steps 1, 3, 5, 7.
+    assert [e.step for e in events.Scalars("train_step/loss")] == [1, 3, 5, 7]
+    assert [e.step for e in events.Scalars("train_step/lr")] == [1, 3, 5, 7]
