@@ -19,7 +19,15 @@ from loss import LOSSES
 from model.model_entry import MODELS
 from utils.errors import UserError
 from utils.logger import setup_logging
-from utils.run_dir import create_unique_dir, newest_run_dir, run_dir_name, save_args, save_command
+from utils.run_dir import (
+    check_experiment_name,
+    create_unique_dir,
+    experiment_dir,
+    newest_run_dir,
+    run_dir_name,
+    save_args,
+    save_command,
+)
 from utils.run_info import collect_run_info, file_sha256, save_run_info
 from utils.run_status import RunStatus
 from utils.torch_utils import read_checkpoint
@@ -109,6 +117,9 @@ def parse_train_args(parser: ArgumentParser) -> ArgumentParser:
     group.add_argument("--save_every_steps", type=int, default=0,
                        help="also save last.pth every N steps inside an epoch, so a long epoch can be "
                             "resumed mid-way (default: 0, only at the end of each epoch)")
+    group.add_argument("--exp", default=None,
+                       help="experiment name: the run directory goes into <checkpoints_dir>/<exp>/, so "
+                            "related runs stay together (default: directly in <checkpoints_dir>/)")
     return parser
 
 
@@ -142,7 +153,8 @@ def prepare_train_args(argv: list[str] | None = None) -> Namespace:
     except UserError as error:
         parser.error(str(error))
     if args.resume is None:
-        run_dir = create_unique_dir(Path(args.checkpoints_dir) / run_dir_name(args.model_type, args.save_prefix))
+        run_dir = create_unique_dir(experiment_dir(args.checkpoints_dir, args.exp) /
+                                    run_dir_name(args.model_type, args.save_prefix))
         args.run_dir = str(run_dir)
         save_command(run_dir, "train.py", argv)
     run_dir = Path(args.run_dir)
@@ -278,6 +290,8 @@ def check_train_args(args: Namespace) -> None:
         raise UserError(f"--monitor {args.monitor!r} must name a curve, e.g. val/acc or val/loss.")
     if args.data_type in LIST_TYPES:
         check_list_exists("--train_list", args.train_list)
+    if args.exp is not None:
+        check_experiment_name(args.exp)
 
 
 def check_positive(args: Namespace, name: str) -> None:
