@@ -95,6 +95,7 @@ class Trainer:
                 self.save_checkpoints(values)
                 log.info(f"epoch {epoch}/{self.args.epochs}: " + "  ".join(f"{k} {v:.4g}" for k, v in values.items()))
                 self.stop.check()
+        self.logger.save_hparams(vars(self.args), {f"best/{self.args.monitor}": self.best_metric})
         log.info(f"Best {self.args.monitor} {self.best_metric:.4g} at epoch {self.best_epoch}; "
                  f"checkpoints in {self.args.run_dir}")
         self.logger.close()
