@@ -235,7 +235,8 @@ def test_the_command_runs_as_a_module_without_importing_torch(three_runs: Path) 
 
 
 def test_tensorboard_hparams_hold_the_args_and_final_metrics(trained_run: Path) -> None:
-    assert [p for p in trained_run.iterdir() if p.is_dir()] == []  # no sub-run folder (add_hparams makes one)
+    # Events only in the run's own folder: add_hparams would make a sub-folder, a second run.
+    assert {p.parent for p in trained_run.rglob("events.out.tfevents.*")} == {trained_run}
     events = EventAccumulator(str(trained_run), size_guidance={"scalars": 0})
     events.Reload()
     content = events.PluginTagToContent("hparams")

@@ -86,7 +86,7 @@ def metrics_lines(record: RunRecord) -> list[str]:
     names = dict.fromkeys(name for row in rows for name in row if name != "epoch")
     for name in names:
         values = [row[name] for row in rows if name in row]
-        numbers = "".join(f"{value:>12.6g}" for value in (values[0], values[-1], min(values), max(values)))
+        numbers = "".join(f"{value:>12.5g}" for value in (values[0], values[-1], min(values), max(values)))
         lines.append(f"{INDENT}{name:<16}{numbers}")
     return lines
 
