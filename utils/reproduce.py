@@ -114,7 +114,8 @@ def resume_notes(run_dir: Path) -> list[str]:
         resumes = json.loads((run_dir / "status.json").read_text(encoding="utf-8")).get("resumes") or []
     except (OSError, ValueError, AttributeError):
         return []
-    changed = {name: change for resume in resumes for name, change in (resume.get("changed_args") or {}).items()}
+    changed = {name: change for resume in resumes if isinstance(resume, dict)
+               for name, change in (resume.get("changed_args") or {}).items() if isinstance(change, dict)}
     if not changed:
         return []
     described = ", ".join(f"--{name} {change.get('was')} -> {change.get('now')}" for name, change in changed.items())

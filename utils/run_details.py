@@ -40,9 +40,9 @@ def status_lines(status: dict | None) -> list[str]:
         lines.append(f"         error: {status['error']}")
     if status.get("status") == "interrupted" and status.get("resume_command"):
         lines.append(f"         resume with: {status['resume_command']}")
-    for resume in status.get("resumes") or []:
+    for resume in [r for r in status.get("resumes") or [] if isinstance(r, dict)]:  # skip hand-edited junk
         changed = ", ".join(f"{name} {change.get('was')} -> {change.get('now')}"
-                            for name, change in (resume.get("changed_args") or {}).items())
+                            for name, change in (resume.get("changed_args") or {}).items() if isinstance(change, dict))
         lines.append(f"         resumed {resume.get('time')} from {resume.get('from')}"
                      + (f"; changed {changed}" if changed else ""))
     return lines
@@ -57,7 +57,7 @@ def code_lines(info: dict | None, path: Path) -> list[str]:
     else:
         dirty = " + uncommitted changes in code.patch" if info.get("git_dirty") else ""
         code = f"commit {info['git_commit']}{dirty}\n         recreate: python -m utils.reproduce {path}"
-    gpus = ", ".join(info.get("gpus") or []) or "none"
+    gpus = ", ".join(map(str, info.get("gpus") or [])) or "none"
     machine = (f"{info.get('host')}; python {info.get('python')}, torch {info.get('torch')}, torchvision "
                f"{info.get('torchvision')}, CUDA {info.get('cuda')}; GPUs: {gpus}")
     return [f"code     {code}", f"machine  {machine}"]
