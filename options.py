@@ -20,7 +20,15 @@ from model.model_entry import MODELS
 from utils.distributed import broadcast_from_main, init_distributed, is_main_process, launched_by_torchrun
 from utils.errors import UserError
 from utils.logger import setup_logging
-from utils.run_dir import create_unique_dir, newest_run_dir, run_dir_name, save_args, save_command
+from utils.run_dir import (
+    check_experiment_name,
+    create_unique_dir,
+    experiment_dir,
+    newest_run_dir,
+    run_dir_name,
+    save_args,
+    save_command,
+)
 from utils.run_info import collect_run_info, file_sha256, save_run_info
 from utils.run_status import RunStatus
 from utils.torch_utils import read_checkpoint
@@ -129,6 +137,9 @@ def parse_train_args(parser: ArgumentParser) -> ArgumentParser:
     group.add_argument("--save_every_steps", type=int, default=0,
                        help="also save last.pth every N steps inside an epoch, so a long epoch can be "
                             "resumed mid-way (default: 0, only at the end of each epoch)")
+    group.add_argument("--exp", default=None,
+                       help="experiment name: the run directory goes into <checkpoints_dir>/<exp>/, so "
+                            "related runs stay together (default: directly in <checkpoints_dir>/)")
     return parser
 
 
@@ -167,7 +178,8 @@ def prepare_train_args(argv: list[str] | None = None) -> Namespace:
     if args.resume is None:  # rank 0 makes the run directory and tells the others its name
         run_dir = None
         if is_main_process():
-            run_dir = create_unique_dir(Path(args.checkpoints_dir) / run_dir_name(args.model_type, args.save_prefix))
+            run_dir = create_unique_dir(experiment_dir(args.checkpoints_dir, args.exp) /
+                                        run_dir_name(args.model_type, args.save_prefix))
             save_command(run_dir, "train.py", argv)
         args.run_dir = str(broadcast_from_main(run_dir))
     if not is_main_process():  # the other processes write nothing
@@ -317,6 +329,8 @@ def check_train_args(args: Namespace) -> None:
         raise UserError(f"--monitor {args.monitor!r} must name a curve, e.g. val/acc or val/loss.")
     if args.data_type in LIST_TYPES:
         check_list_exists("--train_list", args.train_list)
+    if args.exp is not None:
+        check_experiment_name(args.exp)
 
 
 def check_positive(args: Namespace, name: str) -> None:

@@ -120,6 +120,7 @@ class Trainer:
                 log.info(f"epoch {epoch}/{self.args.epochs}: " + "  ".join(f"{k} {v:.4g}" for k, v in values.items()))
                 if any_rank(self.stop.requested):
                     raise StopRequested(self.stop.signal_number or signal.SIGTERM)
+        self.logger.save_hparams(vars(self.args), {f"best/{self.monitor}": self.best_metric})
         log.info(f"Best {self.monitor} {self.best_metric:.4g} at epoch {self.best_epoch}; "
                  f"checkpoints in {self.args.run_dir}")
         self.logger.close()

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams
 from tqdm import tqdm
 
 from utils.atomic import atomic_torch_save, atomic_write_text
@@ -147,10 +148,40 @@ class Logger:
             atomic_torch_save(state, path)
         return path
 
+    def save_hparams(self, args: dict, extra_metrics: dict[str, float | None]) -> None:
+        """Record the run's arguments with its final values, for TensorBoard's HPARAMS tab,
+        which compares runs by them. The final values are the last metrics.csv row plus
+        `extra_metrics` (e.g. the best monitored value, written as scalars here).
+
+        Not `SummaryWriter.add_hparams`: it writes into a new sub-folder named by the time,
+        which TensorBoard shows as a second run. The same summaries go into this run's own
+        event file instead. The HPARAMS tab reads each metric's value from the run's scalar
+        of that name, so only the names are passed to `hparams`."""
+        if not self.enabled:
+            return
+        last = self.rows[-1] if self.rows else {}
+        step = int(last.get("epoch", 0))
+        metrics = {name: value for name, value in last.items() if name != "epoch"}
+        for name, value in extra_metrics.items():
+            if value is not None:
+                self.writer.add_scalar(name, value, step)
+                metrics[name] = value
+        for summary in hparams({name: hparam_value(value) for name, value in args.items()}, metrics):
+            self.writer.file_writer.add_summary(summary, step)
+        self.writer.flush()
+
     def close(self) -> None:
         if self.enabled:
             self.writer.close()
             self.step_writer.close()
+
+
+def hparam_value(value: object) -> str | int | float:
+    """A value `hparams` takes: str, int or float as they are; anything else (None, lists) as
+    its text. Bools too: `hparams` would record True as the number 1 (bool is an int)."""
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return value
+    return str(value)
 
 
 def rows_to_csv(rows: list[dict[str, float]]) -> str:

@@ -1,0 +1,145 @@
+"""The runs table: one flat row of values per run, which columns to show, and the text and
+CSV forms of it.
+
+A row maps column names to plain values (numbers stay numbers, so sorting and `--where`
+compare them as numbers); only printing turns them into text. Columns:
+
+- `run` (folder name), `exp`, `status`, `started`, `duration` (seconds), `model_type`, `data_type`
+- every argument from args.json, under its own name (`lr`, `epochs`, `monitor`, ...)
+- every metrics.csv value of the last epoch (`train/loss`, `val/acc`, ...) and `epoch`, the
+  last epoch done
+- `best` and `best_epoch`: the best `--monitor` value in metrics.csv and its epoch
+- `eval`: the newest evaluation (`<checkpoint stem>/<name>`) and `eval/<name>` for each of
+  its result.txt values without a `/` (`eval/acc`, `eval/loss`; per-class values are left out)
+- `path` and `problems` (the files that could not be read)
+
+The text table shows the first group, the arguments whose values differ between the listed
+runs (less `NOT_COMPARED`), `epoch`, `best`, `best_epoch` and the evaluation; CSV has all.
+"""
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from utils.run_reader import RunRecord, best_epoch, duration_seconds
+
+UNKNOWN = "?"  # the value of a column whose file could not be read
+FRONT = ("run", "exp", "status", "started", "duration", "model_type", "data_type")
+PROGRESS = ("epoch", "best", "best_epoch")
+# Arguments that say where or how fast a run went, not what it computed; never a column of
+# the text table (CSV has them). run_dir and resume differ for every run.
+NOT_COMPARED = ("run_dir", "resume", "checkpoints_dir", "save_prefix", "num_workers", "print_freq",
+                "save_freq", "save_every_steps", "gpus", "debug")
+MAX_TEXT_WIDTH = 40  # longer text cells (list file paths) keep their end
+
+
+def run_row(record: RunRecord, root: Path) -> dict[str, object]:
+    """The run's columns (see the module docstring)."""
+    args, status = record.args, record.status
+    best, epoch_of_best = best_epoch(record)
+    row = {
+        "run": record.path.name,
+        "exp": experiment(record, root),
+        "status": status.get("status", UNKNOWN) if status is not None else UNKNOWN,
+        "started": status.get("started") if status is not None else UNKNOWN,
+        "duration": duration_seconds(status) if status is not None else None,
+        "model_type": args.get("model_type") if args is not None else UNKNOWN,
+        "data_type": args.get("data_type") if args is not None else UNKNOWN,
+        "epoch": int(record.metrics[-1]["epoch"]) if record.metrics else None,
+        "best": best,
+        "best_epoch": epoch_of_best,
+        "eval": record.evaluation.relative_to(record.path).as_posix() if record.evaluation else None,
+    }
+    row.update((f"eval/{name}", value) for name, value in record.results.items() if "/" not in name)
+    row.update((name, value) for name, value in (record.metrics[-1] if record.metrics else {}).items()
+               if name != "epoch")
+    for name, value in (args or {}).items():
+        row.setdefault(name, value)
+    row["path"], row["problems"] = str(record.path), "; ".join(record.problems)
+    return row
+
+
+def experiment(record: RunRecord, root: Path) -> str | None:
+    """--exp as recorded, else the folders between `root` and the run (runs filed by hand)."""
+    if record.args is not None and record.args.get("exp"):
+        return str(record.args["exp"])
+    try:
+        folder = record.path.parent.relative_to(root).as_posix()
+    except ValueError:
+        return None
+    return None if folder == "." else folder
+
+
+def differing_args(records: list[RunRecord]) -> list[str]:
+    """Arguments whose values are not all equal among the runs whose args.json was read
+    (a missing argument counts as None), less NOT_COMPARED and the fixed columns."""
+    readable = [record.args for record in records if record.args is not None]
+    names = sorted({name for args in readable for name in args} - set(NOT_COMPARED) - set(FRONT) - {"exp"})
+    return [name for name in names
+            if len({json.dumps(args.get(name), sort_keys=True) for args in readable}) > 1]
+
+
+def table_columns(rows: list[dict[str, object]], args: list[str]) -> list[str]:
+    """The text table's columns: fixed ones, the differing `args`, progress, evaluation."""
+    evaluation = ["eval"] + [name for name in all_columns(rows) if name.startswith("eval/")]
+    return [*FRONT, *args, *PROGRESS, *(evaluation if any(row.get("eval") for row in rows) else [])]
+
+
+def all_columns(rows: list[dict[str, object]]) -> list[str]:
+    """Every column of any row (CSV): the fixed ones, the evaluation, the metrics, then the
+    arguments (names without a `/`) alphabetically, and path and problems last."""
+    seen = dict.fromkeys(name for row in rows for name in row)
+    fixed = [*FRONT, *PROGRESS, "eval", "path", "problems"]
+    evaluation = [name for name in seen if name.startswith("eval/")]
+    metrics = [name for name in seen if "/" in name and not name.startswith("eval/")]
+    args = sorted(name for name in seen if "/" not in name and name not in fixed)
+    return [*FRONT, *PROGRESS, "eval", *evaluation, *metrics, *args, "path", "problems"]
+
+
+def format_text_table(rows: list[dict[str, object]], columns: list[str]) -> str:
+    """Aligned columns, two spaces apart; numbers short (4 significant digits)."""
+    cells = [columns] + [[display(name, row.get(name)) for name in columns] for row in rows]
+    widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
+                     for line in cells)
+
+
+def format_csv(rows: list[dict[str, object]], columns: list[str]) -> str:
+    """CSV with a header; full-precision numbers, empty cells for unknown values."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows([[csv_value(row.get(name)) for name in columns] for row in rows])
+    return buffer.getvalue()
+
+
+def display(column: str, value: object) -> str:
+    """A value as the text table shows it."""
+    if column == "duration" and isinstance(value, (int, float)):
+        return format_duration(value)
+    if column == "started" and isinstance(value, str) and value != UNKNOWN:
+        return value[:16].replace("T", " ")  # 2026-11-25T13:01:02+01:00 -> 2026-11-25 13:01
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    text = csv_value(value)
+    return text if len(text) <= MAX_TEXT_WIDTH else "..." + text[-(MAX_TEXT_WIDTH - 3):]
+
+
+def csv_value(value: object) -> str:
+    """A value as text: lists as on the command line (`0 1`), None as an empty cell."""
+    if value is None:
+        return ""
+    if isinstance(value, list):
+        return " ".join(map(str, value))
+    return str(value)
+
+
+def format_duration(seconds: float) -> str:
+    """45s, 12m05s, 3h07m."""
+    seconds = int(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
