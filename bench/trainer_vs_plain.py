@@ -100,27 +100,29 @@ def plain_setup(trainer: Trainer, args: argparse.Namespace):
 def compare(args: argparse.Namespace, checkpoints: str) -> None:
     trainer = template_trainer(args, "list", checkpoints)
     model, optimizer, train_loader, val_loader = plain_setup(trainer, args)
-    runs = {"template train": [], "plain train": [], "template eval": [], "plain eval": []}
+    sides = {
+        "template train": lambda epoch: trainer.train_per_epoch(epoch),
+        "plain train": lambda epoch: plain_train_epoch(model, train_loader, optimizer, trainer.device),
+        "template eval": lambda epoch: trainer.val_per_epoch(epoch),
+        "plain eval": lambda epoch: plain_eval_epoch(model, val_loader, trainer.device),
+    }
+    runs = {name: [] for name in sides}
     epoch = 0
     for round_index in range(args.rounds + 1):  # round 0 warms up (worker start, caches) and is dropped
-        order = ["template", "plain"] if round_index % 2 else ["plain", "template"]
-        for side in order:
+        pairs = [("template train", "plain train")] + [("template eval", "plain eval")] * args.eval_passes
+        for pair in pairs:  # alternate which side goes first, so drift hits both alike
             epoch += 1
-            if side == "template":
-                train_time = timed(trainer.train_per_epoch, epoch)
-                eval_time = timed(trainer.val_per_epoch, epoch)
-            else:
-                train_time = timed(plain_train_epoch, model, train_loader, optimizer, trainer.device)
-                eval_time = timed(plain_eval_epoch, model, val_loader, trainer.device)
-            if round_index:
-                runs[f"{side} train"].append(train_time)
-                runs[f"{side} eval"].append(eval_time)
+            for name in pair if epoch % 2 else reversed(pair):
+                measured = timed(sides[name], epoch)
+                if round_index:
+                    runs[name].append(measured)
     report(runs, trainer)
 
 
 def report(runs: dict, trainer: Trainer) -> None:
     print(f"device {trainer.device}, model {trainer.args.model_type}, batch {trainer.args.batch_size}, "
-          f"workers {trainer.args.num_workers}, {len(runs['plain train'])} rounds (median seconds per epoch)")
+          f"workers {trainer.args.num_workers}; median seconds per epoch over {len(runs['plain train'])} "
+          f"training and {len(runs['plain eval'])} validation epochs a side")
     for part in ("train", "eval"):
         template = statistics.median(t for t, _ in runs[f"template {part}"])
         plain = statistics.median(t for t, _ in runs[f"plain {part}"])
@@ -149,6 +151,9 @@ def main() -> None:
     parser.add_argument("--model_type", default="base", help="model to time (default: %(default)s)")
     parser.add_argument("--batch_size", type=int, default=64, help="batch size (default: %(default)s)")
     parser.add_argument("--num_workers", type=int, default=2, help="DataLoader workers (default: %(default)s)")
+    parser.add_argument("--eval_passes", type=int, default=5,
+                        help="validation epochs a side per round: they are short, so more of them "
+                             "(default: %(default)s)")
     args = parser.parse_args()
     os.chdir(ROOT)  # the demo lists are relative to the project folder
     ensure_demo_data("data/demo/train.txt")

@@ -11,7 +11,7 @@ and resumed sees exactly the batches of an uninterrupted one.
 import random
 
 import torch
-from torch.utils.data import Dataset, DistributedSampler
+from torch.utils.data import Dataset, DistributedSampler, get_worker_info
 
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
@@ -40,6 +40,13 @@ class SeededSampler(DistributedSampler):
         return super().__len__() - self.skip
 
 
+def seed_generators(seed: int) -> None:
+    """Seed python's and torch's CPU generator (what transforms draw from); CUDA's is left to
+    the model."""
+    random.seed(seed)
+    torch.default_generator.manual_seed(seed)
+
+
 class SeededDataset(Dataset):
     """Reads `dataset[index]` for an `(index, seed)` pair with the random generators seeded.
 
@@ -57,14 +64,16 @@ class SeededDataset(Dataset):
 
     def __getitem__(self, key: tuple[int, int]) -> dict:
         index, seed = key
-        python_state = random.getstate()
-        with torch.random.fork_rng(devices=[]):
-            random.seed(seed)
-            torch.default_generator.manual_seed(seed)  # the CPU generator only: CUDA's stays the model's
-            try:
-                return self.dataset[index]
-            finally:
-                random.setstate(python_state)
+        if get_worker_info() is not None:  # a worker process: its generators serve only the data
+            seed_generators(seed)
+            return self.dataset[index]
+        torch_state, python_state = torch.default_generator.get_state(), random.getstate()
+        seed_generators(seed)
+        try:
+            return self.dataset[index]
+        finally:  # the main process (--num_workers 0): give the training its generators back
+            torch.default_generator.set_state(torch_state)
+            random.setstate(python_state)
 
     @property
     def num_classes(self) -> int:
