@@ -55,7 +55,8 @@ class Evaluator:
         self.task = select_task(data.task, num_classes, class_names, args.ignore_index)
         model = select_model(args, **model_kwargs)
         load_state_into(model, model_state(checkpoint), strict=not args.load_not_strict, source=args.load_model_path)
-        self.model = equip_multi_gpu(speed_up(model.to(self.device), args.channels_last, args.compile), args)
+        model = speed_up(model.to(self.device), args.channels_last, args.compile)
+        self.model = equip_multi_gpu(model, args, training=False)
         self.amp_dtype = AMP_DTYPES[args.amp]
         self.loss_fn = self.task.loss(checkpoint.get("args", {}).get("loss", "cross_entropy"))
         self.result_dir = Path(args.result_dir)

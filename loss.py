@@ -27,15 +27,15 @@ class ProbabilityLoss(nn.Module):
 
     def __init__(self, kind: str, ignore_index: int = NO_IGNORE) -> None:
         super().__init__()
-        self.loss = nn.L1Loss() if kind == "l1" else nn.MSELoss()
+        self.loss = nn.L1Loss(reduction="none") if kind == "l1" else nn.MSELoss(reduction="none")
         self.ignore_index = ignore_index
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
         if target.dtype.is_floating_point:
-            return self.loss(pred, target)
+            return self.loss(pred, target).mean()
         one_hot, valid = one_hot_valid(pred, target, self.ignore_index)
-        valid = valid.expand_as(one_hot)
-        return self.loss(pred.softmax(dim=1)[valid], one_hot[valid])
+        valid = valid.expand_as(one_hot).to(pred.dtype)  # a weight, not a boolean index: no GPU sync
+        return (self.loss(pred.softmax(dim=1), one_hot) * valid).sum() / valid.sum().clamp(min=1)
 
 
 class DiceLoss(nn.Module):

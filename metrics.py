@@ -28,13 +28,15 @@ def confusion_matrix(pred_class: Tensor, label: Tensor, num_classes: int, ignore
     """Counts (num_classes x num_classes): row = true class, column = predicted class.
 
     Works for class ids of any shape (samples or pixels); labels equal to `ignore_index`
-    are left out."""
+    are left out. Written with index_add_ and no boolean indexing: on a GPU, bincount and
+    masks wait for the device, this does not."""
     pred_class, label = pred_class.flatten().long(), label.flatten().long()
-    if ignore_index is not None:
-        keep = label != ignore_index
-        pred_class, label = pred_class[keep], label[keep]
     index = label * num_classes + pred_class
-    return torch.bincount(index, minlength=num_classes**2).view(num_classes, num_classes)
+    if ignore_index is not None:  # ignored pixels are counted in one extra bin, then dropped
+        index = torch.where(label == ignore_index, num_classes**2, index)
+    counts = torch.zeros(num_classes**2 + 1, dtype=torch.long, device=index.device)
+    counts.index_add_(0, index, torch.ones_like(index))
+    return counts[:-1].view(num_classes, num_classes)
 
 
 def per_class_accuracy(confusion: Tensor) -> Tensor:
@@ -73,7 +75,10 @@ class ConfusionMeter:
 
     def update(self, pred_class: Tensor, label: Tensor) -> None:
         counts = confusion_matrix(pred_class, label, self.num_classes, self.ignore_index)
-        self.confusion = counts if self.confusion is None else self.confusion + counts.to(self.confusion.device)
+        if self.confusion is None:
+            self.confusion = counts
+        else:  # .to: counts restored from a checkpoint come on the CPU; moved once, then a no-op
+            self.confusion = self.confusion.to(counts.device) + counts
 
     def counts(self) -> Tensor:
         """The summed counts on the CPU (zeros before the first batch); under torchrun,

@@ -17,7 +17,13 @@ from data.data_entry import DATASETS, LIST_TYPES, eval_set_name
 from data.demo_data import DEMO_ROOT, demo_list
 from loss import LOSSES
 from model.model_entry import MODELS
-from utils.distributed import broadcast_from_main, init_distributed, is_main_process, launched_by_torchrun
+from utils.distributed import (
+    broadcast_from_main,
+    init_distributed,
+    is_main_process,
+    launched_by_torchrun,
+    world_size,
+)
 from utils.errors import UserError
 from utils.logger import setup_logging
 from utils.run_dir import (
@@ -162,9 +168,9 @@ def prepare_train_args(argv: list[str] | None = None) -> Namespace:
     parser = parse_train_args(ArgumentParser(description="Train a model; see README.md."))
     argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
-    init_distributed()  # under torchrun: join the other processes (no-op otherwise)
     changed = {}
     try:
+        init_distributed()  # under torchrun: join the other processes (no-op otherwise)
         if args.resume is not None:
             args, changed = merge_resume_args(parser, argv, args.resume)
         args.train_list = args.train_list or demo_list(args.data_type, train=True)
@@ -219,6 +225,10 @@ def merge_resume_args(parser: ArgumentParser, argv: list[str], resume: str) -> t
                         "not written by train.py, so there is no run to continue.")
     # argparse fills in defaults only for names the namespace lacks: the saved values stay.
     args = parser.parse_args(argv, namespace=Namespace(**saved))
+    if checkpoint.get("world_size", 1) != world_size():
+        raise UserError(f"--resume {resume}: the run used {checkpoint.get('world_size', 1)} process(es), now "
+                        f"{world_size()}; that changes the batches it trains on. Resume with the same "
+                        "torchrun --nproc_per_node (and --nnodes), or start a new run with --load_model_path.")
     if checkpoint["epoch"] >= args.epochs:
         raise UserError(f"--resume {resume}: the run already did all {checkpoint['epoch']} epochs; "
                         "pass a larger --epochs to extend it.")
@@ -239,8 +249,8 @@ def prepare_test_args(argv: list[str] | None = None) -> Namespace:
     create `<run dir>/<checkpoint stem>/<set name>_<save_prefix>/` and save the args there."""
     parser = parse_test_args(ArgumentParser(description="Evaluate a checkpoint; see README.md."))
     args = parser.parse_args(argv)
-    init_distributed()  # under torchrun: join the other processes (no-op otherwise)
     try:
+        init_distributed()  # under torchrun: join the other processes (no-op otherwise)
         args.load_model_path = str(resolve_checkpoint(args.load_model_path, args.checkpoints_dir))
         inherit_from_checkpoint(args, parse_train_args(ArgumentParser()))
         check_common_args(args)

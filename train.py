@@ -28,6 +28,7 @@ from utils.distributed import (
     gradient_sync,
     is_main_process,
     rank,
+    sync_buffers_from_main,
     world_size,
 )
 from utils.errors import UserError
@@ -89,6 +90,7 @@ class Trainer:
         self.monitor_mode = args.monitor_mode or ("min" if "loss" in self.monitor else "max")
         # Progress: epochs completed, batches done in the next one (after a mid-epoch save).
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
+        self.saved_at_step = 0  # global step of the last mid-epoch save (--save_every_steps)
         self.best_metric: float | None = None
         self.best_epoch: int | None = None
         self.partial_epoch: dict = {}  # the epoch's sums so far, from a mid-epoch checkpoint
@@ -118,7 +120,7 @@ class Trainer:
                 self.logger.save_curves(epoch)
                 self.save_checkpoints(values)
                 log.info(f"epoch {epoch}/{self.args.epochs}: " + "  ".join(f"{k} {v:.4g}" for k, v in values.items()))
-                if any_rank(self.stop.requested):
+                if any_rank(self.stop.requested) and epoch < self.args.epochs:  # the last epoch just finishes
                     raise StopRequested(self.stop.signal_number or signal.SIGTERM)
         self.logger.save_hparams(vars(self.args), {f"best/{self.monitor}": self.best_metric})
         log.info(f"Best {self.monitor} {self.best_metric:.4g} at epoch {self.best_epoch}; "
@@ -155,7 +157,7 @@ class Trainer:
             self.report_step(bar, metrics, epoch, i)
             if i == 0:
                 self.logger.save_imgs(self.gen_imgs_to_write(out, is_train=True), epoch)
-            if update:
+            if update and i + 1 < steps:  # the epoch's end saves (and stops) after validation
                 self.save_mid_epoch_if_due(epoch, i + 1, recorder, meter)
         self.partial_epoch = {}
         summary = recorder.summary("train/") | prefixed("train/", self.task.results(meter.counts(), per_class=False))
@@ -174,9 +176,11 @@ class Trainer:
             lr = self.optimizer.param_groups[0]["lr"]
             self.logger.record_step({"train_step/loss": metrics["loss"], "train_step/lr": lr}, self.global_step)
 
+    @torch.no_grad()
     def val_per_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over the validation set, no gradients; returns exact `val/...` values."""
         self.model.eval()
+        sync_buffers_from_main(self.model)  # under torchrun: every process validates rank 0's weights
         recorder, meter = Recorder(), self.task.meter()
         for i, batch in enumerate(ProgressBar(self.val_loader, f"val {epoch}", prefetch=self.args.num_workers > 0)):
             self.task.check_labels(batch["label"], batch["path"])
@@ -231,8 +235,10 @@ class Trainer:
         """After an optimizer step: save last.pth every --save_every_steps batches, and when
         a stop was asked for (on any process: all stop at this same step), then stop."""
         stop = any_rank(self.stop.requested)
-        if not stop and not (self.args.save_every_steps and steps_done % self.args.save_every_steps == 0):
+        every = self.args.save_every_steps
+        if not stop and not (every and self.global_step - self.saved_at_step >= every):
             return
+        self.saved_at_step = self.global_step
         check_finite(recorder.summary()["loss"], epoch, steps_done - 1)  # never save diverged weights
         state = self.checkpoint_state()
         partial = {"recorder": recorder.state_dict(), "confusion": meter.counts()}
@@ -259,6 +265,7 @@ class Trainer:
             "best_metric": self.best_metric,
             "best_epoch": self.best_epoch,
             "rng": gather_to_main([rng_state()]),  # one per process, in rank order
+            "world_size": world_size(),  # resuming needs the same number of processes
             "model_kwargs": self.model_kwargs,
             "class_names": self.class_names,
             "task": self.task_name,
@@ -276,12 +283,12 @@ class Trainer:
                             f"{self.scheduler.T_max} epochs; past them the learning rate rises again.")
         self.scaler.load_state_dict(checkpoint["scaler"])
         self.epoch, self.global_step = checkpoint["epoch"], checkpoint["global_step"]
+        self.saved_at_step = self.global_step
         self.step_in_epoch = checkpoint["step_in_epoch"]
         # The epoch's sums so far cover all processes: rank 0 alone continues from them.
         self.partial_epoch = checkpoint.get("partial_epoch") or {} if is_main_process() else {}
         self.best_metric, self.best_epoch = checkpoint["best_metric"], checkpoint["best_epoch"]
-        states = checkpoint["rng"]  # last: building the model above drew random numbers
-        set_rng_state(states[rank()] if len(states) == world_size() else states[0])
+        set_rng_state(checkpoint["rng"][rank()])  # last: building the model above drew random numbers
         log.info(f"Resumed at epoch {self.epoch + 1}, step {self.step_in_epoch} (global step {self.global_step})")
         return checkpoint["history"]
 
@@ -295,7 +302,7 @@ def build_optimizer(model: torch.nn.Module, args: Namespace) -> torch.optim.Opti
     return optimizer(params, lr=args.lr, betas=(args.momentum, args.beta), weight_decay=args.weight_decay)
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, args: Namespace):
+def build_scheduler(optimizer: torch.optim.Optimizer, args: Namespace) -> torch.optim.lr_scheduler.LRScheduler | None:
     """--scheduler: none, step (every --lr_step_size epochs times --lr_gamma) or cosine to zero."""
     if args.scheduler == "step":
         step_size = args.lr_step_size or max(1, args.epochs // 3)

@@ -21,7 +21,7 @@ from data.list_dataset import build_list_dataset, build_seg_list_dataset
 from data.mem_list_dataset import build_mem_list_dataset
 from data.seeded_sampling import SeededDataset, SeededSampler
 from data.torchvision_sets import build_cifar10, build_fashion_mnist, build_mnist
-from utils.distributed import ShardSampler, rank, world_size
+from utils.distributed import ShardSampler, main_process_first, rank, world_size
 from utils.errors import UserError
 
 DATASETS = {
@@ -40,13 +40,14 @@ def build_dataset(args: Namespace, train: bool) -> Dataset:
     """The training set (`train=True`, from --train_list) or the evaluation set (--val_list)."""
     if args.data_type not in DATASETS:
         raise UserError(f"Unknown --data_type {args.data_type!r}; valid names: {', '.join(DATASETS)}.")
-    return DATASETS[args.data_type](
-        list_path=args.train_list if train else args.val_list,
-        train=train,
-        image_size=args.image_size,
-        data_root=args.data_root,
-        download=args.download,
-    )
+    with main_process_first():  # under torchrun, one process downloads or draws the demo set
+        return DATASETS[args.data_type](
+            list_path=args.train_list if train else args.val_list,
+            train=train,
+            image_size=args.image_size,
+            data_root=args.data_root,
+            download=args.download,
+        )
 
 
 def select_train_loader(args: Namespace) -> DataLoader:
@@ -55,7 +56,9 @@ def select_train_loader(args: Namespace) -> DataLoader:
     dataset = SeededDataset(build_dataset(args, train=True))
     # Under torchrun each process gets its share of every epoch; --batch_size is per process.
     sampler = SeededSampler(dataset, num_replicas=world_size(), rank=rank(), seed=args.seed)
-    return _loader(dataset, args, sampler=sampler)
+    # The last, incomplete batch is dropped (other samples each epoch): a batch of one breaks
+    # BatchNorm, and equal batches keep the processes under torchrun in step.
+    return _loader(dataset, args, sampler=sampler, drop_last=True)
 
 
 def select_eval_loader(args: Namespace) -> DataLoader:
@@ -66,11 +69,15 @@ def select_eval_loader(args: Namespace) -> DataLoader:
     return _loader(dataset, args, sampler=sampler)
 
 
-def _loader(dataset: Dataset, args: Namespace, sampler: Sampler | None) -> DataLoader:
+def _loader(dataset: Dataset, args: Namespace, sampler: Sampler | None, drop_last: bool = False) -> DataLoader:
+    if drop_last and len(sampler) < args.batch_size:
+        raise UserError(f"--batch_size {args.batch_size} is larger than the {len(sampler)} training samples "
+                        f"each process gets, so no full batch exists; use a smaller --batch_size.")
     return DataLoader(
         dataset,
         batch_size=args.batch_size,
         sampler=sampler,
+        drop_last=drop_last,
         num_workers=args.num_workers,
         pin_memory=torch.cuda.is_available(),
         persistent_workers=args.num_workers > 0,

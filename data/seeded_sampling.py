@@ -37,7 +37,7 @@ class SeededSampler(DistributedSampler):
         return iter([(index, sample_seed(self.seed, self.epoch, index)) for index in indices])
 
     def __len__(self) -> int:
-        return super().__len__() - self.skip
+        return max(0, super().__len__() - self.skip)
 
 
 def seed_generators(seed: int) -> None:

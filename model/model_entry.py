@@ -33,11 +33,12 @@ def select_model(args: Namespace, num_classes: int, in_channels: int) -> nn.Modu
     return MODELS[args.model_type](num_classes=num_classes, in_channels=in_channels)
 
 
-def equip_multi_gpu(model: nn.Module, args: Namespace) -> nn.Module:
+def equip_multi_gpu(model: nn.Module, args: Namespace, training: bool = True) -> nn.Module:
     """Wrap the model for several devices: DistributedDataParallel under torchrun (one
     process per GPU, or several CPU processes), DataParallel when several `--gpus` are
-    given to one process. torchrun is the faster and recommended way."""
-    if dist.is_initialized():
+    given to one process. torchrun is the faster and recommended way. Evaluation under
+    torchrun (`training=False`) needs no wrapper: no gradients to share."""
+    if dist.is_initialized() and training:
         device_ids = [local_rank()] if torch.cuda.is_available() else None
         return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
     if args.gpus and len(args.gpus) > 1:

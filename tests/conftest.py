@@ -45,10 +45,11 @@ def trained_run(tiny_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Pa
     return run_dir
 
 
-def run_python(args: list[str], cwd: Path = REPO, env: dict | None = None) -> subprocess.CompletedProcess:
+def run_python(args: list[str], cwd: Path = REPO, env: dict | None = None,
+               timeout: float = 600) -> subprocess.CompletedProcess:
     """Run `python <args>` the way a user does, from `cwd`; returns the finished process."""
     return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ, **(env or {})}, timeout=600)
+                          env={**os.environ, **(env or {})}, timeout=timeout)
 
 
 def run_bash(script: Path, args: list[str] = (), cwd: Path = REPO, env: dict | None = None

@@ -92,7 +92,8 @@ def test_malformed_line_names_file_and_line(earlier, tiny_demo, tmp_path, capsys
 
 def test_missing_image_names_path_and_list_line(earlier, tiny_demo, tmp_path, capsys) -> None:
     bad = write_list(tmp_path / "lists", f"{tiny_demo}/images/train/00000.png 0\ngone.png 1\n")
-    assert_refused(["--train_list", str(bad)], f"The image {bad.parent}/gone.png (listed at {bad}:2) does not exist",
+    assert_refused(["--train_list", str(bad), "--batch_size", "1"],
+                   f"The image {bad.parent}/gone.png (listed at {bad}:2) does not exist",
                    earlier, tiny_demo, capsys)
 
 
@@ -100,7 +101,7 @@ def test_undecodable_image_names_path_and_list_line(earlier, tiny_demo, tmp_path
     bad = write_list(tmp_path / "lists", f"{tiny_demo}/images/train/00000.png 0\nbroken.png 1\n")
     (bad.parent / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n but then nothing")
     message = f"The image {bad.parent}/broken.png (listed at {bad}:2) cannot be decoded"
-    assert_refused(["--train_list", str(bad)], message, earlier, tiny_demo, capsys)
+    assert_refused(["--train_list", str(bad), "--batch_size", "1"], message, earlier, tiny_demo, capsys)
 
 
 def test_label_outside_the_classes(earlier, tiny_demo, tmp_path, capsys) -> None:
@@ -181,7 +182,8 @@ def test_resume_whose_weights_do_not_fit_its_model(earlier, tiny_demo, tmp_path,
 
 def test_a_failed_run_records_the_error(earlier, tiny_demo, tmp_path, capsys) -> None:
     bad = write_list(tmp_path / "lists", "gone.png 1\n")
-    assert_refused(["--train_list", str(bad), "--save_prefix", "doomed"], "does not exist", earlier, tiny_demo, capsys)
+    assert_refused(["--train_list", str(bad), "--save_prefix", "doomed", "--batch_size", "1"], "does not exist",
+                   earlier, tiny_demo, capsys)
     (failed,) = earlier.parent.glob("base_doomed_*")
     status = json.loads((failed / "status.json").read_text())
     assert status["status"] == "failed" and "UserError: The image" in status["error"]
@@ -189,7 +191,7 @@ def test_a_failed_run_records_the_error(earlier, tiny_demo, tmp_path, capsys) ->
 
 def test_debug_shows_the_traceback(tiny_demo, tmp_path) -> None:
     bad = write_list(tmp_path / "lists", "gone.png 1\n")
-    argv = tiny_train_argv(tiny_demo, tmp_path / "ckpt") + ["--train_list", str(bad), "--debug"]
+    argv = tiny_train_argv(tiny_demo, tmp_path / "ckpt") + ["--train_list", str(bad), "--debug", "--batch_size", "1"]
     result = run_python(["train.py", *argv])
     assert result.returncode == 1
     assert "Traceback" in result.stderr and "utils.errors.UserError: The image" in result.stderr

@@ -65,3 +65,22 @@ def test_gpus_flag_under_torchrun_is_refused(monkeypatch) -> None:
     monkeypatch.setenv("WORLD_SIZE", "2")  # what torchrun tells each process
     with pytest.raises(UserError, match="--gpus 0 is for a single process; under torchrun"):
         options.check_gpus([0])
+
+
+def test_uneven_validation_shards_do_not_hang(tiny_demo: Path, tmp_path: Path) -> None:
+    """17 validation samples, batches of 8, 2 processes: one process has 2 batches, the other 1."""
+    val = tmp_path / "val.txt"
+    val.write_text("".join((tiny_demo / "val.txt").read_text().splitlines(keepends=True)[:17]))
+    (tmp_path / "classes.txt").write_text((tiny_demo / "classes.txt").read_text())
+    val.write_text(val.read_text().replace("images/", f"{tiny_demo}/images/"))
+    argv = tiny_train_argv(tiny_demo, tmp_path / "ckpt") + ["--val_list", str(val), "--batch_size", "8"]
+    result = run_python(["-m", "torch.distributed.run", "--nproc_per_node=2", "train.py", *argv], cwd=REPO,
+                        timeout=180)
+    assert result.returncode == 0, result.stderr[-3000:]
+
+
+def test_an_evaluation_set_smaller_than_the_processes_is_refused() -> None:
+    from utils.distributed import ShardSampler
+    from utils.errors import UserError
+    with pytest.raises(UserError, match="The evaluation set has 1 sample\\(s\\), fewer than the 2 processes"):
+        ShardSampler(1, rank=1, world_size=2)

@@ -7,6 +7,7 @@ the test watches last.pth and kills the process once it is inside epoch 2.
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -15,10 +16,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, run_python
+from conftest import REPO, run_python, tiny_train_argv
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+import train
 from data.demo_data import generate_demo_data
+from options import prepare_train_args
 
 
 @pytest.fixture(scope="module")
@@ -117,7 +120,6 @@ def test_sigterm_saves_marks_interrupted_and_prints_the_resume_command(demo, uni
 
 
 def test_flags_that_change_the_run_are_refused_naming_each(uninterrupted: Path, capsys) -> None:
-    import train
     with pytest.raises(SystemExit) as exit_info:
         train.main(["--resume", str(uninterrupted), "--model_type", "better", "--lr", "0.5", "--epochs", "5"])
     assert exit_info.value.code == 2
@@ -140,10 +142,50 @@ def test_extending_a_finished_run_records_the_change(demo, uninterrupted, tmp_pa
 
 
 def test_resuming_a_finished_run_without_more_epochs_says_so_and_touches_nothing(uninterrupted, capsys) -> None:
-    import train
     before = {p.name: p.read_bytes() for p in uninterrupted.iterdir() if p.is_file()}
     with pytest.raises(SystemExit) as exit_info:
         train.main(["--resume", str(uninterrupted)])
     assert exit_info.value.code == 2
     assert "the run already did all 3 epochs; pass a larger --epochs" in capsys.readouterr().err
     assert {p.name: p.read_bytes() for p in uninterrupted.iterdir() if p.is_file()} == before
+
+
+def stop_at_global_step(trainer, step: int) -> None:
+    """Ask the trainer to stop (as SIGTERM would) while it computes that step's metrics."""
+    real = trainer.compute_metrics
+
+    def compute_metrics(out, is_train):
+        if is_train and trainer.global_step == step:
+            trainer.stop.signal_number = signal.SIGTERM
+        return real(out, is_train)
+
+    trainer.compute_metrics = compute_metrics
+
+
+def test_a_stop_at_an_epochs_last_batch_saves_that_epoch_and_resumes(tiny_demo: Path, tmp_path: Path) -> None:
+    trainer = train.Trainer(prepare_train_args(tiny_train_argv(tiny_demo, tmp_path, epochs=2)))
+    stop_at_global_step(trainer, 3)  # 3 batches an epoch: the last one of epoch 1
+    with pytest.raises(train.StopRequested):
+        trainer.train()
+    run_dir = Path(trainer.args.run_dir)
+    checkpoint = torch.load(run_dir / "last.pth")
+    assert (checkpoint["epoch"], checkpoint["step_in_epoch"]) == (1, 0)  # the epoch's own checkpoint
+    assert train.main(["--resume", str(run_dir)]) == 0
+    assert torch.load(run_dir / "last.pth")["epoch"] == 2
+
+
+def test_a_stop_at_the_end_of_the_last_epoch_just_finishes(tiny_demo: Path, tmp_path: Path) -> None:
+    trainer = train.Trainer(prepare_train_args(tiny_train_argv(tiny_demo, tmp_path, epochs=1)))
+    stop_at_global_step(trainer, 3)  # the run's very last batch
+    trainer.train()  # no StopRequested: there is nothing left to resume
+    assert torch.load(Path(trainer.args.run_dir) / "last.pth")["epoch"] == 1
+
+
+def test_resuming_with_another_number_of_processes_is_refused(uninterrupted: Path, tmp_path: Path, capsys) -> None:
+    run_dir = Path(shutil.copytree(uninterrupted, tmp_path / "run"))
+    checkpoint = torch.load(run_dir / "last.pth")
+    checkpoint["world_size"] = 2
+    torch.save(checkpoint, run_dir / "last.pth")
+    with pytest.raises(SystemExit):
+        train.main(["--resume", str(run_dir), "--epochs", "4"])
+    assert "the run used 2 process(es), now 1" in capsys.readouterr().err

@@ -114,8 +114,23 @@ def test_fine_tuning_from_a_run_directory_loads_its_best_weights(trained_run: Pa
 def test_a_missing_image_read_by_a_worker_process_is_one_message(tiny_demo: Path, tmp_path: Path) -> None:
     bad_list = tmp_path / "train.txt"
     bad_list.write_text(f"{tiny_demo}/images/train/00000.png 0\n{tiny_demo}/gone.png 1\n")
-    argv = tiny_train_argv(tiny_demo, tmp_path / "ckpt") + ["--train_list", str(bad_list), "--num_workers", "1"]
+    argv = tiny_train_argv(tiny_demo, tmp_path / "ckpt") + ["--train_list", str(bad_list), "--num_workers", "1",
+                                                            "--batch_size", "1"]
     result = run_python(["train.py", *argv])
     assert result.returncode == 2
     assert f"error: The image {tiny_demo}/gone.png (listed at {bad_list}:2) does not exist." in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_last_batch_of_one_never_reaches_batchnorm(tiny_demo: Path, tmp_path: Path) -> None:
+    """60 samples in batches of 59 would leave a batch of 1, which BatchNorm cannot train on."""
+    argv = tiny_train_argv(tiny_demo, tmp_path) + ["--model_type", "resnet18"]
+    argv[argv.index("--batch_size") + 1] = "59"
+    assert train.main(argv) == 0
+
+
+def test_a_batch_larger_than_the_training_set_is_refused(tiny_demo: Path, tmp_path: Path, caplog) -> None:
+    argv = tiny_train_argv(tiny_demo, tmp_path)
+    argv[argv.index("--batch_size") + 1] = "100"
+    assert train.main(argv) == 2
+    assert "--batch_size 100 is larger than the 60 training samples" in caplog.text

@@ -14,6 +14,8 @@ import torch
 import torch.distributed as dist
 from torch.utils.data import Sampler
 
+from utils.errors import UserError
+
 _control_group = None  # a CPU (gloo) group for small control messages, even when training on NCCL
 
 
@@ -22,13 +24,18 @@ def launched_by_torchrun() -> bool:
 
 
 def init_distributed() -> None:
-    """Join the process group when launched by torchrun: NCCL on GPUs, gloo on the CPU."""
+    """Join the process group when launched by torchrun: NCCL for GPU tensors, gloo for CPU
+    ones (the summed counts of a metric may live on either)."""
     global _control_group
     if not launched_by_torchrun() or dist.is_initialized():
         return
     if torch.cuda.is_available():
+        if local_rank() >= torch.cuda.device_count():
+            raise UserError(f"torchrun started process {local_rank()} on this machine, but it has only "
+                            f"{torch.cuda.device_count()} GPU(s): pass --nproc_per_node={torch.cuda.device_count()} "
+                            "(or fewer), or hide the GPUs (CUDA_VISIBLE_DEVICES=) to run the processes on the CPU.")
         torch.cuda.set_device(local_rank())
-    dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
     _control_group = dist.new_group(backend="gloo")
 
 
@@ -102,6 +109,28 @@ def barrier() -> None:
         dist.barrier(group=_control_group)
 
 
+@contextlib.contextmanager
+def main_process_first():
+    """Rank 0 runs the block first (e.g. downloads or generates data), the others after it:
+    one writer, and everyone then reads finished files."""
+    if not is_main_process():
+        barrier()
+    try:
+        yield
+    finally:  # also when rank 0 fails: the others then try, and report the same error
+        if is_main_process():
+            barrier()
+
+
+def sync_buffers_from_main(model: torch.nn.Module) -> None:
+    """Give every process rank 0's buffers (BatchNorm running statistics), which the last
+    training step left slightly different on each: validation then uses the weights that
+    rank 0 saves."""
+    if dist.is_initialized():
+        for buffer in model.buffers():
+            dist.broadcast(buffer, src=0)
+
+
 def cleanup_distributed() -> None:
     if dist.is_initialized():
         dist.destroy_process_group()
@@ -113,6 +142,9 @@ class ShardSampler(Sampler):
     the processes cover the data set exactly once, as a single process would."""
 
     def __init__(self, length: int, rank: int, world_size: int) -> None:
+        if length < world_size:  # a process with no sample would wait forever for the others
+            raise UserError(f"The evaluation set has {length} sample(s), fewer than the {world_size} processes "
+                            "torchrun started; use fewer processes or a larger set.")
         self.indices = list(range(rank, length, world_size))
 
     def __iter__(self):

@@ -12,6 +12,8 @@ from collections.abc import Iterable, Iterator
 from prefetch_generator import BackgroundGenerator
 from tqdm import tqdm
 
+from utils.distributed import is_main_process
+
 
 class ProgressBar:
     """Iterate `batches` through a prefetch thread inside a tqdm bar, timing the data wait."""
@@ -30,7 +32,7 @@ class ProgressBar:
 
     def __iter__(self) -> Iterator:
         total = len(self.batches) if hasattr(self.batches, "__len__") else None
-        self.bar = tqdm(total=total, desc=self.desc, dynamic_ncols=True, leave=False)
+        self.bar = tqdm(total=total, desc=self.desc, dynamic_ncols=True, leave=False, disable=not is_main_process())
         source = BackgroundGenerator(self.batches, max_prefetch=self.max_prefetch) if self.prefetch else self.batches
         iterator = iter(source)
         handed_out = None

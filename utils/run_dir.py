@@ -112,5 +112,7 @@ def find_run_dirs(root: str | Path) -> Iterator[Path]:
 
 
 def newest_run_dir(root: str | Path) -> Path | None:
-    """The most recently active run directory under `root`, experiment folders included."""
-    return max(find_run_dirs(root), key=lambda p: p.stat().st_mtime, default=None)
+    """The most recently started (or resumed) run directory under `root`, experiment folders
+    included: by the time of its args.json, which only training writes (an evaluation adds a
+    folder inside a run, which would change the run folder's own time)."""
+    return max(find_run_dirs(root), key=lambda p: (p / "args.json").stat().st_mtime, default=None)

@@ -43,8 +43,3 @@ class StopSignals:
     @property
     def requested(self) -> bool:
         return self.signal_number is not None
-
-    def check(self) -> None:
-        """Raise StopRequested if a stop was asked for (call it right after saving)."""
-        if self.signal_number is not None:
-            raise StopRequested(self.signal_number)

@@ -140,7 +140,8 @@ TASKS = {
 }
 
 
-def select_task(name: str, num_classes: int, class_names: list[str], ignore_index: int = NO_IGNORE):
+def select_task(name: str, num_classes: int, class_names: list[str],
+                ignore_index: int = NO_IGNORE) -> ClassificationTask | SegmentationTask:
     """The task a data set serves, sized for its classes."""
     if name not in TASKS:
         raise UserError(f"Unknown task {name!r} (from the data set); valid names: {', '.join(TASKS)}.")
