@@ -92,7 +92,8 @@ def plain_setup(trainer: Trainer, args: argparse.Namespace):
     optimizer = torch.optim.Adam(plain_model.parameters(), lr=trainer.args.lr)
     common = dict(batch_size=args.batch_size, num_workers=args.num_workers, pin_memory=torch.cuda.is_available(),
                   persistent_workers=args.num_workers > 0)
-    train_loader = DataLoader(ListDataset(trainer.args.train_list, train_transform(32)), shuffle=True, **common)
+    train_dataset = ListDataset(trainer.args.train_list, train_transform(32))
+    train_loader = DataLoader(train_dataset, shuffle=True, drop_last=True, **common)  # the Trainer's batches
     val_loader = DataLoader(ListDataset(trainer.args.val_list, eval_transform(32)), shuffle=False, **common)
     return plain_model, optimizer, train_loader, val_loader
 

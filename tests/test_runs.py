@@ -113,7 +113,7 @@ def test_table_shows_the_differing_args_best_value_and_newest_evaluation(three_r
     assert rows["base_a"]["eval"] == "best/val_eval" and rows["base_a"]["eval/acc"] == "0.96"
     assert rows["base_b"]["exp"] == "sweep" and rows["base_b"]["lr"] == "0.01"
     assert rows["better_c"]["status"] == "failed" and rows["base_a"]["duration"] == "2m05s"
-    assert "3 runs; best = best val/acc (max) in metrics.csv" in out
+    assert "3 runs; best = best val/acc (max)" in out
 
 
 def test_best_follows_the_monitor_and_its_mode(tmp_path: Path, capsys) -> None:

@@ -73,8 +73,9 @@ def summary_line(rows: list[dict[str, object]], total: int) -> str:
     monitors = {(row.get("monitor"), row.get("monitor_mode")) for row in rows}
     if len(monitors) == 1 and None not in next(iter(monitors)):
         ((monitor, mode),) = monitors
-        return f"{count}; best = best {monitor} ({mode}) in metrics.csv"
-    return f"{count}; best = best --monitor value in metrics.csv (see the monitor column)"
+        return f"{count}; best = best {monitor} ({mode})"
+    return (f"{count}; best = best --monitor value (see the monitor column; empty: the task's main "
+            "metric, val/acc or val/miou)")
 
 
 def problem_lines(rows: list[dict[str, object]]) -> list[str]:
