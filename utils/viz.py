@@ -39,14 +39,20 @@ def classification_grid(images: torch.Tensor, label: torch.Tensor, pred: torch.T
     return make_grid(framed(images[:n], pred[:n].argmax(1) == label[:n]), nrow=8, padding=2)
 
 
+def enlarged(pictures: torch.Tensor, side: int) -> torch.Tensor:
+    """Pictures whose `side` is below 128 pixels, scaled up by a whole factor (nearest
+    neighbour, so pixels stay sharp and masks keep their colours) to be seen at all."""
+    scale = max(1, 128 // side)
+    return torch.nn.functional.interpolate(pictures, scale_factor=scale, mode="nearest")
+
+
 def save_classification_pngs(images: torch.Tensor, label: torch.Tensor, pred: torch.Tensor,
                              class_names: list[str], folder: Path, indices: list[int]) -> None:
     """One PNG per sample, `<index>_true-<name>_pred-<name>.png`, enlarged when small."""
     folder.mkdir(parents=True, exist_ok=True)
     predicted = pred.argmax(1)
     pictures = framed(images, predicted == label)
-    scale = max(1, 128 // max(pictures.shape[2:]))
-    pictures = torch.nn.functional.interpolate(pictures, scale_factor=scale, mode="nearest")
+    pictures = enlarged(pictures, side=max(pictures.shape[2:]))
     for offset, picture in enumerate(pictures):
         true_name = class_names[int(label[offset])]
         pred_name = class_names[int(predicted[offset])]
@@ -104,11 +110,10 @@ def save_segmentation_pngs(images: torch.Tensor, label: torch.Tensor, pred: torc
     `<index>_overlay.png` (the prediction over the picture)."""
     folder.mkdir(parents=True, exist_ok=True)
     pred_class = pred.argmax(1)
-    rows = segmentation_rows(images, label, pred_class)
-    overlays = overlay(images, pred_class)
-    scale = max(1, 128 // max(images.shape[2:]))
+    side = max(images.shape[2:])
+    rows = enlarged(segmentation_rows(images, label, pred_class), side)
+    overlays = enlarged(overlay(images, pred_class), side)
     for offset in range(len(images)):
         name = f"{indices[offset]:06d}"
-        for picture, suffix in ((rows[offset], ""), (overlays[offset], "_overlay")):
-            big = torch.nn.functional.interpolate(picture[None], scale_factor=scale, mode="nearest")[0]
-            save_image(big, folder / f"{name}{suffix}.png")
+        save_image(rows[offset], folder / f"{name}.png")
+        save_image(overlays[offset], folder / f"{name}_overlay.png")
