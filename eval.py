@@ -17,13 +17,13 @@ import torch
 from data.data_entry import select_eval_loader
 from model.model_entry import equip_multi_gpu, select_model
 from options import prepare_test_args
+from tasks import select_task
 from utils.atomic import atomic_write_text
 from utils.distributed import ShardSampler, cleanup_distributed, gather_to_main, is_main_process
 from utils.errors import UserError
 from utils.logger import Recorder
 from utils.progress import ProgressBar
 from utils.run_status import RunStatus
-from utils.tasks import select_task
 from utils.torch_utils import (
     AMP_DTYPES,
     load_state_into,
@@ -51,7 +51,7 @@ class Evaluator:
         model_kwargs = checkpoint.get("model_kwargs", data_kwargs)
         num_classes = model_kwargs["num_classes"]
         class_names = checkpoint.get("class_names") or [str(i) for i in range(num_classes)]
-        # The task (utils/tasks.py) supplies the loss, label checks, metrics, pictures and rows.
+        # The task (tasks.py) supplies the loss, label checks, metrics, pictures and rows.
         self.task = select_task(data.task, num_classes, class_names, args.ignore_index)
         model = select_model(args, **model_kwargs)
         load_state_into(model, model_state(checkpoint), strict=not args.load_not_strict, source=args.load_model_path)

@@ -21,6 +21,7 @@ from data.data_entry import select_eval_loader, select_train_loader
 from metrics import ConfusionMeter
 from model.model_entry import equip_multi_gpu, select_model
 from options import prepare_train_args
+from tasks import select_task
 from utils.distributed import (
     any_rank,
     cleanup_distributed,
@@ -37,7 +38,6 @@ from utils.progress import ProgressBar
 from utils.run_dir import launcher
 from utils.run_status import RunStatus
 from utils.stop_signals import StopRequested, StopSignals
-from utils.tasks import select_task
 from utils.torch_utils import (
     AMP_DTYPES,
     load_state_into,
@@ -71,7 +71,7 @@ class Trainer:
         self.val_loader = select_eval_loader(args)
         data = self.train_loader.dataset
         self.class_names, self.task_name = data.class_names, data.task
-        # The task (utils/tasks.py) supplies the loss, label checks, metrics and pictures.
+        # The task (tasks.py) supplies the loss, label checks, metrics and pictures.
         self.task = select_task(data.task, data.num_classes, data.class_names, args.ignore_index)
         self.model_kwargs = {"num_classes": data.num_classes, "in_channels": data.in_channels}
         model = select_model(args, **self.model_kwargs)

@@ -1,4 +1,4 @@
-"""Benchmark: how long `python -m utils.runs` takes to list 1,000 run directories.
+"""Benchmark: how long `python -m runs` takes to list 1,000 run directories.
 
     python bench/runs_table.py [--runs 1000] [--epochs 30]
 
@@ -19,7 +19,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from anywhere
 
-from utils.runs import list_runs  # noqa: E402
+from runs.listing import list_runs  # noqa: E402
 
 ARGS = {"batch_size": 64, "beta": 0.999, "checkpoints_dir": "checkpoints", "data_root": "data/downloads",
         "data_type": "list", "debug": False, "deterministic": False, "download": False, "epochs": 30,
@@ -68,12 +68,12 @@ def main() -> None:
         table = list_runs(root, where=[], sort="best", descending=True, as_csv=False)
         in_process = time.perf_counter() - start
         start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "utils.runs", str(root)], check=True, capture_output=True,
+        subprocess.run([sys.executable, "-m", "runs.listing", str(root)], check=True, capture_output=True,
                        cwd=Path(__file__).resolve().parents[1])
         command = time.perf_counter() - start
     print(table.splitlines()[0][:120])
     print(f"{options.runs} runs, {options.epochs} epochs each: listed in {in_process:.2f} s in-process, "
-          f"{command:.2f} s as `python -m utils.runs` (start-up included); target < 2 s")
+          f"{command:.2f} s as `python -m runs` (start-up included); target < 2 s")
 
 
 if __name__ == "__main__":

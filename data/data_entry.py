@@ -4,7 +4,7 @@ To add a data set: write `data/<name>.py` with a builder taking the same keyword
 ones below (`list_path`, `train`, `image_size`, `data_root`, `download`; use what you
 need), then add one line to `DATASETS`. The builder returns a torch Dataset whose items
 are dicts `{"image", "label", "path"}` and which has `num_classes`, `in_channels`,
-`class_names` and `task` ("classification" or "segmentation", see utils/tasks.py)
+`class_names` and `task` ("classification" or "segmentation", see tasks.py)
 attributes; the model is sized and the task chosen from them.
 
 This file and train.py/eval.py are the only readers of `args` on the data side.

@@ -127,7 +127,7 @@ class ListDataset(Dataset):
         self.entries = read_list_file(self.list_path)
         self.transform = transform
         self.dense = isinstance(self.entries[0].label, Path)
-        self.task = "segmentation" if self.dense else "classification"  # picks the task in utils/tasks.py
+        self.task = "segmentation" if self.dense else "classification"  # picks the task in tasks.py
         self.in_channels = 3
         self.class_names = self._class_names()
         self.num_classes = len(self.class_names)

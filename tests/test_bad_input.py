@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_python, tiny_train_argv
+from helpers import run_python, tiny_train_argv
 
 import eval as evaluate
 import train

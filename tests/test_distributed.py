@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, run_python, tiny_train_argv
+from helpers import REPO, run_python, tiny_train_argv
 
 import eval as evaluate
 

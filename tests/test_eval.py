@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import run_python
+from helpers import run_python
 
 import eval as evaluate
 from data.augment import eval_transform

@@ -6,7 +6,7 @@ from argparse import ArgumentParser
 from pathlib import Path
 
 import pytest
-from conftest import tiny_train_argv
+from helpers import tiny_train_argv
 
 import options
 

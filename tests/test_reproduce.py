@@ -1,4 +1,4 @@
-"""`python -m utils.reproduce`: a worktree at a run's recorded commit with its code.patch applied
+"""`python -m runs.reproduce`: a worktree at a run's recorded commit with its code.patch applied
 holds exactly the code the run ran; its command runs there; and every way it cannot work is
 one clear error (exit 2) that leaves nothing behind."""
 
@@ -8,10 +8,11 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import copy_project, run_python
+from helpers import copy_project, run_python
 
-from utils import reproduce, run_info
-from utils.project_files import project_files
+from runs import reproduce
+from scaffold.project_files import project_files
+from utils import run_info
 
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
 COMMAND_SH = "#!/usr/bin/env bash\n# Recorded 2026-11-25 13:00:00.\ncd /where/it/ran\npython new_idea.py --lr 0.5\n"
@@ -76,7 +77,7 @@ def test_the_command_line_tool_uses_the_projects_own_repository(project: tuple[P
     folder, _ = project
     (dirty_run / "status.json").write_text(json.dumps({"status": "finished", "resumes": [
         {"changed_args": {"epochs": {"was": 10, "now": 20}}}]}))
-    result = run_python(["-m", "utils.reproduce", str(dirty_run), "--dest", str(tmp_path / "cli")], cwd=folder)
+    result = run_python(["-m", "runs.reproduce", str(dirty_run), "--dest", str(tmp_path / "cli")], cwd=folder)
     assert result.returncode == 0, result.stderr
     assert "resumed with changed flags (--epochs 10 -> 20)" in result.stdout
     assert (tmp_path / "cli" / "new_idea.py").is_file()  # the copy's repository: its own PROJECT_ROOT

@@ -2,21 +2,19 @@
 uninterrupted one with the same seed, with the same metrics.csv; conflicting flags are refused.
 
 The runs are real `python train.py` processes on a 320-image demo set (20 steps an epoch);
-the test watches last.pth and kills the process once it is inside epoch 2.
+the test watches last.pth and stops the process at a known point (see helpers.start_and_stop:
+events, not sleeps, so a busy machine cannot move the point).
 """
 
 import json
-import os
 import shutil
 import signal
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, run_python, tiny_train_argv
+from helpers import run_python, start_and_stop, tiny_train_argv
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import train
@@ -50,26 +48,6 @@ def uninterrupted(demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return only_run(checkpoints)
 
 
-def start_and_stop(argv: list[str], checkpoints: Path, when, sig: int) -> subprocess.Popen:
-    """Start train.py, poll its last.pth until `when(checkpoint)`, then send `sig`."""
-    process = subprocess.Popen([sys.executable, "train.py", *argv], cwd=REPO, text=True,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 120
-    while process.poll() is None and time.monotonic() < deadline:
-        last = list(checkpoints.glob("*/last.pth"))
-        try:
-            checkpoint = torch.load(last[0], mmap=True) if last else None
-        except (RuntimeError, EOFError, OSError):  # caught between write and rename: try again
-            checkpoint = None
-        if checkpoint is not None and when(checkpoint):
-            os.kill(process.pid, sig)
-            break
-        time.sleep(0.01)
-    process.wait(timeout=120)
-    assert process.poll() is not None, "the run did not stop"
-    return process
-
-
 def assert_same_run(resumed: Path, reference: Path) -> None:
     ours, theirs = torch.load(resumed / "last.pth"), torch.load(reference / "last.pth")
     assert ours["epoch"] == theirs["epoch"] == 3 and ours["global_step"] == theirs["global_step"] == 60
@@ -93,9 +71,10 @@ def test_sigkill_in_epoch_2_then_resume_from_the_epoch_1_checkpoint(demo, uninte
 @pytest.mark.parametrize("workers", [0, 2])
 def test_sigkill_mid_epoch_then_resume_from_a_step_checkpoint(demo, uninterrupted, tmp_path, workers) -> None:
     argv = flags(demo, tmp_path, workers) + ["--save_every_steps", "3"]
-    start_and_stop(argv, tmp_path, lambda c: c["epoch"] == 1 and c["step_in_epoch"] >= 6, signal.SIGKILL)
+    in_epoch_2 = lambda c: c["epoch"] == 1 and 6 <= c["step_in_epoch"] <= 15  # noqa: E731
+    start_and_stop(argv, tmp_path, in_epoch_2, signal.SIGKILL)
     run_dir = only_run(tmp_path)
-    assert torch.load(run_dir / "last.pth")["step_in_epoch"] in range(6, 21)
+    assert torch.load(run_dir / "last.pth")["step_in_epoch"] in range(6, 16)
     result = run_python(["train.py", "--resume", str(run_dir)])
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Resumed at epoch 2, step" in result.stdout
@@ -103,10 +82,13 @@ def test_sigkill_mid_epoch_then_resume_from_a_step_checkpoint(demo, uninterrupte
 
 
 def test_sigterm_saves_marks_interrupted_and_prints_the_resume_command(demo, uninterrupted, tmp_path) -> None:
-    process = start_and_stop(flags(demo, tmp_path), tmp_path, lambda c: c["epoch"] == 1, signal.SIGTERM)
+    # Saved every step, the signal sent while epoch 2 is between its steps 3 and 15: it stops mid-epoch.
+    argv = flags(demo, tmp_path) + ["--save_every_steps", "1"]
+    in_epoch_2 = lambda c: c["epoch"] == 1 and 3 <= c["step_in_epoch"] <= 15  # noqa: E731
+    process = start_and_stop(argv, tmp_path, in_epoch_2, signal.SIGTERM)
     run_dir = only_run(tmp_path)
-    assert process.returncode == 128 + signal.SIGTERM
-    assert f"python train.py --resume {run_dir}" in process.stderr.read()
+    assert process.returncode == 128 + signal.SIGTERM, process.output[-2000:]
+    assert f"python train.py --resume {run_dir}" in process.output
     status = json.loads((run_dir / "status.json").read_text())
     assert status["status"] == "interrupted" and status["error"] == "stopped by SIGTERM"
     assert status["resume_command"] == f"python train.py --resume {run_dir}"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import copy_project, run_python, tiny_train_argv
+from helpers import copy_project, run_python, tiny_train_argv
 
 import eval as evaluate
 import train

@@ -1,5 +1,5 @@
 """Finding and comparing runs: --exp folders, what counts as a run directory, the runs table
-(`python -m utils.runs`: columns, --where, --sort, --csv, --show) on fake run directories,
+(`python -m runs`: columns, --where, --sort, --csv, --show) on fake run directories,
 broken and half-written runs, and the hyper-parameters TensorBoard's HPARAMS tab reads."""
 
 import csv
@@ -10,13 +10,13 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import run_python, tiny_train_argv
+from helpers import run_python, tiny_train_argv
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
 import options
 import train
-from utils import runs
+from runs import listing as runs
 from utils.run_dir import find_run_dirs, newest_run_dir
 
 ARGS = {"model_type": "base", "data_type": "list", "lr": 0.003, "epochs": 3, "seed": 42, "exp": None,
@@ -188,7 +188,7 @@ def test_show_prints_everything_one_run_records(three_runs: Path, capsys) -> Non
     code, out, _ = list_runs(three_runs, "--show", "base_a", capsys=capsys)  # a name found under root
     assert code == 0
     assert "status   finished" in out and "commit abc123 + uncommitted changes in code.patch" in out
-    assert f"recreate: python -m utils.reproduce {run_dir}" in out
+    assert f"recreate: python -m runs.reproduce {run_dir}" in out
     assert "command  python train.py --lr 0.003" in out and "in /somewhere" in out
     assert "  lr: 0.003" in out and "  exp: None" in out
     assert "3 of 3 epochs done; best val/acc 0.9 at epoch 2" in out
@@ -228,7 +228,7 @@ def test_no_runs_and_no_such_run_are_clear_errors(tmp_path: Path, capsys) -> Non
 
 
 def test_the_command_runs_as_a_module_without_importing_torch(three_runs: Path) -> None:
-    code = f"import sys, utils.runs; sys.exit(utils.runs.main([{str(three_runs)!r}]) or 'torch' in sys.modules)"
+    code = f"import sys, runs.listing; sys.exit(runs.listing.main([{str(three_runs)!r}]) or 'torch' in sys.modules)"
     result = run_python(["-c", code])
     assert result.returncode == 0, result.stderr
     assert "base_a" in result.stdout  # listed, and torch was never imported

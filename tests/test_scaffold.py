@@ -1,4 +1,4 @@
-"""utils.scaffold: a new project, model or data set in one command, and never a half-written tree.
+"""python -m scaffold: a new project, model or data set in one command, and never a half-written tree.
 
 Every command runs on a copy of the project in a temporary folder, never on this repository.
 The new names start with `scaffold` so as not to meet the models and data sets you add
@@ -15,10 +15,11 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from conftest import copy_project, run_bash, run_python, tiny_train_argv
+from helpers import copy_project, run_bash, run_python, tiny_train_argv
 
-from utils import file_transaction, scaffold
-from utils.project_files import project_files
+from scaffold import commands as scaffold
+from scaffold import file_transaction
+from scaffold.project_files import project_files
 
 TINY = ["--epochs", "1", "--batch_size", "16", "--num_workers", "0"]
 GIT_IDENTITY = {"GIT_AUTHOR_NAME": "Test", "GIT_AUTHOR_EMAIL": "test@example.com",
@@ -48,7 +49,7 @@ def project(tmp_path: Path, tiny_demo: Path) -> Path:
 
 
 def run_scaffold(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.CompletedProcess:
-    return run_python(["-m", "utils.scaffold", *args], cwd=cwd, env=env)
+    return run_python(["-m", "scaffold", *args], cwd=cwd, env=env)
 
 
 def snapshot(root: Path) -> dict[str, tuple[bytes, int] | None]:
@@ -322,6 +323,6 @@ def test_edited_registry_keeps_mode_and_crlf_line_endings(project: Path) -> None
 
 def test_scaffold_needs_only_the_standard_library() -> None:
     """It must run before torch is installed (e.g. to start a project with any python3)."""
-    code = "import sys, utils.scaffold; print(sorted(m for m in ('torch', 'numpy', 'PIL') if m in sys.modules))"
+    code = "import sys, scaffold.commands; print(sorted(m for m in ('torch', 'numpy', 'PIL') if m in sys.modules))"
     result = run_python(["-c", code])
     assert result.stdout.strip() == "[]", result.stderr

@@ -11,7 +11,7 @@ from argparse import ArgumentParser
 from pathlib import Path
 
 import pytest
-from conftest import REPO, copy_project, run_bash
+from helpers import REPO, copy_project, run_bash
 
 import options
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_train_argv
+from helpers import tiny_train_argv
 from PIL import Image
 from torchvision import tv_tensors
 
@@ -17,8 +17,8 @@ from data.augment import train_transform
 from data.list_dataset import ListDataset, load_mask, read_list_file
 from loss import build_loss
 from metrics import confusion_matrix, mean_iou, overall_accuracy, per_class_iou
+from tasks import SegmentationTask
 from utils.errors import UserError
-from utils.tasks import SegmentationTask
 
 
 def seg_argv(demo: Path, checkpoints: Path, epochs: int = 1) -> list[str]:

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import tiny_train_argv
+from helpers import tiny_train_argv
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 

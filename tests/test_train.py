@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 import torch
-from conftest import run_bash, run_python, tiny_train_argv
+from helpers import run_bash, run_python, tiny_train_argv
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import train

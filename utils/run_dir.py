@@ -5,7 +5,7 @@ A run directory is claimed with a single `mkdir` (no `exist_ok`), so two runs st
 the same second, even concurrently, never share one: the second gets a `_1` suffix.
 
 What counts as a run directory is decided here, in `is_run_dir`, and everything that looks
-for runs (`eval.py` without --load_model_path, `python -m utils.runs`) goes through
+for runs (`eval.py` without --load_model_path, `python -m runs`) goes through
 `find_run_dirs`: runs sit directly under the checkpoints folder, or one folder deeper in an
 experiment folder (`--exp`), or deeper still if you file them by hand.
 """

@@ -1,4 +1,4 @@
-"""Read what one run directory says about itself, for `python -m utils.runs`.
+"""Read what one run directory says about itself, for `python -m runs`.
 
 Only small text files are read: args.json, status.json, metrics.csv and the newest
 evaluation's result.txt (run_info.json and command.sh for the detail view). Never a

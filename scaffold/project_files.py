@@ -1,6 +1,6 @@
 """Which files make up the project: what a fresh clone would hold, without outputs or environments.
 
-Used by `python -m utils.scaffold project` (the files a new project starts from) and by the
+Used by `python -m scaffold project` (the files a new project starts from) and by the
 tests (the copy of the project they run scripts in). In a git checkout git decides (tracked
 files plus new files it does not ignore), so the answer follows .gitignore; a copy without
 git history (a downloaded zip, a generated project without --git) gets a walk that skips the

@@ -22,7 +22,7 @@ import io
 import json
 from pathlib import Path
 
-from utils.run_reader import RunRecord, best_epoch, duration_seconds
+from runs.reader import RunRecord, best_epoch, duration_seconds
 
 UNKNOWN = "?"  # the value of a column whose file could not be read
 FRONT = ("run", "exp", "status", "started", "duration", "model_type", "data_type")

@@ -1,8 +1,8 @@
-"""`python -m utils.reproduce`: get back the exact code a run ran, and run its command again.
+"""`python -m runs.reproduce`: get back the exact code a run ran, and run its command again.
 
-    python -m utils.reproduce checkpoints/<run dir>                  # the code, and the command to run
-    python -m utils.reproduce checkpoints/<run dir> --run            # ... and run it there
-    python -m utils.reproduce checkpoints/<run dir> --dest ../check  # in a folder of your choice
+    python -m runs.reproduce checkpoints/<run dir>                  # the code, and the command to run
+    python -m runs.reproduce checkpoints/<run dir> --run            # ... and run it there
+    python -m runs.reproduce checkpoints/<run dir> --dest ../check  # in a folder of your choice
 
 From the run's run_info.json and code.patch (see utils/run_info.py): a git worktree of this
 repository at the recorded commit (`git worktree add --detach`), with the run's uncommitted
@@ -124,7 +124,7 @@ def resume_notes(run_dir: Path) -> list[str]:
 
 def build_parser() -> argparse.ArgumentParser:
     usage_and_examples = "\n\n".join(__doc__.split("\n\n")[:3])
-    parser = argparse.ArgumentParser(prog="python -m utils.reproduce", description=usage_and_examples,
+    parser = argparse.ArgumentParser(prog="python -m runs.reproduce", description=usage_and_examples,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run_dir", type=Path, help="the run directory (or an evaluation's result folder)")
     parser.add_argument("--dest", type=Path, default=None,

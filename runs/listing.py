@@ -1,15 +1,15 @@
-"""`python -m utils.runs`: list, filter, sort and compare the run directories under a folder.
+"""`python -m runs`: list, filter, sort and compare the run directories under a folder.
 
-    python -m utils.runs                                   # every run under checkpoints/
-    python -m utils.runs checkpoints/lr_sweep --where model_type=better --where val/acc>0.9
-    python -m utils.runs --sort best --desc                # the best run first
-    python -m utils.runs --csv > runs.csv                  # every column, for pandas or a spreadsheet
-    python -m utils.runs --show <run dir or run name>      # everything one run records
+    python -m runs                                   # every run under checkpoints/
+    python -m runs checkpoints/lr_sweep --where model_type=better --where val/acc>0.9
+    python -m runs --sort best --desc                # the best run first
+    python -m runs --csv > runs.csv                  # every column, for pandas or a spreadsheet
+    python -m runs --show <run dir or run name>      # everything one run records
 
 The table shows each run's name, experiment, status, start, duration, model and data type,
 the arguments that differ between the listed runs, the last epoch, the best --monitor value
 and its epoch, and the newest evaluation's results. Columns and conditions are described in
-utils/run_table.py and utils/run_filter.py. Only text files are read (no checkpoint, no
+runs/table.py and runs/filter.py. Only text files are read (no checkpoint, no
 TensorBoard file), and runs that are running, crashed or half-written are listed with what
 can be read ('?' marks what cannot). Standard library only: no torch import, fast start.
 """
@@ -18,17 +18,17 @@ import argparse
 import sys
 from pathlib import Path
 
+from runs.details import format_run_details
+from runs.filter import holds, parse_condition, sort_rows
+from runs.reader import RunRecord, read_run
+from runs.table import all_columns, differing_args, format_csv, format_text_table, run_row, table_columns
 from utils.errors import UserError
-from utils.run_details import format_run_details
 from utils.run_dir import find_run_dirs, is_run_dir
-from utils.run_filter import holds, parse_condition, sort_rows
-from utils.run_reader import RunRecord, read_run
-from utils.run_table import all_columns, differing_args, format_csv, format_text_table, run_row, table_columns
 
 
 def build_parser() -> argparse.ArgumentParser:
     usage_and_examples = "\n\n".join(__doc__.split("\n\n")[:2])
-    parser = argparse.ArgumentParser(prog="python -m utils.runs", description=usage_and_examples,
+    parser = argparse.ArgumentParser(prog="python -m runs", description=usage_and_examples,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("root", nargs="?", default="checkpoints",
                         help="folder holding run directories, searched through experiment folders "
@@ -113,6 +113,3 @@ def main(argv: list[str] | None = None) -> int:
     print(text, end="" if args.csv and args.show is None else "\n")
     return 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

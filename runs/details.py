@@ -1,4 +1,4 @@
-"""`python -m utils.runs --show <run>`: everything one run directory records, on one screen.
+"""`python -m runs --show <run>`: everything one run directory records, on one screen.
 
 Status and resumptions, the code (commit, uncommitted changes) and machine, the command,
 every argument, a summary of metrics.csv, the files with their sizes and each evaluation's
@@ -7,14 +7,14 @@ results. Like the table it reads text files only and shows what it can of a brok
 
 from pathlib import Path
 
-from utils.run_reader import RunRecord, best_epoch, duration_seconds, read_json, read_result_txt, scan_dirs
-from utils.run_table import format_duration
+from runs.reader import RunRecord, best_epoch, duration_seconds, read_json, read_result_txt, scan_dirs
+from runs.table import format_duration
 
 INDENT = "  "
 
 
 def format_run_details(record: RunRecord) -> str:
-    """The detail view of a run read by utils.run_reader.read_run."""
+    """The detail view of a run read by runs.reader.read_run."""
     info = read_json(record.path / "run_info.json", record.problems)
     sections = [
         [f"run      {record.path}", *status_lines(record.status), *code_lines(info, record.path),
@@ -56,7 +56,7 @@ def code_lines(info: dict | None, path: Path) -> list[str]:
         code = "not a git checkout when it ran: the code cannot be recreated"
     else:
         dirty = " + uncommitted changes in code.patch" if info.get("git_dirty") else ""
-        code = f"commit {info['git_commit']}{dirty}\n         recreate: python -m utils.reproduce {path}"
+        code = f"commit {info['git_commit']}{dirty}\n         recreate: python -m runs.reproduce {path}"
     gpus = ", ".join(map(str, info.get("gpus") or [])) or "none"
     machine = (f"{info.get('host')}; python {info.get('python')}, torch {info.get('torch')}, torchvision "
                f"{info.get('torchvision')}, CUDA {info.get('cuda')}; GPUs: {gpus}")

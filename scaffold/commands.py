@@ -1,14 +1,14 @@
-"""`python -m utils.scaffold`: start your own project from this template, or add a model or a
+"""`python -m scaffold`: start your own project from this template, or add a model or a
 data set to it, in one command.
 
-    python -m utils.scaffold project ../my-project --name my-project --git
-    python -m utils.scaffold model my_net      # model/my_net/, MODELS entry, scripts/train_my_net.sh
-    python -m utils.scaffold dataset my_set    # data/my_set.py, DATASETS entry
+    python -m scaffold project ../my-project --name my-project --git
+    python -m scaffold model my_net      # model/my_net/, MODELS entry, scripts/train_my_net.sh
+    python -m scaffold dataset my_set    # data/my_set.py, DATASETS entry
 
 Each command takes `--dry-run` (print what would be written, write nothing). All the writes
 of one command go through a `FileTransaction`: when anything fails, every file is put back
 as it was, so the tree is never half-written. Standard library only; the generated files are
-the templates in utils/scaffold_templates.py.
+the templates in scaffold/templates.py.
 """
 
 import argparse
@@ -20,11 +20,11 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from utils import scaffold_templates as templates
+from scaffold import templates
+from scaffold.file_transaction import FileTransaction
+from scaffold.project_files import project_files
+from scaffold.registry_edit import add_registry_entry, registry_keys
 from utils.errors import UserError
-from utils.file_transaction import FileTransaction
-from utils.project_files import project_files
-from utils.registry_edit import add_registry_entry, registry_keys
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # Model and data set names become a package or module name and a --model_type / --data_type value.
@@ -105,7 +105,7 @@ def check_new_name(root: Path, registry: Registry, name: str, identifier: str, p
 
 def new_project(source: Path, dest: Path, name: str, force: bool = False, git: bool = False,
                 dry_run: bool = False) -> FileTransaction:
-    """Copy the project's files (see utils/project_files.py) from `source` into `dest`, named
+    """Copy the project's files (see scaffold/project_files.py) from `source` into `dest`, named
     `name`; with `git`, also a new repository holding them in one commit."""
     check_project_name(name)
     check_destination(source, dest, force, git)
@@ -200,7 +200,7 @@ def commit_everything(dest: Path, message: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     usage_and_examples = "\n\n".join(__doc__.split("\n\n")[:2])  # the module docstring's start
-    parser = argparse.ArgumentParser(prog="python -m utils.scaffold", description=usage_and_examples,
+    parser = argparse.ArgumentParser(prog="python -m scaffold", description=usage_and_examples,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True, metavar="{project,model,dataset}")
     project = commands.add_parser("project", help="write a new project: a clean copy of this template")
@@ -262,6 +262,3 @@ def report(args: argparse.Namespace, files: FileTransaction) -> str:
         done = files.summary()
     return f"{done}\n{next_steps(args)}"
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -1,4 +1,4 @@
-"""The files `python -m utils.scaffold model|dataset <name>` writes, as plain text to edit.
+"""The files `python -m scaffold model|dataset <name>` writes, as plain text to edit.
 
 Each is filled with `str.format`: `{name}` is the name given on the command line (the
 --model_type / --data_type value and the file or package name), `{class_name}` its
@@ -13,7 +13,7 @@ from model.{name}.model import {class_name}
 __all__ = ["{class_name}"]
 '''
 
-MODEL = '''"""{class_name}: a small CNN to start from; made by `python -m utils.scaffold model {name}`.
+MODEL = '''"""{class_name}: a small CNN to start from; made by `python -m scaffold model {name}`.
 
 Edit the layers in `__init__` and how they are applied in `forward`. Keep the two
 constructor parameters `num_classes` and `in_channels`: model/model_entry.py sizes every
@@ -47,7 +47,7 @@ class {class_name}(nn.Module):
 '''
 
 TRAIN_SCRIPT = '''#!/usr/bin/env bash
-# Experiment: model/{name} on the demo shapes; made by `python -m utils.scaffold model {name}`.
+# Experiment: model/{name} on the demo shapes; made by `python -m scaffold model {name}`.
 # Edit the flags for your experiment. Extra flags are passed on, e.g. `bash scripts/train_{name}.sh --epochs 1`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -57,7 +57,7 @@ cd "$(dirname "$0")/.."
     --save_prefix demo "$@"
 '''
 
-DATASET = '''"""{class_name}: samples from a list file; made by `python -m utils.scaffold dataset {name}`.
+DATASET = '''"""{class_name}: samples from a list file; made by `python -m scaffold dataset {name}`.
 
 It starts as the simplest list-file data set (one `<image path> <class id>` line per
 sample, see README.md) so that `python train.py --data_type {name}` works at once on the
@@ -88,7 +88,7 @@ class {class_name}(Dataset):
             raise UserError(f"{{list_path}} lists label images; the data type {name} reads class ids "
                             "(`<image path> <class id>` lines).")
         self.transform = transform
-        self.task = "classification"  # selects the loss, metrics and pictures in utils/tasks.py
+        self.task = "classification"  # selects the loss, metrics and pictures in tasks.py
         self.in_channels = 3  # load_image decodes every picture as RGB
         names = read_class_names(list_path, dense=False)  # classes.txt beside the list, if any
         self.class_names = names or [str(i) for i in range(max(e.label for e in self.entries) + 1)]

@@ -1,4 +1,4 @@
-"""`--where` conditions and `--sort` for the runs table (rows from utils/run_table.py).
+"""`--where` conditions and `--sort` for the runs table (rows from runs/table.py).
 
 A condition is `<column><op><value>` with op one of `=` (or `==`), `!=`, `>`, `>=`, `<`, `<=`:
 `model_type=base`, `val/acc>0.9`, `epochs>=10`, `best>0.95`, `status!=finished`.

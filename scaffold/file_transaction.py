@@ -1,6 +1,6 @@
 """Write several files as one step: all of them land, or the tree is put back as it was.
 
-Why: `python -m utils.scaffold` creates and edits several files (a model package, a script,
+Why: `python -m scaffold` creates and edits several files (a model package, a script,
 the registry). Failing half-way (a full disk, a permission, a bug) must not leave a registry
 that imports a module that was never written. So every write first remembers what was there
 (the bytes and mode of an existing file, or that the file or folder is new), and on any

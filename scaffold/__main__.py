@@ -1,0 +1,7 @@
+"""`python -m scaffold`: see scaffold/commands.py."""
+
+import sys
+
+from scaffold.commands import main
+
+sys.exit(main())
