@@ -1,8 +1,11 @@
 """Evaluate a checkpoint: `python eval.py --load_model_path <run dir or .pth> [flags]`.
 
-Writes into `<run dir>/<checkpoint stem>/<set name>_<save_prefix>/`: args.json,
-result.txt (every metric, `name: value` a line), predictions.csv (one row per sample)
-and, with --save_viz, PNG pictures. Model and data flags default to the checkpoint's.
+`Evaluator` is the one evaluation loop: training's validation runs it every epoch, and this
+script runs it once over --val_list, writing into `<run dir>/<checkpoint stem>/<set>_<save_prefix>/`
+(or --output_dir): args.json, result.txt (every metric, `name: value` a line),
+predictions.csv (one row per sample) and, with --save_viz, PNG pictures. Model and data
+flags default to the checkpoint's. To change what a batch does, edit `step` (training uses
+it too); what is measured, `compute_metrics`; what is drawn, `gen_imgs_to_write`.
 """
 
 import csv
@@ -10,137 +13,174 @@ import io
 import logging
 import sys
 from argparse import Namespace
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
+from torch import nn
 
-from data.data_entry import select_eval_loader
-from model.model_entry import equip_multi_gpu, select_model
-from options import prepare_test_args
+from data.data_entry import build_dataset, eval_set_name, select_eval_loader
+from model.model_entry import check_model_fits, equip_multi_gpu, model_kwargs, select_model
+from options import parse_eval_args
 from tasks import select_task
 from utils.atomic import atomic_write_text
-from utils.distributed import ShardSampler, cleanup_distributed, gather_to_main, is_main_process
+from utils.distributed import ShardSampler, cleanup_distributed, gather_to_main, init_distributed, is_main_process
 from utils.errors import UserError
-from utils.logger import Recorder
+from utils.logger import Recorder, setup_logging
 from utils.progress import ProgressBar
-from utils.run_status import RunStatus
-from utils.torch_utils import (
-    AMP_DTYPES,
-    load_state_into,
-    memory_format,
-    model_state,
-    read_checkpoint,
-    select_device,
-    speed_up,
-)
+from utils.run_dir import RunDir
+from utils.run_info import file_sha256
+from utils.torch_utils import AMP_DTYPES, load_state_into, memory_format, model_state, select_device, speed_up
 
 log = logging.getLogger(__name__)
 
 
 class Evaluator:
-    """One evaluation: a checkpoint, an evaluation set, and the files it writes."""
+    """One pass over an evaluation set without gradients, and the forward pass it shares with training."""
 
-    def __init__(self, args: Namespace) -> None:
-        self.args = args
-        self.device = select_device(args.gpus)
-        self.loader = select_eval_loader(args)
-        data = self.loader.dataset
-        checkpoint = read_checkpoint(args.load_model_path, mmap=True)
-        # Size the model as it was trained; checkpoints made elsewhere are sized from the data.
-        data_kwargs = {"num_classes": data.num_classes, "in_channels": data.in_channels}
-        model_kwargs = checkpoint.get("model_kwargs", data_kwargs)
-        num_classes = model_kwargs["num_classes"]
-        class_names = checkpoint.get("class_names") or [str(i) for i in range(num_classes)]
-        # The task (tasks.py) supplies the loss, label checks, metrics, pictures and rows.
-        self.task = select_task(data.task, num_classes, class_names, args.ignore_index)
-        model = select_model(args, **model_kwargs)
-        load_state_into(model, model_state(checkpoint), strict=not args.load_not_strict, source=args.load_model_path)
-        model = speed_up(model.to(self.device), args.channels_last, args.compile)
-        self.model = equip_multi_gpu(model, args, training=False)
-        self.amp_dtype = AMP_DTYPES[args.amp]
-        self.loss_fn = self.task.loss(checkpoint.get("args", {}).get("loss", "cross_entropy"))
-        self.result_dir = Path(args.result_dir)
+    def __init__(self, model: nn.Module, loader: torch.utils.data.DataLoader, task, loss_fn: nn.Module,
+                 device: torch.device, amp: str = "none", channels_last: bool = False) -> None:
+        self.model, self.loader, self.task, self.loss_fn = model, loader, task, loss_fn
+        self.device, self.amp_dtype = device, AMP_DTYPES[amp]
+        self.memory_format = memory_format(channels_last)
 
     @torch.no_grad()
-    def eval(self) -> dict[str, float]:
-        """Run the whole evaluation set once; write result.txt and predictions.csv."""
+    def eval(self, desc: str = "val", on_batch: Callable[[int, dict], None] | None = None,
+             per_class: bool = False) -> dict[str, float]:
+        """Every batch once: the exact set-wide loss and metrics (summed over every process
+        under torchrun). `on_batch(i, out)` sees each batch's outputs (eval.py writes them)."""
         self.model.eval()
-        recorder, meter, rows = Recorder(), self.task.meter(), []
-        for i, batch in enumerate(ProgressBar(self.loader, "eval", prefetch=self.args.num_workers > 0)):
+        recorder, meter = Recorder(), self.task.meter()
+        for i, batch in enumerate(ProgressBar(self.loader, desc, prefetch=self.loader.num_workers > 0)):
             self.task.check_labels(batch["label"], batch["path"])
             out = self.step(batch)
             recorder.record(self.compute_metrics(out), n=len(out["label"]))
             meter.update(out["pred"].argmax(1), out["label"])
-            rows.extend(self.task.prediction_rows(batch["path"], out["label"], out["pred"]))
-            indices = self.sample_indices(i, len(out["label"]))
-            self.task.save_predictions(out["pred"], self.result_dir / "predictions", indices)
-            if self.args.save_viz and i % self.args.viz_freq == 0:
-                self.viz_per_epoch(out, indices)
-        # Sums over every process (under torchrun), so the results cover the set exactly once.
-        results = recorder.summary() | self.task.results(meter.counts(), per_class=True)
-        rows = gather_to_main(rows)
-        if is_main_process():
-            self.write_results(results, rows)
-        return results
+            if on_batch is not None:
+                on_batch(i, out | {"path": batch["path"]})
+        return recorder.summary() | self.task.results(meter.counts(), per_class)
+
+    def step(self, batch: dict) -> dict:
+        """Forward one batch and compute its loss: the one forward pass, used by training too.
+        `batch["target"]`, when there (--mixup / --cutmix), is what the loss compares with."""
+        image = batch["image"].to(self.device, non_blocking=True, memory_format=self.memory_format)
+        label = batch["label"].to(self.device, non_blocking=True)
+        target = batch["target"].to(self.device, non_blocking=True) if "target" in batch else label
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
+            pred = self.model(image)
+            loss = self.loss_fn(pred, target)
+        return {"image": image, "label": label, "pred": pred, "loss": loss}
+
+    def compute_metrics(self, out: dict) -> dict[str, torch.Tensor]:
+        """Batch means (0-d tensors, no GPU sync) that the Recorder turns into exact set-wide
+        values: the loss, and top-5 accuracy with more than 5 classes. Accuracy and IoU are
+        counted separately, in the task's confusion matrix."""
+        return {"loss": out["loss"].detach(), **self.task.batch_metrics(out["pred"].detach(), out["label"])}
+
+    def gen_imgs_to_write(self, out: dict, prefix: str) -> dict[str, torch.Tensor]:
+        """Pictures of a batch for TensorBoard (classification: framed right / wrong;
+        segmentation: input | prediction | ground truth)."""
+        return {f"{prefix}/predictions": self.task.pictures(out["image"], out["label"], out["pred"])}
+
+
+class ResultWriter:
+    """What eval.py keeps of an evaluation: predictions.csv rows, predicted masks, --save_viz PNGs."""
+
+    def __init__(self, task, folder: Path, loader: torch.utils.data.DataLoader, save_viz: bool, viz_freq: int) -> None:
+        self.task, self.folder, self.loader = task, folder, loader
+        self.save_viz, self.viz_freq = save_viz, viz_freq
+        self.rows: list[list] = []
+
+    def add_batch(self, i: int, out: dict) -> None:
+        self.rows.extend(self.task.prediction_rows(out["path"], out["label"], out["pred"]))
+        indices = self.sample_indices(i, len(out["label"]))
+        self.task.save_predictions(out["pred"], self.folder / "predictions", indices)
+        if self.save_viz and i % self.viz_freq == 0:
+            self.task.save_pictures(out["image"], out["label"], out["pred"], self.folder / "viz", indices)
 
     def sample_indices(self, batch_index: int, batch_size: int) -> list[int]:
         """The data-set indices of a batch's samples (under torchrun a process reads every
         N-th sample), to name its pictures and predicted masks."""
-        first = batch_index * self.args.batch_size
-        sampler = self.loader.sampler
-        if isinstance(sampler, ShardSampler):
-            return [sampler.global_index(first + k) for k in range(batch_size)]
+        first = batch_index * self.loader.batch_size
+        if isinstance(self.loader.sampler, ShardSampler):
+            return [self.loader.sampler.global_index(first + k) for k in range(batch_size)]
         return list(range(first, first + batch_size))
 
-    def step(self, batch: dict) -> dict:
-        """Forward one batch; the same as Trainer.step, without training."""
-        image = batch["image"].to(self.device, non_blocking=True, memory_format=memory_format(self.args.channels_last))
-        label = batch["label"].to(self.device, non_blocking=True)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-            pred = self.model(image)
-            self.task.check_output(pred, self.args.model_type)
-            loss = self.loss_fn(pred, label)
-        return {"image": image, "label": label, "pred": pred, "loss": loss}
-
-    def compute_metrics(self, out: dict) -> dict[str, torch.Tensor]:
-        """Batch means (loss; top-5 accuracy with more than 5 classes); accuracy and IoU
-        are counted in the task's confusion matrix."""
-        return {"loss": out["loss"], **self.task.batch_metrics(out["pred"], out["label"])}
-
-    def viz_per_epoch(self, out: dict, indices: list[int]) -> None:
-        """PNGs of one batch into <result dir>/viz/, named by sample index."""
-        self.task.save_pictures(out["image"], out["label"], out["pred"], self.result_dir / "viz", indices)
-
-    def write_results(self, results: dict[str, float], rows: list[list]) -> None:
-        """result.txt (`name: value` lines) and predictions.csv, each written atomically."""
-        atomic_write_text(self.result_dir / "result.txt", "".join(f"{k}: {v:.6f}\n" for k, v in results.items()))
+    def write(self, results: dict[str, float]) -> None:
+        """result.txt (`name: value` lines) and predictions.csv in set order, each written atomically."""
+        rows = gather_to_main(self.rows)
+        if not is_main_process():
+            return
+        atomic_write_text(self.folder / "result.txt", "".join(f"{k}: {v:.6f}\n" for k, v in results.items()))
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(self.task.prediction_header)
         writer.writerows(rows)
-        atomic_write_text(self.result_dir / "predictions.csv", buffer.getvalue())
+        atomic_write_text(self.folder / "predictions.csv", buffer.getvalue())
         log.info("  ".join(f"{k} {v:.4f}" for k, v in results.items() if "/" not in k))
-        log.info(f"Results written to {self.result_dir}")
+        log.info(f"Results written to {self.folder}")
+
+
+def build_evaluation(args: Namespace, checkpoint: dict) -> tuple[Evaluator, torch.utils.data.DataLoader]:
+    """The model of the checkpoint (sized as it was trained) on --val_list; checked before
+    anything is written."""
+    device = select_device(args.gpus)
+    loader = select_eval_loader(args, build_dataset(args, train=False))
+    data = loader.dataset
+    kwargs = checkpoint.get("model_kwargs") or model_kwargs(args, data.num_classes, data.in_channels)
+    kwargs = {**kwargs, **{name: getattr(args, name) for name in kwargs if hasattr(args, name)}}
+    task_name = checkpoint.get("task", data.task)
+    if task_name != data.task:
+        raise UserError(f"{args.load_model_path} is a {task_name} model, but --val_list {args.val_list} "
+                        f"(--data_type {args.data_type}) holds {data.task} data.")
+    class_names = checkpoint.get("class_names") or [str(i) for i in range(kwargs["num_classes"])]
+    task = select_task(data.task, kwargs["num_classes"], class_names, args.ignore_index)
+    model = select_model(args, kwargs)
+    weights = checkpoint["ema"]["model"] if args.ema else model_state(checkpoint)
+    load_state_into(model, weights, strict=not args.load_not_strict, source=args.load_model_path)
+    check_model_fits(model.to(device), data[0]["image"], task.check_output, args.model_type)
+    model = equip_multi_gpu(speed_up(model.to(device), args.channels_last, args.compile), args.gpus, training=False)
+    saved_loss = checkpoint.get("args", {})
+    loss_fn = task.loss(saved_loss.get("loss", "cross_entropy"))
+    return Evaluator(model, loader, task, loss_fn, device, args.amp, args.channels_last), loader
+
+
+def result_folder(args: Namespace) -> RunDir:
+    """`<run dir>/<checkpoint stem>/<set>_<save_prefix>/`, or under --output_dir."""
+    checkpoint = Path(args.load_model_path)
+    parent = Path(args.output_dir) if args.output_dir else checkpoint.parent / checkpoint.stem
+    return RunDir.new(parent, f"{eval_set_name(args)}_{args.save_prefix}")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point; a UserError becomes one message on stderr and exit code 2."""
-    args = prepare_test_args(argv)  # bad flags end here, with exit code 2
-    status = RunStatus(args.result_dir, enabled=is_main_process())
+    args, checkpoint = parse_eval_args(argv)  # bad flags end here, with exit code 2
+    init_distributed()  # under torchrun: join the other processes (no-op otherwise)
+    setup_logging(is_main_process())  # on the screen now; into log.txt once the folder exists
+    run = result_folder(args)
     try:
-        Evaluator(args).eval()
+        evaluator, loader = build_evaluation(args, checkpoint)
+        run.open(args, "eval.py", sys.argv[1:] if argv is None else argv,
+                 info={"checkpoint": str(Path(args.load_model_path).resolve()),
+                       "checkpoint_sha256": file_sha256(args.load_model_path)})
+        log.info(f"Evaluating {args.load_model_path}{' (averaged weights)' if args.ema else ''}; "
+                 f"results go to {run.path}")
+        results_of = ResultWriter(evaluator.task, run.path, loader, args.save_viz, args.viz_freq)
+        results = evaluator.eval("eval", on_batch=results_of.add_batch, per_class=True)
+        results_of.write(results)
+        run.status.finished()
     except UserError as error:
-        status.failed(error)
+        run.status.failed(error)
         if args.debug:
             raise
-        log.error(f"error: {error}")
+        print(f"error: {error}", file=sys.stderr)
         return 2
     except BaseException as error:
-        status.failed(error)
+        run.status.failed(error)
         raise
     finally:
+        run.close()
         cleanup_distributed()
-    status.finished()
     return 0
 
 

@@ -2,7 +2,8 @@
 
 `pred` holds scores with the classes on dimension 1: (N, C) for classification, (N, C, H, W)
 for segmentation; `target` holds class ids, (N,) or (N, H, W). Targets equal to
-`ignore_index` (segmentation: 255 by default, `--ignore_index`) count for nothing.
+`ignore_index` (segmentation: 255 by default, `--ignore_index`) count for nothing. Cross
+entropy also takes soft targets, class probabilities (N, C), as `--mixup` / `--cutmix` make them.
 L1 and MSE compare softmax probabilities with one-hot targets when the target holds class
 ids, so they also run on the demo; with float targets (regression) they are the plain losses.
 """
@@ -69,16 +70,22 @@ class CrossEntropyDiceLoss(nn.Module):
 
 LOSSES = {
     "cross_entropy": lambda ignore_index: nn.CrossEntropyLoss(ignore_index=ignore_index),
-    "label_smoothing_ce": lambda ignore_index: nn.CrossEntropyLoss(ignore_index=ignore_index, label_smoothing=0.1),
     "l1": lambda ignore_index: ProbabilityLoss("l1", ignore_index),
     "mse": lambda ignore_index: ProbabilityLoss("mse", ignore_index),
     "dice": lambda ignore_index: DiceLoss(ignore_index),
     "ce_dice": lambda ignore_index: CrossEntropyDiceLoss(ignore_index),
 }
+# The losses that take soft targets (class probabilities, as --mixup / --cutmix make them).
+SOFT_TARGET_LOSSES = ("cross_entropy",)
 
 
-def build_loss(name: str, ignore_index: int = NO_IGNORE) -> nn.Module:
-    """The loss called `name`; an unknown name is a UserError listing the valid ones."""
+def build_loss(name: str, ignore_index: int = NO_IGNORE, label_smoothing: float = 0.0) -> nn.Module:
+    """The loss called `name`; an unknown name is a UserError listing the valid ones.
+    `label_smoothing` (--label_smoothing) is cross entropy's own option."""
     if name not in LOSSES:
         raise UserError(f"Unknown --loss {name!r}; valid names: {', '.join(LOSSES)}.")
+    if label_smoothing and name != "cross_entropy":
+        raise UserError(f"--label_smoothing {label_smoothing} applies to --loss cross_entropy only, not {name}.")
+    if name == "cross_entropy":
+        return nn.CrossEntropyLoss(ignore_index=ignore_index, label_smoothing=label_smoothing)
     return LOSSES[name](ignore_index)

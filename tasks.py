@@ -13,6 +13,7 @@ import torch
 from PIL import Image
 from torch import Tensor, nn
 
+from data.augment import denormalize
 from loss import NO_IGNORE, build_loss
 from metrics import ConfusionMeter, confusion_matrix, overall_accuracy, per_class_accuracy, per_class_iou, topk_accuracy
 from utils.errors import UserError
@@ -22,14 +23,15 @@ from utils.viz import classification_grid, save_classification_pngs, save_segmen
 class ClassificationTask:
     """One class id per picture; metrics: accuracy (top-5 too with more than 5 classes)."""
 
+    name = "classification"
     prediction_header = ["path", "label", "prediction", "score"]
     main_metric = "acc"  # the default --monitor: val/acc
 
     def __init__(self, num_classes: int, class_names: list[str], ignore_index: int) -> None:
         self.num_classes, self.class_names = num_classes, class_names
 
-    def loss(self, name: str) -> nn.Module:
-        return build_loss(name)  # no label is ignored: every sample has a class
+    def loss(self, name: str, label_smoothing: float = 0.0) -> nn.Module:
+        return build_loss(name, label_smoothing=label_smoothing)  # no label is ignored: every sample has a class
 
     def check_labels(self, label: Tensor, paths: list[str]) -> None:
         """A class id the model cannot predict is a data error, reported with its sample."""
@@ -57,10 +59,11 @@ class ClassificationTask:
         return results
 
     def pictures(self, image: Tensor, label: Tensor, pred: Tensor) -> Tensor:
-        return classification_grid(image, label, pred)
+        return classification_grid(denormalize(image), label.cpu(), pred.detach().cpu())
 
     def save_pictures(self, image: Tensor, label: Tensor, pred: Tensor, folder: Path, indices: list[int]) -> None:
-        save_classification_pngs(image, label, pred, self.class_names, folder, indices)
+        pictures = denormalize(image)
+        save_classification_pngs(pictures, label.cpu(), pred.detach().cpu(), self.class_names, folder, indices)
 
     def save_predictions(self, pred: Tensor, folder: Path, indices: list[int]) -> None:
         """Nothing beyond predictions.csv: a class id fits in a row."""
@@ -74,14 +77,15 @@ class ClassificationTask:
 class SegmentationTask:
     """A class id per pixel; metrics: pixel accuracy and mean IoU; `ignore_index` pixels skipped."""
 
+    name = "segmentation"
     prediction_header = ["path", "pixel_acc", "iou"]
     main_metric = "miou"  # the default --monitor: val/miou
 
     def __init__(self, num_classes: int, class_names: list[str], ignore_index: int) -> None:
         self.num_classes, self.class_names, self.ignore_index = num_classes, class_names, ignore_index
 
-    def loss(self, name: str) -> nn.Module:
-        return build_loss(name, self.ignore_index)
+    def loss(self, name: str, label_smoothing: float = 0.0) -> nn.Module:
+        return build_loss(name, self.ignore_index, label_smoothing)
 
     def check_labels(self, label: Tensor, paths: list[str]) -> None:
         """Mask values must be class ids or the ignore value; name the first file that breaks it."""
@@ -112,10 +116,10 @@ class SegmentationTask:
         return results
 
     def pictures(self, image: Tensor, label: Tensor, pred: Tensor) -> Tensor:
-        return segmentation_grid(image, label, pred)
+        return segmentation_grid(denormalize(image), label.cpu(), pred.detach().cpu())
 
     def save_pictures(self, image: Tensor, label: Tensor, pred: Tensor, folder: Path, indices: list[int]) -> None:
-        save_segmentation_pngs(image, label, pred, folder, indices)
+        save_segmentation_pngs(denormalize(image), label.cpu(), pred.detach().cpu(), folder, indices)
 
     def save_predictions(self, pred: Tensor, folder: Path, indices: list[int]) -> None:
         """The predicted masks, `<index>.png` (one class id per pixel, index = row of

@@ -1,51 +1,63 @@
-"""Train a model: `python train.py [flags]` (flags: options.py or `python train.py -h`).
+"""Train a model: `python train.py [flags]` (flags: options.py, or `python train.py -h`).
 
-Read `Trainer` top to bottom: __init__ builds everything, `train` runs the epochs, and the
-per-batch work sits in `train_per_epoch` (forward, backward, optimizer step, in plain
-sight). To change what a batch does, edit `step`; what is measured, `compute_metrics`;
-what is drawn, `gen_imgs_to_write`.
+Read `Trainer` top to bottom: __init__ builds everything and checks it (bad input ends
+there, before the run directory exists), `train` runs the epochs, `train_per_epoch` holds
+the batch loop with the forward pass, `loss.backward()` and `optimizer.step()` in plain
+sight, and `val_per_epoch` validates with eval.py's `Evaluator`, whose `step` is the one
+forward pass. What a checkpoint holds and how a run resumes: `checkpoint_state` / `resume`;
+which checkpoints are kept, and early stopping: utils/checkpoints.py.
 """
 
 import logging
 import math
 import shlex
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from argparse import Namespace
-from pathlib import Path
 
 import torch
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from data.data_entry import select_eval_loader, select_train_loader
+from data.augment import batch_mix, check_augment
+from data.data_entry import (
+    augment_of,
+    check_same_data,
+    describe_data,
+    select_eval_loader,
+    select_train_loader,
+    training_sets,
+)
+from eval import Evaluator
 from metrics import ConfusionMeter
-from model.model_entry import equip_multi_gpu, select_model
-from options import prepare_train_args
+from model.model_entry import check_model_fits, equip_multi_gpu, model_kwargs, select_model
+from options import Resume, parse_train_args
 from tasks import select_task
+from utils.checkpoints import CheckpointKeeper, CheckpointWriter
 from utils.distributed import (
     any_rank,
     cleanup_distributed,
     gather_to_main,
     gradient_sync,
+    init_distributed,
     is_main_process,
     rank,
     sync_buffers_from_main,
     world_size,
 )
 from utils.errors import UserError
-from utils.logger import Logger, Recorder
+from utils.logger import Logger, Recorder, setup_logging
+from utils.optim import build_optimizer, build_scheduler
 from utils.progress import ProgressBar
-from utils.run_dir import launcher
-from utils.run_status import RunStatus
+from utils.run_dir import RunDir, experiment_dir, launcher, run_dir_name
 from utils.stop_signals import StopRequested, StopSignals
 from utils.torch_utils import (
-    AMP_DTYPES,
     load_state_into,
     load_weights,
     make_deterministic,
-    memory_format,
     model_state,
-    read_checkpoint,
     rng_state,
     select_device,
     set_rng_state,
@@ -60,72 +72,92 @@ log = logging.getLogger(__name__)
 class Trainer:
     """One training run: data, model, optimizer, and the loop that ties them together."""
 
-    def __init__(self, args: Namespace) -> None:
+    def __init__(self, args: Namespace, resume: Resume | None = None) -> None:
         self.args = args
         set_seed(args.seed)
         if args.deterministic:
             make_deterministic()
         self.device = select_device(args.gpus)
         torch.backends.cudnn.benchmark = not args.deterministic  # cuDNN picks the fastest kernels
-        self.train_loader = select_train_loader(args)
-        self.val_loader = select_eval_loader(args)
-        data = self.train_loader.dataset
-        self.class_names, self.task_name = data.class_names, data.task
+        train_set, val_set = training_sets(args)
+        self.data = describe_data(args, train_set, val_set)  # to tell, on resuming, that the data is the same
+        self.train_loader = select_train_loader(args, train_set)
+        val_loader = select_eval_loader(args, val_set, args.limit_val_batches)
         # The task (tasks.py) supplies the loss, label checks, metrics and pictures.
-        self.task = select_task(data.task, data.num_classes, data.class_names, args.ignore_index)
-        self.model_kwargs = {"num_classes": data.num_classes, "in_channels": data.in_channels}
-        model = select_model(args, **self.model_kwargs)
+        self.task = select_task(train_set.task, train_set.num_classes, train_set.class_names, args.ignore_index)
+        check_augment(augment_of(args), train_set.task)
+        self.model_kwargs = model_kwargs(args, train_set.num_classes, train_set.in_channels)
+        model = select_model(args, self.model_kwargs).to(self.device)
         if args.load_model_path:
             load_weights(model, args.load_model_path, strict=not args.load_not_strict)
-        model = speed_up(model.to(self.device), args.channels_last, args.compile)
-        self.model = equip_multi_gpu(model, args)
-        self.loss_fn = self.task.loss(args.loss)
-        self.optimizer = build_optimizer(self.model, args)
-        self.scheduler = build_scheduler(self.optimizer, args)
-        # Mixed precision: autocast in `step`; fp16 also scales the loss so gradients do not underflow.
-        self.amp_dtype = AMP_DTYPES[args.amp]
+        check_model_fits(model, val_set[0]["image"], self.task.check_output, args.model_type)
+        self.model = equip_multi_gpu(speed_up(model, args.channels_last, args.compile), args.gpus)
+        # --ema_decay: a running average of the weights, validated beside them (val_ema/...).
+        self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema_decay),
+                                 use_buffers=True) if args.ema_decay else None
+        self.mix = batch_mix(augment_of(args), train_set.num_classes)  # --mixup / --cutmix
+        self.optimizer = build_optimizer(self.model.parameters(), args.optimizer, args.lr, args.momentum, args.beta,
+                                         args.weight_decay)
+        self.scheduler = self.build_scheduler()
+        # Mixed precision: autocast in Evaluator.step; fp16 also scales the loss so gradients do not underflow.
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=args.amp == "fp16")
-        # best.pth follows --monitor, by default the task's main validation metric.
-        self.monitor = args.monitor or f"val/{self.task.main_metric}"
-        self.monitor_mode = args.monitor_mode or ("min" if "loss" in self.monitor else "max")
+        loss_fn = self.task.loss(args.loss, args.label_smoothing)
+        self.evaluator = Evaluator(self.model, val_loader, self.task, loss_fn, self.device, args.amp,
+                                   args.channels_last)
+        self.ema_evaluator = Evaluator(self.ema.module, val_loader, self.task, loss_fn, self.device, args.amp,
+                                       args.channels_last) if self.ema else None
+        monitor = args.monitor or f"val/{self.task.main_metric}"
+        self.checkpoints = CheckpointKeeper(monitor, args.monitor_mode or ("min" if "loss" in monitor else "max"),
+                                            args.save_freq, args.save_top_k, args.patience, args.min_delta)
         # Progress: epochs completed, batches done in the next one (after a mid-epoch save).
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.saved_at_step = 0  # global step of the last mid-epoch save (--save_every_steps)
-        self.best_metric: float | None = None
-        self.best_epoch: int | None = None
         self.partial_epoch: dict = {}  # the epoch's sums so far, from a mid-epoch checkpoint
-        history = self.resume(read_checkpoint(args.resume)) if args.resume else None
-        self.logger = Logger(Path(args.run_dir), history, self.global_step, enabled=is_main_process())
-        self.status = RunStatus(args.run_dir, enabled=is_main_process())
+        self.history: list[dict[str, float]] | None = None  # metrics.csv rows of a resumed run
         self.stop = StopSignals()
-        log.info(f"{args.model_type} ({count_parameters(model):,} parameters) on {self.device} "
-                 f"x {world_size()} process(es); {len(data)} training and "
-                 f"{len(self.val_loader.dataset)} validation samples")
+        if resume is not None:
+            self.resume(resume)
+        log.info(f"{args.model_type} ({sum(p.numel() for p in model.parameters()):,} parameters) on {self.device} "
+                 f"x {world_size()} process(es); {len(train_set)} training and {len(val_set)} validation samples")
 
-    def train(self) -> None:
-        """Run the remaining epochs: train, validate, write curves and checkpoints. Ctrl-C or
-        SIGTERM saves and stops after the current step (see utils/stop_signals.py)."""
+    def build_scheduler(self) -> torch.optim.lr_scheduler.LRScheduler | None:
+        """--scheduler over the run's optimizer steps, after --warmup_epochs (stepped every step)."""
+        steps_per_epoch = math.ceil(len(self.train_loader) / self.args.accum_steps)
+        step_epochs = self.args.lr_step_size or max(1, self.args.epochs // 3)
+        return build_scheduler(self.optimizer, self.args.scheduler, self.args.epochs * steps_per_epoch,
+                               round(self.args.warmup_epochs * steps_per_epoch), self.args.min_lr,
+                               step_epochs * steps_per_epoch, self.args.lr_gamma)
+
+    def train(self, run: RunDir) -> None:
+        """Run the remaining epochs into `run`: train, validate, write curves and checkpoints.
+        Ctrl-C, SIGTERM or SIGUSR1 saves and stops after the current step."""
+        self.run = run
+        self.logger = Logger(run.path, self.history, self.global_step, enabled=run.writer)
+        self.writer = CheckpointWriter(run.path, enabled=run.writer)
+        self.checkpoints.remove_stale_top_files(self.writer)
         with self.stop:
-            for epoch in range(self.epoch + 1, self.args.epochs + 1):
-                start = time.perf_counter()
-                values = {"train/lr": self.optimizer.param_groups[0]["lr"]}
-                values.update(self.train_per_epoch(epoch))
-                values.update(self.val_per_epoch(epoch))
-                if self.scheduler is not None:
-                    self.scheduler.step()
-                self.epoch, self.step_in_epoch = epoch, 0
-                for name, value in values.items():
-                    self.logger.record_scalar(name, value)
-                self.logger.record_scalar("time/epoch_seconds", time.perf_counter() - start)
-                self.logger.save_curves(epoch)
-                self.save_checkpoints(values)
-                log.info(f"epoch {epoch}/{self.args.epochs}: " + "  ".join(f"{k} {v:.4g}" for k, v in values.items()))
-                if any_rank(self.stop.requested) and epoch < self.args.epochs:  # the last epoch just finishes
-                    raise StopRequested(self.stop.signal_number or signal.SIGTERM)
-        self.logger.save_hparams(vars(self.args), {f"best/{self.monitor}": self.best_metric})
-        log.info(f"Best {self.monitor} {self.best_metric:.4g} at epoch {self.best_epoch}; "
-                 f"checkpoints in {self.args.run_dir}")
+            try:
+                for epoch in range(self.epoch + 1, self.args.epochs + 1):
+                    self.run_epoch(epoch)
+                    if self.checkpoints.stop_early:
+                        break
+                    if any_rank(self.stop.requested) and epoch < self.args.epochs:  # the last epoch just finishes
+                        raise StopRequested(self.stop.signal_number or signal.SIGTERM)
+            finally:
+                self.writer.wait()  # every checkpoint is on disk before the run ends, however it ends
+        self.logger.save_hparams(vars(self.args), {f"best/{self.checkpoints.monitor}": self.checkpoints.best},
+                                 self.global_step)
         self.logger.close()
+
+    def run_epoch(self, epoch: int) -> None:
+        """Train and validate one epoch; write its curves, metrics.csv row and checkpoints."""
+        start = time.perf_counter()
+        values = self.train_per_epoch(epoch) | self.val_per_epoch(epoch)
+        self.epoch, self.step_in_epoch = epoch, 0
+        self.logger.record_scalar("time/epoch_seconds", time.perf_counter() - start)
+        self.logger.save_curves(epoch, values, self.global_step)
+        self.save_checkpoints(values)
+        log.info(f"epoch {epoch}/{self.args.epochs}: " + "  ".join(f"{k} {v:.4g}" for k, v in values.items()))
 
     def train_per_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over the training set; returns the epoch's exact `train/...` values."""
@@ -138,98 +170,81 @@ class Trainer:
         bar = ProgressBar(self.train_loader, desc=f"train {epoch}", prefetch=self.args.num_workers > 0)
         for i, batch in enumerate(bar, start=first):
             self.task.check_labels(batch["label"], batch["path"])
+            if self.mix is not None:  # mixed images; soft targets for the loss, the labels for metrics
+                batch["image"], batch["target"] = self.mix(batch["image"], batch["label"])
             update = (i + 1) % self.args.accum_steps == 0 or i + 1 == steps  # step after N batches
             with gradient_sync(self.model, update):  # DDP averages gradients only when stepping
-                out = self.step(batch)
+                out = self.evaluator.step(batch)  # the forward pass and its loss
                 self.scaler.scale(out["loss"] / self.args.accum_steps).backward()
             if update:
-                if self.args.clip_grad:
-                    self.scaler.unscale_(self.optimizer)  # clip the true gradients, not scaled ones
-                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.args.clip_grad)
-                self.scaler.step(self.optimizer)
-                self.scaler.update()
-                self.optimizer.zero_grad(set_to_none=True)
+                self.optimizer_step()
             self.global_step += 1
 
-            metrics = self.compute_metrics(out, is_train=True)
+            metrics = self.evaluator.compute_metrics(out)
             recorder.record(metrics, n=len(out["label"]))
             meter.update(out["pred"].detach().argmax(1), out["label"])
-            self.report_step(bar, metrics, epoch, i)
+            self.report_step(bar, metrics, recorder, epoch, i)
             if i == 0:
-                self.logger.save_imgs(self.gen_imgs_to_write(out, is_train=True), epoch)
+                self.logger.save_imgs(self.evaluator.gen_imgs_to_write(out, "train"), self.global_step)
             if update and i + 1 < steps:  # the epoch's end saves (and stops) after validation
                 self.save_mid_epoch_if_due(epoch, i + 1, recorder, meter)
         self.partial_epoch = {}
-        summary = recorder.summary("train/") | prefixed("train/", self.task.results(meter.counts(), per_class=False))
+        summary = {"train/lr": self.optimizer.param_groups[0]["lr"]}  # where the schedule ended the epoch
+        summary |= recorder.summary("train/") | prefixed("train/", self.task.results(meter.counts(), per_class=False))
         check_finite(summary["train/loss"], epoch, steps - 1)
         self.logger.record_scalar("time/data_efficiency", bar.efficiency)
         return summary
 
-    def report_step(self, bar: ProgressBar, metrics: dict[str, torch.Tensor], epoch: int, i: int) -> None:
-        """The loss on the bar every --print_freq steps, per-step curves every --log_freq.
-        Only then is a value read from the GPU (which waits for it)."""
+    def optimizer_step(self) -> None:
+        """Clip (--clip_grad), step, zero the gradients; then the schedule and the average."""
+        if self.args.clip_grad:
+            self.scaler.unscale_(self.optimizer)  # clip the true gradients, not scaled ones
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.args.clip_grad)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.scheduler is not None:
+            self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(unwrap_model(self.model))
+
+    def report_step(self, bar: ProgressBar, metrics: dict[str, torch.Tensor], recorder: Recorder, epoch: int,
+                    i: int) -> None:
+        """The epoch's running loss on the bar every --print_freq steps, per-step curves every
+        --log_freq. Only then is a value read from the GPU (which waits for it)."""
         if i % self.args.print_freq == 0:
-            loss = metrics["loss"].item()
-            check_finite(loss, epoch, i)
-            bar.show(loss=loss)
+            check_finite(metrics["loss"].item(), epoch, i)
+            bar.show(loss=recorder.local_mean("loss"))
         if i % self.args.log_freq == 0:
             lr = self.optimizer.param_groups[0]["lr"]
             self.logger.record_step({"train_step/loss": metrics["loss"], "train_step/lr": lr}, self.global_step)
 
-    @torch.no_grad()
     def val_per_epoch(self, epoch: int) -> dict[str, float]:
-        """One pass over the validation set, no gradients; returns exact `val/...` values."""
-        self.model.eval()
+        """The validation set through the Evaluator (eval.py's loop): `val/...` values, and
+        `val_ema/...` for the averaged weights with --ema_decay."""
         sync_buffers_from_main(self.model)  # under torchrun: every process validates rank 0's weights
-        recorder, meter = Recorder(), self.task.meter()
-        for i, batch in enumerate(ProgressBar(self.val_loader, f"val {epoch}", prefetch=self.args.num_workers > 0)):
-            self.task.check_labels(batch["label"], batch["path"])
-            out = self.step(batch)
-            recorder.record(self.compute_metrics(out, is_train=False), n=len(out["label"]))
-            meter.update(out["pred"].argmax(1), out["label"])
+        pictures = {}
+
+        def keep_pictures(i: int, out: dict) -> None:
             if i == 0:
-                self.logger.save_imgs(self.gen_imgs_to_write(out, is_train=False), epoch)
-        return recorder.summary("val/") | prefixed("val/", self.task.results(meter.counts(), per_class=False))
+                pictures.update(self.evaluator.gen_imgs_to_write(out, "val"))
 
-    def step(self, batch: dict) -> dict:
-        """Forward one batch and compute its loss; returns what metrics and pictures need."""
-        image = batch["image"].to(self.device, non_blocking=True, memory_format=memory_format(self.args.channels_last))
-        label = batch["label"].to(self.device, non_blocking=True)
-        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
-            pred = self.model(image)
-            self.task.check_output(pred, self.args.model_type)  # a clear error for a model of the wrong kind
-            loss = self.loss_fn(pred, label)
-        return {"image": image, "label": label, "pred": pred, "loss": loss}
-
-    def compute_metrics(self, out: dict, is_train: bool) -> dict[str, torch.Tensor]:
-        """Batch means (0-d tensors, no sync) that the Recorder turns into exact epoch values.
-        Accuracy and IoU are counted separately, in the task's confusion matrix."""
-        return {"loss": out["loss"].detach(), **self.task.batch_metrics(out["pred"].detach(), out["label"])}
-
-    def gen_imgs_to_write(self, out: dict, is_train: bool) -> dict[str, torch.Tensor]:
-        """Pictures of the first batch for TensorBoard (classification: framed right / wrong;
-        segmentation: input | prediction | ground truth)."""
-        prefix = "train" if is_train else "val"
-        return {f"{prefix}/predictions": self.task.pictures(out["image"], out["label"], out["pred"])}
+        values = prefixed("val/", self.evaluator.eval(f"val {epoch}", on_batch=keep_pictures))
+        self.logger.save_imgs(pictures, self.global_step)
+        if self.ema_evaluator is not None:
+            sync_buffers_from_main(self.ema)
+            values |= prefixed("val_ema/", self.ema_evaluator.eval(f"val ema {epoch}"))
+        return values
 
     def save_checkpoints(self, values: dict[str, float]) -> None:
-        """last.pth every epoch, best.pth when --monitor improves, epoch_<N>.pth every --save_freq."""
-        if self.monitor not in values:
-            raise UserError(f"--monitor {self.monitor} is not a recorded value; recorded: "
-                            f"{', '.join(sorted(values))}.")
-        current = values[self.monitor]
-        improved = self.best_metric is None or (
-            current > self.best_metric if self.monitor_mode == "max" else current < self.best_metric)
-        if improved:
-            self.best_metric, self.best_epoch = current, self.epoch
-        self.status.progress(self.epoch, self.global_step, best={self.monitor: self.best_metric},
-                             best_epoch=self.best_epoch)
-        state = self.checkpoint_state()  # on every process: it gathers their random states
-        self.logger.save_checkpoint(state, "last.pth")  # the Logger writes on rank 0 only
-        if improved:
-            self.logger.save_checkpoint(state, "best.pth")
-        if self.epoch % self.args.save_freq == 0:
-            self.logger.save_checkpoint(state, f"epoch_{self.epoch}.pth")
+        """last.pth every epoch, best.pth when --monitor improves, epoch_<N>.pth and the top-k
+        (utils/checkpoints.py decides); status.json says how far the run is."""
+        improved = self.checkpoints.judge(self.epoch, values)
+        keeper = self.checkpoints
+        self.run.status.progress(self.epoch, self.global_step, best={keeper.monitor: keeper.best},
+                                 best_epoch=keeper.best_epoch)
+        names, stale = keeper.files_for(self.epoch, improved)
+        self.writer.submit(self.checkpoint_state(), names, stale)  # on every process: it gathers random states
 
     def save_mid_epoch_if_due(self, epoch: int, steps_done: int, recorder: Recorder, meter: ConfusionMeter) -> None:
         """After an optimizer step: save last.pth every --save_every_steps batches, and when
@@ -241,11 +256,12 @@ class Trainer:
         self.saved_at_step = self.global_step
         check_finite(recorder.summary()["loss"], epoch, steps_done - 1)  # never save diverged weights
         state = self.checkpoint_state()
-        partial = {"recorder": recorder.state_dict(), "confusion": meter.counts()}
-        state.update(step_in_epoch=steps_done, partial_epoch=partial)
-        self.logger.save_checkpoint(state, "last.pth")
+        state.update(step_in_epoch=steps_done, partial_epoch={"recorder": recorder.state_dict(),
+                                                              "confusion": meter.counts()})
+        self.writer.submit(state, ["last.pth"])
         log.info(f"Saved last.pth at epoch {epoch}, step {steps_done}")
         if stop:
+            self.writer.wait()
             raise StopRequested(self.stop.signal_number or signal.SIGTERM)
 
     def checkpoint_state(self) -> dict:
@@ -253,6 +269,8 @@ class Trainer:
         numbers only, so `torch.load(path)` (weights_only=True) reads it."""
         return {
             "model": unwrap_model(self.model).state_dict(),
+            "ema": {"model": self.ema.module.state_dict(), "n_averaged": int(self.ema.n_averaged)}
+            if self.ema else None,
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "scaler": self.scaler.state_dict(),
@@ -261,63 +279,41 @@ class Trainer:
             "global_step": self.global_step,
             "metrics": self.logger.rows[-1] if self.logger.rows else {},
             "history": self.logger.rows,  # metrics.csv, so a resumed run rewrites it exactly
-            "monitor": self.monitor,
-            "best_metric": self.best_metric,
-            "best_epoch": self.best_epoch,
+            "checkpoints": self.checkpoints.state_dict(),  # best so far, top-k, early-stopping counter
             "rng": gather_to_main([rng_state()]),  # one per process, in rank order
             "world_size": world_size(),  # resuming needs the same number of processes
             "model_kwargs": self.model_kwargs,
-            "class_names": self.class_names,
-            "task": self.task_name,
+            "class_names": self.task.class_names,
+            "task": self.task.name,
+            "data": self.data,
+            "run_id": self.run.run_id,
             "args": vars(self.args),
         }
 
-    def resume(self, checkpoint: dict) -> list[dict[str, float]]:
-        """Restore a run from `checkpoint_state()`; returns the metrics.csv rows so far."""
-        load_state_into(self.model, model_state(checkpoint), strict=True, source=self.args.resume)
+    def resume(self, resume: Resume) -> None:
+        """Continue a run from its last.pth (`checkpoint_state()`), exactly where it was."""
+        checkpoint = resume.checkpoint
+        check_same_data(checkpoint["data"], self.data, resume.path)
+        load_state_into(self.model, model_state(checkpoint), strict=True, source=resume.path)
+        if self.ema is not None:
+            self.ema.module.load_state_dict(checkpoint["ema"]["model"])
+            self.ema.n_averaged.fill_(checkpoint["ema"]["n_averaged"])
         self.optimizer.load_state_dict(checkpoint["optimizer"])
         if self.scheduler is not None:
             self.scheduler.load_state_dict(checkpoint["scheduler"])
-            if getattr(self.scheduler, "T_max", self.args.epochs) != self.args.epochs:
-                log.warning(f"--epochs is now {self.args.epochs}, but the resumed cosine schedule runs over "
-                            f"{self.scheduler.T_max} epochs; past them the learning rate rises again.")
         self.scaler.load_state_dict(checkpoint["scaler"])
         self.epoch, self.global_step = checkpoint["epoch"], checkpoint["global_step"]
-        self.saved_at_step = self.global_step
-        self.step_in_epoch = checkpoint["step_in_epoch"]
+        self.step_in_epoch, self.saved_at_step = checkpoint["step_in_epoch"], checkpoint["global_step"]
         # The epoch's sums so far cover all processes: rank 0 alone continues from them.
         self.partial_epoch = checkpoint.get("partial_epoch") or {} if is_main_process() else {}
-        self.best_metric, self.best_epoch = checkpoint["best_metric"], checkpoint["best_epoch"]
+        self.checkpoints.load_state_dict(checkpoint["checkpoints"])
+        self.history = checkpoint["history"]
         set_rng_state(checkpoint["rng"][rank()])  # last: building the model above drew random numbers
         log.info(f"Resumed at epoch {self.epoch + 1}, step {self.step_in_epoch} (global step {self.global_step})")
-        return checkpoint["history"]
-
-
-def build_optimizer(model: torch.nn.Module, args: Namespace) -> torch.optim.Optimizer:
-    """--optimizer with --lr, --momentum (SGD momentum / Adam beta1), --beta, --weight_decay."""
-    params = model.parameters()
-    if args.optimizer == "sgd":
-        return torch.optim.SGD(params, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay)
-    optimizer = torch.optim.AdamW if args.optimizer == "adamw" else torch.optim.Adam
-    return optimizer(params, lr=args.lr, betas=(args.momentum, args.beta), weight_decay=args.weight_decay)
-
-
-def build_scheduler(optimizer: torch.optim.Optimizer, args: Namespace) -> torch.optim.lr_scheduler.LRScheduler | None:
-    """--scheduler: none, step (every --lr_step_size epochs times --lr_gamma) or cosine to zero."""
-    if args.scheduler == "step":
-        step_size = args.lr_step_size or max(1, args.epochs // 3)
-        return torch.optim.lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=args.lr_gamma)
-    if args.scheduler == "cosine":
-        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=args.epochs)
-    return None
 
 
 def prefixed(prefix: str, values: dict[str, float]) -> dict[str, float]:
     return {prefix + name: value for name, value in values.items()}
-
-
-def count_parameters(model: torch.nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def check_finite(loss: float, epoch: int, step: int) -> None:
@@ -327,39 +323,71 @@ def check_finite(loss: float, epoch: int, step: int) -> None:
                         "the last good checkpoint (last.pth) is kept.")
 
 
+def run_folder(args: Namespace, resume: Resume | None) -> RunDir:
+    """The run's folder: the resumed one, a new one in --checkpoints_dir (or its --exp folder),
+    or, for --fast_dev_run, a temporary one that main() removes."""
+    if resume is not None:
+        return RunDir.existing(resume.path.parent)
+    parent = tempfile.mkdtemp(prefix="fast_dev_run-") if args.fast_dev_run else experiment_dir(args.checkpoints_dir,
+                                                                                               args.exp)
+    return RunDir.new(parent, run_dir_name(args.model_type, args.save_prefix))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point. Exit codes: 0 done, 2 bad input (one message), 128 + signal number when
-    stopped by Ctrl-C / SIGTERM (saved; the resume command is printed)."""
-    args = prepare_train_args(argv)  # bad flags end here, with exit code 2
-    status = RunStatus(args.run_dir, enabled=is_main_process())
+    stopped by Ctrl-C / SIGTERM / SIGUSR1 (saved; the resume command is printed)."""
+    argv = sys.argv[1:] if argv is None else argv
+    args, resume = parse_train_args(argv)  # bad flags end here, with exit code 2
+    init_distributed()  # under torchrun: join the other processes (no-op otherwise)
+    setup_logging(is_main_process())  # on the screen now; into log.txt once the folder exists
+    run = run_folder(args, resume)
     trainer = None
     try:
-        trainer = Trainer(args)
-        trainer.train()
+        trainer = Trainer(args, resume)  # bad data or model end here, before the folder exists
+        run.open(args, "train.py", argv, resumed=resume.record() if resume else None)
+        log.info(f"Run directory: {run.path}")
+        trainer.train(run)
+        finished(run, trainer)
     except StopRequested as stop:
-        return stopped(args, status, stop.signal_number)
+        return stopped(run, stop.signal_number)
     except UserError as error:
-        status.failed(error)
+        run.status.failed(error)
         if args.debug:
             raise
         log.error(f"error: {error}")
         return 2
     except BaseException as error:
         if trainer is not None and trainer.stop.requested:  # e.g. SIGTERM also killed the data workers
-            return stopped(args, status, trainer.stop.signal_number)
-        status.failed(error)  # a bug, or a second Ctrl-C: recorded, then shown in full
+            return stopped(run, trainer.stop.signal_number)
+        run.status.failed(error)  # a bug, or a second Ctrl-C: recorded, then shown in full
         raise
     finally:
+        run.close()  # the lock, and log.txt
         cleanup_distributed()
-    status.finished()
+        if args.fast_dev_run:  # nothing is kept, whatever happened
+            shutil.rmtree(run.path.parent, ignore_errors=True)
     return 0
 
 
-def stopped(args: Namespace, status: RunStatus, signal_number: int) -> int:
+def finished(run: RunDir, trainer: Trainer) -> None:
+    """Mark the run finished, saying when it stopped early (--patience)."""
+    keeper = trainer.checkpoints
+    if trainer.args.fast_dev_run:
+        log.info("fast_dev_run: one training and one validation batch ran; nothing is kept.")
+    elif keeper.stop_early:
+        log.info(f"Stopped early after epoch {trainer.epoch}: {keeper.monitor} did not improve for "
+                 f"{keeper.patience} epochs (best {keeper.best:.4g} at epoch {keeper.best_epoch}).")
+        run.status.finished(stopped_early={"epoch": trainer.epoch, "best_epoch": keeper.best_epoch})
+    else:
+        run.status.finished()
+    log.info(f"Best {keeper.monitor} {keeper.best:.4g} at epoch {keeper.best_epoch}; checkpoints in {run.path}")
+
+
+def stopped(run: RunDir, signal_number: int) -> int:
     """Record and report a stop by signal; the exit code is 128 + the signal number."""
     name = signal.Signals(signal_number).name
-    command = shlex.join([*launcher(), "train.py", "--resume", args.run_dir])
-    status.interrupted(f"stopped by {name}", command)
+    command = shlex.join([*launcher(), "train.py", "--resume", str(run.path)])
+    run.status.interrupted(f"stopped by {name}", command)
     log.error(f"Stopped by {name}; resume from the last saved checkpoint with:\n  {command}")
     return 128 + signal_number
 

@@ -1,33 +1,99 @@
 """The train and eval transforms (torchvision.transforms.v2), in one place to edit.
 
-v2 transforms accept an image and a mask together and move both the same way, with
-nearest-neighbour resizing for the mask, so the same pipeline serves dense tasks.
+Augmentation is off by default: a horizontal flip is wrong for digits, text and many medical
+images, and a crop can cut what matters. Turn on what suits your data with the training flags
+(`--crop_padding`, `--hflip`, `--vflip`, `--aug_policy`, `--random_erasing`; `--mixup` and
+`--cutmix` mix whole batches, see `batch_mix`). v2 transforms move an image and its mask
+together, so flips and crops also serve segmentation; transforms that would change a mask's
+values (colour policies, erasing, mixing) are refused there (see `check_augment`).
 """
+
+from dataclasses import dataclass
 
 import torch
 from torchvision.transforms import v2
+
+from utils.errors import UserError
 
 # Maps [0, 1] to [-1, 1]: good enough for data with no measured statistics. Replace with
 # your data set's per-channel mean and std (ImageNet: (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)).
 MEAN = (0.5,)
 STD = (0.5,)
+POLICIES = {
+    "none": None,
+    "randaugment": v2.RandAugment,
+    "trivialaugment": v2.TrivialAugmentWide,
+    "autoaugment": v2.AutoAugment,
+}
 
 
-def train_transform(image_size: int) -> v2.Compose:
-    """Resize, then light augmentation: random shifts (padded crop) and horizontal flips."""
-    return v2.Compose([
-        v2.Resize((image_size, image_size), antialias=True),
-        v2.RandomCrop(image_size, padding=image_size // 8, padding_mode="edge"),
-        v2.RandomHorizontalFlip(),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(MEAN, STD),
-    ])
+@dataclass(frozen=True)
+class Augment:
+    """What random changes a training sample gets (all off by default)."""
+
+    crop_padding: int = 0  # pixels: pad by this much, then crop back to size (a random shift)
+    hflip: float = 0.0  # probability of a horizontal flip
+    vflip: float = 0.0  # probability of a vertical flip
+    policy: str = "none"  # a key of POLICIES
+    random_erasing: float = 0.0  # probability of erasing a random rectangle
+    mixup: float = 0.0  # Beta(alpha, alpha) of v2.MixUp; 0 = off
+    cutmix: float = 0.0  # Beta(alpha, alpha) of v2.CutMix; 0 = off
 
 
-def eval_transform(image_size: int) -> v2.Compose:
-    """Resize and normalise only: evaluation must see every sample the same way each time."""
-    return v2.Compose([
-        v2.Resize((image_size, image_size), antialias=True),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(MEAN, STD),
-    ])
+def train_transform(augment: Augment, image_size: int, resize: bool = True) -> v2.Compose:
+    """Resize (list images come in any size; a data set of one size passes `resize=False`),
+    the augmentation of `augment`, then scaling to float and normalising."""
+    steps = [v2.Resize((image_size, image_size), antialias=True)] if resize else []
+    if augment.crop_padding:
+        steps.append(v2.RandomCrop(image_size, padding=augment.crop_padding, padding_mode="edge"))
+    if augment.hflip:
+        steps.append(v2.RandomHorizontalFlip(augment.hflip))
+    if augment.vflip:
+        steps.append(v2.RandomVerticalFlip(augment.vflip))
+    if POLICIES[augment.policy] is not None:
+        steps.append(POLICIES[augment.policy]())
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(MEAN, STD)]
+    if augment.random_erasing:
+        steps.append(v2.RandomErasing(augment.random_erasing))
+    return v2.Compose(steps)
+
+
+def eval_transform(image_size: int, resize: bool = True) -> v2.Compose:
+    """Resize (unless the data has one size), scale and normalise only: evaluation sees every
+    sample the same way each time."""
+    steps = [v2.Resize((image_size, image_size), antialias=True)] if resize else []
+    return v2.Compose([*steps, v2.ToDtype(torch.float32, scale=True), v2.Normalize(MEAN, STD)])
+
+
+def denormalize(images: torch.Tensor) -> torch.Tensor:
+    """Undo `Normalize`: RGB pictures in [0, 1] (grey becomes 3 channels), on the CPU, to draw."""
+    images = images.detach().float().cpu()
+    mean, std = torch.tensor(MEAN).view(-1, 1, 1), torch.tensor(STD).view(-1, 1, 1)
+    pictures = (images * std + mean).clamp(0, 1)
+    return pictures.expand(-1, 3, -1, -1) if pictures.shape[1] == 1 else pictures
+
+
+def batch_mix(augment: Augment, num_classes: int) -> v2.Transform | None:
+    """--mixup / --cutmix on a whole batch (images and class ids -> mixed images and soft
+    targets), or None. With both, each batch gets one of them at random."""
+    mixes = []
+    if augment.mixup:
+        mixes.append(v2.MixUp(alpha=augment.mixup, num_classes=num_classes))
+    if augment.cutmix:
+        mixes.append(v2.CutMix(alpha=augment.cutmix, num_classes=num_classes))
+    if not mixes:
+        return None
+    return mixes[0] if len(mixes) == 1 else v2.RandomChoice(mixes)
+
+
+def check_augment(augment: Augment, task: str) -> None:
+    """Refuse what cannot apply to the task's labels: masks must keep their class ids."""
+    if task != "segmentation":
+        return
+    refused = {"--mixup": augment.mixup, "--cutmix": augment.cutmix, "--random_erasing": augment.random_erasing,
+               "--aug_policy": augment.policy != "none" and augment.policy}
+    for flag, value in refused.items():
+        if value:
+            raise UserError(f"{flag} {value} cannot apply to segmentation: it would change the image without "
+                            "changing the mask the same way (or mix class ids). For segmentation use the "
+                            "geometric flags: --crop_padding, --hflip, --vflip.")

@@ -1,13 +1,19 @@
-"""The data registry: `--data_type` name -> dataset builder, and the loaders built from args.
+"""The data registry: `--data_type` name -> data set builder, and the loaders built from args.
 
-To add a data set: write `data/<name>.py` with a builder taking the same keywords as the
-ones below (`list_path`, `train`, `image_size`, `data_root`, `download`; use what you
-need), then add one line to `DATASETS`. The builder returns a torch Dataset whose items
-are dicts `{"image", "label", "path"}` and which has `num_classes`, `in_channels`,
-`class_names` and `task` ("classification" or "segmentation", see tasks.py)
-attributes; the model is sized and the task chosen from them.
+To add a data set: write `data/<name>.py` with a builder function, then add one line to
+`DATASETS`. A builder takes only what it uses, by name:
 
-This file and train.py/eval.py are the only readers of `args` on the data side.
+- `list_path: str`: the list file to read (--train_list or --val_list; taking it marks the
+  data type as one that reads lists, so the lists are checked before training starts);
+- `train: bool`: the training set (augmented) or the evaluation set;
+- `augment: Augment`: the training flags' augmentation (data/augment.py);
+- any other typed keyword parameter with a default becomes a flag of its own (`image_size:
+  int = 32` is --image_size), listed by `python train.py --data_type <name> -h`.
+
+It returns a torch Dataset whose items are dicts `{"image", "label", "path"}` and which has
+`num_classes`, `in_channels`, `class_names` and `task` ("classification" or "segmentation",
+see tasks.py) attributes; the model is sized and the task chosen from them. This file and
+train.py/eval.py are the only readers of `args` on the data side.
 """
 
 import signal
@@ -17,54 +23,91 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from data.augment import Augment
+from data.folds import fold_indices
 from data.list_dataset import build_list_dataset, build_seg_list_dataset
-from data.mem_list_dataset import build_mem_list_dataset
 from data.seeded_sampling import SeededDataset, SeededSampler
 from data.torchvision_sets import build_cifar10, build_fashion_mnist, build_mnist
+from data.views import Part
 from utils.distributed import ShardSampler, main_process_first, rank, world_size
 from utils.errors import UserError
+from utils.run_info import file_sha256
+from utils.signature_flags import call_with_flags, flag_parameters
 
 DATASETS = {
     "list": build_list_dataset,
-    "mem_list": build_mem_list_dataset,
     "seg_list": build_seg_list_dataset,
     "mnist": build_mnist,
     "fashion_mnist": build_fashion_mnist,
     "cifar10": build_cifar10,
 }
-# Data types whose samples come from --train_list / --val_list (the others ignore them).
-LIST_TYPES = ("list", "mem_list", "seg_list")
+# What the loaders hand a builder themselves; its other parameters are flags.
+SUPPLIED = ("list_path", "train", "augment")
 
 
-def build_dataset(args: Namespace, train: bool) -> Dataset:
-    """The training set (`train=True`, from --train_list) or the evaluation set (--val_list)."""
-    if args.data_type not in DATASETS:
-        raise UserError(f"Unknown --data_type {args.data_type!r}; valid names: {', '.join(DATASETS)}.")
+def reads_lists(data_type: str) -> bool:
+    """Whether the data type's builder reads --train_list / --val_list."""
+    return "list_path" in {p.name for p in flag_parameters(DATASETS[data_type], ())}
+
+
+def build_dataset(args: Namespace, train: bool, list_path: str | None = None) -> Dataset:
+    """The training set (augmented, from --train_list) or the evaluation set (--val_list)."""
+    list_path = list_path or (args.train_list if train else args.val_list)
+    augment = augment_of(args) if train else Augment()
     with main_process_first():  # under torchrun, one process downloads or draws the demo set
-        return DATASETS[args.data_type](
-            list_path=args.train_list if train else args.val_list,
-            train=train,
-            image_size=args.image_size,
-            data_root=args.data_root,
-            download=args.download,
-        )
+        return call_with_flags(DATASETS[args.data_type], vars(args),
+                               supplied=supplied_to(args.data_type, list_path=list_path, train=train, augment=augment))
 
 
-def select_train_loader(args: Namespace) -> DataLoader:
-    """Shuffled batches of the training set; order and augmentation depend only on --seed
-    and the epoch (see data/seeded_sampling.py), which is what makes resuming exact."""
-    dataset = SeededDataset(build_dataset(args, train=True))
+def supplied_to(data_type: str, **available: object) -> dict[str, object]:
+    """Of what the loaders can supply, what the builder of `data_type` asks for."""
+    wanted = {p.name for p in flag_parameters(DATASETS[data_type], ())}
+    return {name: value for name, value in available.items() if name in wanted}
+
+
+def augment_of(args: Namespace) -> Augment:
+    """The augmentation flags of train.py (none with --overfit_batches: the same batches each epoch)."""
+    if args.overfit_batches:
+        return Augment()
+    return Augment(crop_padding=args.crop_padding, hflip=args.hflip, vflip=args.vflip, policy=args.aug_policy,
+                   random_erasing=args.random_erasing, mixup=args.mixup, cutmix=args.cutmix)
+
+
+def training_sets(args: Namespace) -> tuple[Dataset, Dataset]:
+    """The training and validation sets of a training run: --train_list and --val_list; or the
+    folds of --train_list (--folds, --fold); or, with --overfit_batches N, the first N batches
+    of the training set, unaugmented, for both."""
+    if args.overfit_batches:
+        samples = args.overfit_batches * args.batch_size * world_size()
+        data = build_dataset(args, train=True)
+        part = Part(data, range(min(samples, len(data))))
+        return part, part
+    if args.folds:
+        train_data, val_data = build_dataset(args, True), build_dataset(args, False, list_path=args.train_list)
+        labels = [entry.label for entry in getattr(train_data, "entries", [None] * len(train_data))]
+        train_indices, val_indices = fold_indices(labels, args.folds, args.fold)
+        return Part(train_data, train_indices), Part(val_data, val_indices)
+    return build_dataset(args, train=True), build_dataset(args, train=False)
+
+
+def select_train_loader(args: Namespace, dataset: Dataset) -> DataLoader:
+    """Batches of the training set; order and augmentation depend only on --seed and the
+    epoch (see data/seeded_sampling.py), which is what makes resuming exact."""
+    seeded = SeededDataset(dataset)
+    limit = args.limit_train_batches * args.batch_size if args.limit_train_batches else None
     # Under torchrun each process gets its share of every epoch; --batch_size is per process.
-    sampler = SeededSampler(dataset, num_replicas=world_size(), rank=rank(), seed=args.seed)
+    sampler = SeededSampler(seeded, num_replicas=world_size(), rank=rank(), seed=args.seed,
+                            shuffle=not args.overfit_batches, limit=limit)
     # The last, incomplete batch is dropped (other samples each epoch): a batch of one breaks
     # BatchNorm, and equal batches keep the processes under torchrun in step.
-    return _loader(dataset, args, sampler=sampler, drop_last=True)
+    return _loader(seeded, args, sampler=sampler, drop_last=True)
 
 
-def select_eval_loader(args: Namespace) -> DataLoader:
-    """Batches of the evaluation set in list order, every sample exactly once (under torchrun,
-    split across the processes without repeats: see ShardSampler)."""
-    dataset = build_dataset(args, train=False)
+def select_eval_loader(args: Namespace, dataset: Dataset, limit_batches: int = 0) -> DataLoader:
+    """Batches of an evaluation set in order, every sample exactly once (under torchrun, split
+    across the processes without repeats: see ShardSampler); the first `limit_batches` only."""
+    if limit_batches:
+        dataset = Part(dataset, range(min(len(dataset), limit_batches * args.batch_size * world_size())))
     sampler = ShardSampler(len(dataset), rank(), world_size()) if world_size() > 1 else None
     return _loader(dataset, args, sampler=sampler)
 
@@ -95,9 +138,35 @@ def ignore_ctrl_c(worker_id: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
+def describe_data(args: Namespace, train_set: Dataset, val_set: Dataset) -> dict:
+    """What a run trained and validated on, to tell later whether a resumed run still sees
+    the same data: sample counts and the lists' SHA-256 (and the fold)."""
+    lists = reads_lists(args.data_type)
+    val_list = args.train_list if args.folds else args.val_list
+    return {
+        "train": {"list": args.train_list if lists else None, "samples": len(train_set),
+                  "sha256": file_sha256(args.train_list) if lists else None},
+        "val": {"list": val_list if lists else None, "samples": len(val_set),
+                "sha256": file_sha256(val_list) if lists else None},
+        "folds": args.folds, "fold": args.fold if args.folds else None,
+    }
+
+
+def check_same_data(saved: dict, now: dict, checkpoint: Path) -> None:
+    """A resumed run must see the data it started with, or it cannot continue exactly."""
+    for split in ("train", "val"):
+        if saved[split] != now[split] or (saved["folds"], saved["fold"]) != (now["folds"], now["fold"]):
+            was, new = saved[split], now[split]
+            raise UserError(f"--resume: the {split} data changed since the run started ({new['list']}: "
+                            f"{was['samples']} -> {new['samples']} samples, list SHA-256 "
+                            f"{str(was['sha256'])[:12]} -> {str(new['sha256'])[:12]}), so it cannot continue "
+                            "exactly. Put the list back as it was, or start a new run from the weights: "
+                            f"--load_model_path {checkpoint}.")
+
+
 def eval_set_name(args: Namespace) -> str:
     """A short name for the evaluated data, used to name result folders: the list's stem
-    (`val` for data/demo/val.txt) or, for torchvision sets, e.g. `mnist_test`."""
-    if args.data_type in LIST_TYPES:
+    (`val` for data/demo/val.txt) or, for other sets, e.g. `mnist_test`."""
+    if reads_lists(args.data_type):
         return Path(args.val_list).stem
     return f"{args.data_type}_test"

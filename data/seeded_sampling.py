@@ -13,6 +13,8 @@ import random
 import torch
 from torch.utils.data import Dataset, DistributedSampler, get_worker_info
 
+from data.views import DatasetView
+
 
 def sample_seed(seed: int, epoch: int, index: int) -> int:
     """A distinct seed for every (run seed, epoch, sample index) triple."""
@@ -21,10 +23,13 @@ def sample_seed(seed: int, epoch: int, index: int) -> int:
 
 class SeededSampler(DistributedSampler):
     """A DistributedSampler (shuffled by (seed, epoch); in one process, a single replica)
-    that yields `(index, seed)` pairs and can skip the batches a resumed run already saw."""
+    that yields `(index, seed)` pairs, can skip the batches a resumed run already saw, and
+    can stop after `limit` samples an epoch (--limit_train_batches)."""
 
-    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int) -> None:
-        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=True, seed=seed)
+    def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int, shuffle: bool = True,
+                 limit: int | None = None) -> None:
+        super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
+        self.limit = limit
         self.skip = 0
 
     def set_epoch(self, epoch: int, skip: int = 0) -> None:
@@ -33,11 +38,12 @@ class SeededSampler(DistributedSampler):
         self.skip = skip
 
     def __iter__(self):
-        indices = list(super().__iter__())[self.skip:]
+        indices = list(super().__iter__())[:self.limit][self.skip:]
         return iter([(index, sample_seed(self.seed, self.epoch, index)) for index in indices])
 
     def __len__(self) -> int:
-        return max(0, super().__len__() - self.skip)
+        per_epoch = super().__len__() if self.limit is None else min(super().__len__(), self.limit)
+        return max(0, per_epoch - self.skip)
 
 
 def seed_generators(seed: int) -> None:
@@ -47,17 +53,12 @@ def seed_generators(seed: int) -> None:
     torch.default_generator.manual_seed(seed)
 
 
-class SeededDataset(Dataset):
+class SeededDataset(DatasetView):
     """Reads `dataset[index]` for an `(index, seed)` pair with the random generators seeded.
 
     In the main process (--num_workers 0) the training's own random state is put back
     afterwards, so loading does not change what the model's dropout draws.
-    The wrapped data set is `.dataset`; its num_classes, in_channels, class_names and task
-    are passed through because the Trainer sizes the model and picks the task from them.
     """
-
-    def __init__(self, dataset: Dataset) -> None:
-        self.dataset = dataset
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -74,19 +75,3 @@ class SeededDataset(Dataset):
         finally:  # the main process (--num_workers 0): give the training its generators back
             torch.default_generator.set_state(torch_state)
             random.setstate(python_state)
-
-    @property
-    def num_classes(self) -> int:
-        return self.dataset.num_classes
-
-    @property
-    def in_channels(self) -> int:
-        return self.dataset.in_channels
-
-    @property
-    def class_names(self) -> list[str]:
-        return self.dataset.class_names
-
-    @property
-    def task(self) -> str:
-        return self.dataset.task

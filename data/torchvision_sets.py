@@ -11,30 +11,29 @@ from torch.utils.data import Dataset
 from torchvision import datasets
 from torchvision.transforms import v2
 
-from data.augment import MEAN, STD
+from data.augment import Augment, eval_transform, train_transform
 from utils.errors import UserError
 
-# name -> (torchvision class, channels of its pictures)
-TORCHVISION_SETS: dict[str, tuple[type, int]] = {
-    "mnist": (datasets.MNIST, 1),
-    "fashion_mnist": (datasets.FashionMNIST, 1),
-    "cifar10": (datasets.CIFAR10, 3),
+# name -> (torchvision class, channels of its pictures, side of its square pictures)
+TORCHVISION_SETS: dict[str, tuple[type, int, int]] = {
+    "mnist": (datasets.MNIST, 1, 28),
+    "fashion_mnist": (datasets.FashionMNIST, 1, 28),
+    "cifar10": (datasets.CIFAR10, 3, 32),
 }
 
 
 class TorchvisionClassification(Dataset):
     """Wraps one torchvision classification set so its items are `{image, label, path}` dicts."""
 
-    def __init__(self, name: str, root: str | Path, train: bool, download: bool) -> None:
-        cls, self.in_channels = TORCHVISION_SETS[name]
+    def __init__(self, name: str, root: str | Path, train: bool, download: bool, augment: Augment) -> None:
+        cls, self.in_channels, side = TORCHVISION_SETS[name]
         self.name, self.train = name, train
-        transform = v2.Compose([v2.ToImage(), v2.ToDtype(torch.float32, scale=True), v2.Normalize(MEAN, STD)])
+        steps = train_transform(augment, side, resize=False) if train else eval_transform(side, resize=False)
+        transform = v2.Compose([v2.ToImage(), steps])
         try:
             self.data = cls(root=str(root), train=train, transform=transform, download=download)
-        except RuntimeError as error:  # torchvision's "Dataset not found or corrupted"
-            raise UserError(f"{name} was not found under --data_root {root} ({error}). Pass "
-                            "--download to fetch it (needs internet) or point --data_root at "
-                            "the folder that holds it.") from None
+        except (RuntimeError, OSError) as error:  # "Dataset not found or corrupted"; no internet
+            raise UserError(download_error(name, root, download, error)) from None
         self.task = "classification"
         self.class_names = list(self.data.classes)
         self.num_classes = len(self.class_names)
@@ -48,18 +47,28 @@ class TorchvisionClassification(Dataset):
         return {"image": image.as_subclass(torch.Tensor), "label": label, "path": f"{self.name}/{split}/{index}"}
 
 
-# Registry builders. All builders share one keyword signature (see data/data_entry.py);
-# these use the torchvision root and ignore the list file and image size.
-def build_mnist(*, list_path: str, train: bool, image_size: int, data_root: str, download: bool) -> Dataset:
+def download_error(name: str, root: str | Path, download: bool, error: Exception) -> str:
+    """Why the set could not be read, and what to do: download it, or check the download."""
+    if download:
+        return (f"Downloading {name} into --data_root {root} failed ({error}). Check the internet connection "
+                f"(or a proxy), or put the files torchvision expects into {root} yourself.")
+    return (f"{name} was not found under --data_root {root} ({error}). Pass --download to fetch it "
+            "(needs internet) or point --data_root at the folder that holds it.")
+
+
+# Registry builders (see data/data_entry.py). Their keyword parameters become the flags
+# --data_root and --download; they read neither list files nor --image_size (fixed sizes).
+def build_mnist(train: bool, augment: Augment, data_root: str = "data/downloads", download: bool = False) -> Dataset:
     """MNIST digits, 28 x 28 grey; `train=False` gives the official test split."""
-    return TorchvisionClassification("mnist", data_root, train, download)
+    return TorchvisionClassification("mnist", data_root, train, download, augment)
 
 
-def build_fashion_mnist(*, list_path: str, train: bool, image_size: int, data_root: str, download: bool) -> Dataset:
+def build_fashion_mnist(train: bool, augment: Augment, data_root: str = "data/downloads",
+                        download: bool = False) -> Dataset:
     """FashionMNIST clothes, 28 x 28 grey; `train=False` gives the official test split."""
-    return TorchvisionClassification("fashion_mnist", data_root, train, download)
+    return TorchvisionClassification("fashion_mnist", data_root, train, download, augment)
 
 
-def build_cifar10(*, list_path: str, train: bool, image_size: int, data_root: str, download: bool) -> Dataset:
+def build_cifar10(train: bool, augment: Augment, data_root: str = "data/downloads", download: bool = False) -> Dataset:
     """CIFAR10, 32 x 32 colour; `train=False` gives the official test split."""
-    return TorchvisionClassification("cifar10", data_root, train, download)
+    return TorchvisionClassification("cifar10", data_root, train, download, augment)

@@ -1,11 +1,14 @@
 """The model registry: `--model_type` name -> model class or builder.
 
-To add a model: create the package `model/<name>/` with an nn.Module whose constructor
-takes `num_classes: int` and `in_channels: int` (plus any typed keywords of your own, with
-defaults), then add one line to `MODELS`. Models never see `args`.
+To add a model: create the package `model/<name>/` with an nn.Module whose constructor takes
+`num_classes: int` and `in_channels: int` (the data supplies them), then add one line to
+`MODELS`. Every other typed keyword parameter with a default becomes a flag by itself:
+`width: int = 16` is `--width`, listed by `python train.py --model_type <name> -h`, saved in
+args.json and the checkpoint, and taken up again by eval.py and --resume. Models never see `args`.
 """
 
 from argparse import Namespace
+from collections.abc import Callable
 
 import torch
 import torch.distributed as dist
@@ -17,6 +20,7 @@ from model.resnet18 import build_resnet18
 from model.unet import UNet
 from utils.distributed import local_rank
 from utils.errors import UserError
+from utils.signature_flags import call_with_flags, flag_parameters
 
 MODELS = {
     "base": BaseNet,
@@ -24,16 +28,46 @@ MODELS = {
     "resnet18": build_resnet18,
     "unet": UNet,
 }
+# What the data supplies to every model; its other parameters are flags.
+SUPPLIED = ("num_classes", "in_channels")
 
 
-def select_model(args: Namespace, num_classes: int, in_channels: int) -> nn.Module:
-    """Build `--model_type` sized for the data (`num_classes` outputs, `in_channels` inputs)."""
-    if args.model_type not in MODELS:
-        raise UserError(f"Unknown --model_type {args.model_type!r}; valid names: {', '.join(MODELS)}.")
-    return MODELS[args.model_type](num_classes=num_classes, in_channels=in_channels)
+def model_kwargs(args: Namespace, num_classes: int, in_channels: int) -> dict[str, object]:
+    """Every keyword the model is built with: what the data supplies and its own flags' values.
+    Saved in checkpoints, so a checkpoint says exactly which model it holds."""
+    own = {p.name: getattr(args, p.name) for p in flag_parameters(MODELS[args.model_type], SUPPLIED)}
+    return {"num_classes": num_classes, "in_channels": in_channels, **own}
 
 
-def equip_multi_gpu(model: nn.Module, args: Namespace, training: bool = True) -> nn.Module:
+def select_model(args: Namespace, kwargs: dict[str, object]) -> nn.Module:
+    """Build `--model_type` with `kwargs` (see `model_kwargs`); a constructor that rejects its
+    values (e.g. a width of 0) is reported naming them."""
+    builder = MODELS[args.model_type]
+    supplied = {name: kwargs[name] for name in SUPPLIED}
+    try:
+        return call_with_flags(builder, kwargs, supplied)
+    except (ValueError, TypeError, RuntimeError) as error:
+        values = ", ".join(f"{name}={value!r}" for name, value in kwargs.items())
+        raise UserError(f"--model_type {args.model_type} cannot be built with {values}: {error}") from None
+
+
+def check_model_fits(model: nn.Module, sample: torch.Tensor, check_output: Callable, model_type: str) -> None:
+    """One forward pass of a real sample (twice, as a batch), before anything is written: an
+    --image_size too small for the model, or a model of the wrong kind for the task, is then
+    a clear error at start-up instead of a failure deep inside torch after the run began."""
+    device = next(model.parameters()).device
+    model.eval()
+    try:
+        with torch.no_grad():
+            pred = model(sample.unsqueeze(0).expand(2, *sample.shape).to(device))
+    except RuntimeError as error:
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise UserError(f"--model_type {model_type} cannot take inputs of shape {tuple(sample.shape)} ({reason}); "
+                        "a larger --image_size (or another model) fits.") from None
+    check_output(pred, model_type)
+
+
+def equip_multi_gpu(model: nn.Module, gpus: list[int] | None, training: bool = True) -> nn.Module:
     """Wrap the model for several devices: DistributedDataParallel under torchrun (one
     process per GPU, or several CPU processes), DataParallel when several `--gpus` are
     given to one process. torchrun is the faster and recommended way. Evaluation under
@@ -41,6 +75,6 @@ def equip_multi_gpu(model: nn.Module, args: Namespace, training: bool = True) ->
     if dist.is_initialized() and training:
         device_ids = [local_rank()] if torch.cuda.is_available() else None
         return nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
-    if args.gpus and len(args.gpus) > 1:
-        return nn.DataParallel(model, device_ids=args.gpus)
+    if gpus and len(gpus) > 1:
+        return nn.DataParallel(model, device_ids=gpus)
     return model

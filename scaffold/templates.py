@@ -17,8 +17,10 @@ MODEL = '''"""{class_name}: a small CNN to start from; made by `python -m scaffo
 
 Edit the layers in `__init__` and how they are applied in `forward`. Keep the two
 constructor parameters `num_classes` and `in_channels`: model/model_entry.py sizes every
-model for the data with them. Add settings of your own as typed keywords with defaults,
-like `width`. Train it with `python train.py --model_type {name}`.
+model for the data with them. Every other typed keyword with a default is a flag by itself:
+`width` is `--width` (see `python train.py --model_type {name} -h`), saved with the run and
+taken up by eval.py and --resume; add your own the same way, e.g. `dropout: float = 0.1`.
+Train it with `python train.py --model_type {name} --width 64`.
 """
 
 from torch import Tensor, nn
@@ -51,7 +53,8 @@ TRAIN_SCRIPT = '''#!/usr/bin/env bash
 # Edit the flags for your experiment. Extra flags are passed on, e.g. `bash scripts/train_{name}.sh --epochs 1`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-"${{PYTHON:-python}}" train.py --model_type {name} --data_type list \\
+source scripts/find_python.sh
+"$PYTHON" train.py --model_type {name} --data_type list \\
     --train_list data/demo/train.txt --val_list data/demo/val.txt \\
     --optimizer adamw --lr 3e-3 --scheduler cosine --epochs 10 --batch_size 64 \\
     --save_prefix demo "$@"
@@ -63,9 +66,7 @@ It starts as the simplest list-file data set (one `<image path> <class id>` line
 sample, see README.md) so that `python train.py --data_type {name}` works at once on the
 demo lists. Edit `__init__` to find your samples (a folder walk, a CSV, ...) and
 `__getitem__` to read one; keep the item keys and the four attributes, which train.py,
-eval.py and the model registry rely on. The transforms are in data/augment.py. While it
-reads --train_list / --val_list, adding `"{name}"` to LIST_TYPES in data/data_entry.py has
-them checked before training starts and names eval.py's result folders after the list.
+eval.py and the model registry rely on. The transforms are in data/augment.py.
 """
 
 from collections.abc import Callable
@@ -73,7 +74,7 @@ from pathlib import Path
 
 from torch.utils.data import Dataset
 
-from data.augment import eval_transform, train_transform
+from data.augment import Augment, eval_transform, train_transform
 from data.demo_data import ensure_demo_data
 from data.list_dataset import load_image, read_class_names, read_list_file
 from utils.errors import UserError
@@ -103,14 +104,11 @@ class {class_name}(Dataset):
         return {{"image": self.transform(image), "label": entry.label, "path": str(entry.image)}}
 
 
-def build_{name}(
-    *, list_path: str, train: bool, image_size: int, data_root: str, download: bool
-) -> {class_name}:
-    """Registry builder (every builder takes these keywords, see data/data_entry.py).
-
-    `data_root` and `download` are for sets fetched from the web; list files do not use them.
-    """
+def build_{name}(list_path: str, train: bool, augment: Augment, image_size: int = 32) -> {class_name}:
+    """Registry builder (see data/data_entry.py): it takes only what it uses. `list_path`,
+    `train` and `augment` are handed over by the loaders; every other typed parameter with a
+    default is a flag by itself (`image_size` is --image_size): add your own the same way."""
     ensure_demo_data(list_path)  # draws the demo set if a list under data/demo/ is missing
-    transform = train_transform(image_size) if train else eval_transform(image_size)
+    transform = train_transform(augment, image_size) if train else eval_transform(image_size)
     return {class_name}(list_path, transform)
 '''

@@ -4,4 +4,5 @@
 # Without --load_model_path: the newest run under checkpoints/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-"${PYTHON:-python}" eval.py --model_type base --val_list data/demo/val.txt --save_viz "$@"
+source scripts/find_python.sh
+"$PYTHON" eval.py --model_type base --val_list data/demo/val.txt --save_viz "$@"

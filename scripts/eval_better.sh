@@ -3,4 +3,5 @@
 #   bash scripts/eval_better.sh --load_model_path checkpoints/<run dir>
 set -euo pipefail
 cd "$(dirname "$0")/.."
-"${PYTHON:-python}" eval.py --model_type better --val_list data/demo/val.txt "$@"
+source scripts/find_python.sh
+"$PYTHON" eval.py --model_type better --val_list data/demo/val.txt "$@"

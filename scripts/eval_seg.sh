@@ -4,4 +4,5 @@
 #   bash scripts/eval_seg.sh --load_model_path checkpoints/<run dir>
 set -euo pipefail
 cd "$(dirname "$0")/.."
-"${PYTHON:-python}" eval.py --data_type seg_list --val_list data/demo/seg_val.txt --save_viz "$@"
+source scripts/find_python.sh
+"$PYTHON" eval.py --data_type seg_list --val_list data/demo/seg_val.txt --save_viz "$@"

@@ -3,7 +3,8 @@
 # Extra flags are passed on, e.g. `bash scripts/train_seg.sh --epochs 1`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-"${PYTHON:-python}" train.py --model_type unet --data_type seg_list \
+source scripts/find_python.sh
+"$PYTHON" train.py --model_type unet --data_type seg_list \
     --train_list data/demo/seg_train.txt --val_list data/demo/seg_val.txt \
     --loss cross_entropy --ignore_index 255 --optimizer adamw --lr 3e-3 --scheduler cosine \
     --epochs 10 --batch_size 64 --save_prefix demo "$@"

@@ -94,3 +94,16 @@ def start_and_stop(argv: list[str], checkpoints: Path, when: Callable[[dict], bo
     process.wait(timeout=EVENT_DEADLINE)
     process.output = log.read_text()
     return process
+
+
+def start_training(argv: list[str]):
+    """A Trainer built from `argv` and its run folder opened, as train.main does before
+    `trainer.train(run)`: for tests that change a Trainer before it trains."""
+    import train
+    from options import parse_train_args
+
+    args, resume = parse_train_args(argv)
+    trainer = train.Trainer(args, resume)
+    run = train.run_folder(args, resume)
+    run.open(args, "train.py", argv, resumed=resume.record() if resume else None)
+    return trainer, run

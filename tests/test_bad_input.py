@@ -46,10 +46,10 @@ def assert_refused(argv: list[str], message: str, earlier: Path, tiny_demo: Path
 
 @pytest.mark.parametrize("flag, value, choices", [
     ("--model_type", "vit", "'base', 'better', 'resnet18', 'unet'"),
-    ("--data_type", "imagenet", "'list', 'mem_list', 'seg_list', 'mnist', 'fashion_mnist', 'cifar10'"),
+    ("--data_type", "imagenet", "'list', 'seg_list', 'mnist', 'fashion_mnist', 'cifar10'"),
     ("--optimizer", "lion", "'sgd', 'adam', 'adamw'"),
     ("--scheduler", "onecycle", "'none', 'step', 'cosine'"),
-    ("--loss", "focal", "'cross_entropy', 'label_smoothing_ce', 'l1', 'mse', 'dice', 'ce_dice'"),
+    ("--loss", "focal", "'cross_entropy', 'l1', 'mse', 'dice', 'ce_dice'"),
 ])
 def test_unknown_names_list_the_valid_ones(flag, value, choices, earlier, tiny_demo, capsys) -> None:
     assert_refused([flag, value], f"argument {flag}: invalid choice: '{value}' (choose from {choices})",
@@ -159,25 +159,27 @@ def test_load_not_strict_reports_loaded_and_skipped(earlier, tiny_demo, tmp_path
 
 
 def test_resume_missing(earlier, tiny_demo, capsys) -> None:
-    assert_refused(["--resume", "no/such/run"], "Checkpoint no/such/run does not exist", earlier, tiny_demo, capsys)
+    assert_refused(["--resume", "no/such/run"], "--resume no/such/run does not exist", earlier, tiny_demo, capsys)
 
 
 def test_resume_from_something_that_is_not_a_run(earlier, tiny_demo, tmp_path, capsys) -> None:
     torch.save(BetterNet(num_classes=5).state_dict(), tmp_path / "weights_only.pth")
-    assert_refused(["--resume", str(tmp_path / "weights_only.pth")], "holds no saved args and progress",
-                   earlier, tiny_demo, capsys)
+    assert_refused(["--resume", str(tmp_path / "weights_only.pth")],
+                   "resume takes a run directory (or its last.pth), not weights_only.pth. To start a new run from "
+                   f"those weights: --load_model_path {tmp_path / 'weights_only.pth'}", earlier, tiny_demo, capsys)
 
 
 def test_resume_whose_weights_do_not_fit_its_model(earlier, tiny_demo, tmp_path, capsys) -> None:
     run_dir = Path(shutil.copytree(earlier, tmp_path / "copy"))
     checkpoint = torch.load(run_dir / "last.pth")
     checkpoint["model"] = BetterNet(num_classes=5).state_dict()
-    checkpoint["args"]["epochs"] = 1
+    checkpoint["args"].update(epochs=1, scheduler="none")  # a schedule that may be extended
     torch.save(checkpoint, run_dir / "last.pth")
-    err = assert_refused(["--resume", str(run_dir), "--epochs", "4"], f"Checkpoint {run_dir / 'last.pth'} does not "
-                         "fit the model", earlier, tiny_demo, capsys)
+    before = snapshot(run_dir)
+    err = assert_refused(["--resume", str(run_dir), "--epochs", "4"],
+                         f"Checkpoint {run_dir / 'last.pth'} does not fit the model", earlier, tiny_demo, capsys)
     assert "not in the model: stem.0.weight" in err
-    assert json.loads((run_dir / "status.json").read_text())["status"] == "failed"
+    assert snapshot(run_dir) == before  # refused before the run was reopened: nothing written
 
 
 def test_a_failed_run_records_the_error(earlier, tiny_demo, tmp_path, capsys) -> None:

@@ -1,6 +1,5 @@
 """data/: the list datasets, the demo generator, the loaders and the registry."""
 
-from argparse import Namespace
 from pathlib import Path
 
 import pytest
@@ -10,26 +9,21 @@ from PIL import Image
 from data import demo_data
 from data.augment import eval_transform
 from data.data_entry import DATASETS, build_dataset, select_eval_loader, select_train_loader
-from data.list_dataset import ListDataset, load_image, load_mask, read_list_file
-from data.mem_list_dataset import MemListDataset
+from data.list_dataset import ListDataset, MemListDataset, load_image, load_mask, read_list_file
+from options import parse_train_args, train_parser
 from utils.errors import UserError
 
 
-def data_args(demo: Path, **overrides) -> Namespace:
-    values = dict(data_type="list", train_list=str(demo / "train.txt"), val_list=str(demo / "val.txt"),
-                  image_size=32, data_root="unused", download=False, batch_size=8, num_workers=0, seed=0)
-    return Namespace(**{**values, **overrides})
+def data_args(demo: Path, *flags: str):
+    argv = ["--train_list", str(demo / "train.txt"), "--val_list", str(demo / "val.txt"), "--batch_size", "8",
+            "--num_workers", "0", "--seed", "0", *flags]
+    return parse_train_args(argv)[0]
 
 
 def write_png(path: Path, color: tuple[int, int, int] = (255, 0, 0), mode: str = "RGB") -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new(mode, (8, 8), color if mode == "RGB" else 1).save(path)
     return path
-
-
-def test_unknown_data_type_lists_the_valid_names(tiny_demo: Path) -> None:
-    with pytest.raises(UserError, match="Unknown --data_type 'imagenet'; valid names: list, mem_list, seg_list, mnist"):
-        build_dataset(data_args(tiny_demo, data_type="imagenet"), train=True)
 
 
 def test_list_paths_relative_to_the_list_folder_or_absolute(tmp_path: Path) -> None:
@@ -132,7 +126,8 @@ def test_demo_data_is_generated_on_first_use_only_for_demo_lists(tmp_path: Path,
 
 def test_train_order_depends_only_on_seed_and_epoch(tiny_demo: Path) -> None:
     def order(seed: int, epoch: int) -> list[str]:
-        loader = select_train_loader(data_args(tiny_demo, seed=seed))
+        args = data_args(tiny_demo, "--seed", str(seed))
+        loader = select_train_loader(args, build_dataset(args, train=True))
         loader.sampler.set_epoch(epoch)
         return [path for batch in loader for path in batch["path"]]
 
@@ -145,13 +140,34 @@ def test_train_order_depends_only_on_seed_and_epoch(tiny_demo: Path) -> None:
 
 
 def test_eval_loader_keeps_list_order(tiny_demo: Path) -> None:
-    loader = select_eval_loader(data_args(tiny_demo))
+    args = data_args(tiny_demo)
+    loader = select_eval_loader(args, build_dataset(args, train=False))
     paths = [path for batch in loader for path in batch["path"]]
     assert paths == [str(entry.image) for entry in read_list_file(tiny_demo / "val.txt")]
 
 
-def test_registry_entries_share_one_keyword_signature() -> None:
-    import inspect
-    for name, builder in DATASETS.items():
-        params = set(inspect.signature(builder).parameters)
-        assert params == {"list_path", "train", "image_size", "data_root", "download"}, name
+def test_in_memory_is_a_flag_of_the_list_data_sets(tiny_demo: Path) -> None:
+    args = data_args(tiny_demo, "--in_memory")
+    assert isinstance(build_dataset(args, train=False), MemListDataset)
+    assert type(build_dataset(data_args(tiny_demo), train=False)) is ListDataset
+
+
+@pytest.mark.parametrize("data_type", list(DATASETS))
+def test_every_builder_takes_only_what_it_uses_and_its_parameters_are_flags(data_type: str) -> None:
+    parser = train_parser("base", data_type)  # raises if a parameter cannot be a flag or clashes
+    own = {a.dest for g in parser._action_groups if g.title == f"data set {data_type}" for a in g._group_actions}
+    assert own <= {"image_size", "in_memory", "data_root", "download"}, own
+
+
+def test_folds_split_the_training_list_stratified_and_the_same_for_every_seed(tiny_demo: Path) -> None:
+    from data.data_entry import training_sets
+
+    folds = [training_sets(data_args(tiny_demo, "--folds", "3", "--fold", str(i), "--seed", str(i))) for i in range(3)]
+    validation = [set(val.indices) for _, val in folds]
+    assert [len(v) for v in validation] == [20, 20, 20] and set.union(*validation) == set(range(60))
+    for (train, val), held_out in zip(folds, validation):
+        assert set(train.indices) == set(range(60)) - held_out
+        labels = [val.dataset.entries[i].label for i in val.indices]
+        assert [labels.count(k) for k in range(5)] == [4] * 5  # every class equally in every fold
+    again = training_sets(data_args(tiny_demo, "--folds", "3", "--fold", "1", "--seed", "7"))
+    assert again[1].indices == folds[1][1].indices  # folds do not depend on --seed

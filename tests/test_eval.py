@@ -51,7 +51,7 @@ def test_accuracy_equals_an_independent_computation(evaluated: Path, run_dir: Pa
     expected = (predicted == torch.tensor([e.label for e in entries])).float().mean().item()
     result = read_result(evaluated)
     assert result["acc"] == pytest.approx(expected, abs=1e-6)
-    assert result["acc"] == pytest.approx(torch.load(run_dir / "best.pth")["best_metric"], abs=1e-6)
+    assert result["acc"] == pytest.approx(torch.load(run_dir / "best.pth")["checkpoints"]["best"], abs=1e-6)
 
 
 def test_result_txt_has_loss_and_per_class_accuracy(evaluated: Path) -> None:

@@ -46,10 +46,18 @@ def test_recorder_of_an_empty_epoch_is_empty() -> None:
 
 
 def test_losses_by_name() -> None:
-    assert set(LOSSES) == {"cross_entropy", "label_smoothing_ce", "l1", "mse", "dice", "ce_dice"}
+    assert set(LOSSES) == {"cross_entropy", "l1", "mse", "dice", "ce_dice"}
     ce = build_loss("cross_entropy")(PRED, LABEL).item()
     assert ce == pytest.approx(torch.nn.functional.cross_entropy(PRED, LABEL).item())
-    assert build_loss("label_smoothing_ce")(PRED, LABEL).item() > ce  # smoothing penalises confidence
+    assert build_loss("cross_entropy", label_smoothing=0.1)(PRED, LABEL).item() > ce  # penalises confidence
+    with pytest.raises(UserError, match="--label_smoothing 0.1 applies to --loss cross_entropy only, not dice"):
+        build_loss("dice", label_smoothing=0.1)
+
+
+def test_cross_entropy_takes_the_soft_targets_of_mixup() -> None:
+    soft = torch.nn.functional.one_hot(LABEL, PRED.shape[1]).float()
+    loss = build_loss("cross_entropy")
+    assert loss(PRED, soft).item() == pytest.approx(loss(PRED, LABEL).item())
 
 
 def test_l1_and_mse_compare_probabilities_with_one_hot_targets() -> None:

@@ -1,13 +1,20 @@
 """model/: the registry, the models' typed signatures and their output shapes."""
 
 import inspect
-from argparse import Namespace
 
 import pytest
 import torch
 
 from model.model_entry import MODELS, equip_multi_gpu, select_model
+from options import parse_train_args
 from utils.errors import UserError
+
+
+def build(name: str, num_classes: int, in_channels: int, *flags: str) -> torch.nn.Module:
+    """The model as train.py builds it: its own flags' defaults (or `flags`) and the data's sizes."""
+    args, _ = parse_train_args(["--model_type", name, *flags])
+    own = {p: getattr(args, p) for p in inspect.signature(MODELS[name]).parameters if hasattr(args, p)}
+    return select_model(args, {"num_classes": num_classes, "in_channels": in_channels, **own})
 
 SEGMENTATION_MODELS = ["unet"]
 
@@ -15,7 +22,7 @@ SEGMENTATION_MODELS = ["unet"]
 @pytest.mark.parametrize("name", [name for name in MODELS if name not in SEGMENTATION_MODELS])
 @pytest.mark.parametrize("in_channels, size", [(3, 32), (1, 28)])
 def test_every_classification_model_gives_one_score_per_class(name: str, in_channels: int, size: int) -> None:
-    model = select_model(Namespace(model_type=name), num_classes=7, in_channels=in_channels)
+    model = build(name, 7, in_channels)
     model.eval()
     with torch.no_grad():
         assert model(torch.randn(2, in_channels, size, size)).shape == (2, 7)
@@ -24,7 +31,7 @@ def test_every_classification_model_gives_one_score_per_class(name: str, in_chan
 @pytest.mark.parametrize("name", SEGMENTATION_MODELS)
 @pytest.mark.parametrize("in_channels, height, width", [(3, 32, 32), (1, 27, 45)])  # odd sizes too
 def test_every_segmentation_model_scores_every_pixel(name: str, in_channels: int, height: int, width: int) -> None:
-    model = select_model(Namespace(model_type=name), num_classes=6, in_channels=in_channels)
+    model = build(name, 6, in_channels)
     model.eval()
     with torch.no_grad():
         assert model(torch.randn(2, in_channels, height, width)).shape == (2, 6, height, width)
@@ -38,14 +45,20 @@ def test_models_take_typed_keywords_never_args(name: str) -> None:
     assert all(p.annotation is not inspect.Parameter.empty for p in parameters.values())
 
 
-def test_unknown_model_lists_the_valid_names() -> None:
-    with pytest.raises(UserError, match="Unknown --model_type 'vit'; valid names: base, better, resnet18, unet"):
-        select_model(Namespace(model_type="vit"), num_classes=2, in_channels=3)
+def test_a_models_own_flag_reaches_its_constructor() -> None:
+    assert build("unet", 6, 3, "--width", "8").head.in_channels == 8
+    assert build("base", 5, 3, "--width", "4").classifier.in_features == 16
+
+
+def test_a_value_the_constructor_rejects_is_one_message_naming_it() -> None:
+    message = "--model_type base cannot be built with num_classes=5, in_channels=3, width=-2"
+    with pytest.raises(UserError, match=message):
+        build("base", 5, 3, "--width", "-2")
 
 
 def test_equip_multi_gpu_leaves_a_single_device_model_alone() -> None:
     model = torch.nn.Linear(2, 2)
-    assert equip_multi_gpu(model, Namespace(gpus=None)) is model
-    assert equip_multi_gpu(model, Namespace(gpus=[0])) is model
-    wrapped = equip_multi_gpu(model, Namespace(gpus=[0, 1]))
+    assert equip_multi_gpu(model, None) is model
+    assert equip_multi_gpu(model, [0]) is model
+    wrapped = equip_multi_gpu(model, [0, 1])
     assert isinstance(wrapped, torch.nn.DataParallel) and wrapped.module is model

@@ -1,75 +1,85 @@
-"""options.py: defaults, checks with clear errors, and the run / result directories it creates."""
+"""options.py: defaults, checks with clear errors, flags from constructor signatures, --config.
+It parses and checks only: nothing is written (the run folder is utils/run_dir.py's)."""
 
 import json
-import shlex
-from argparse import ArgumentParser
+from argparse import BooleanOptionalAction
 from pathlib import Path
 
 import pytest
 from helpers import tiny_train_argv
 
 import options
+from model import model_entry
+
+
+def parse_train(argv: list[str]):
+    args, _ = options.parse_train_args(argv)
+    return args
 
 
 def test_defaults_train_on_the_demo_data(tmp_path: Path) -> None:
-    args = options.prepare_train_args(["--checkpoints_dir", str(tmp_path)])
+    args = parse_train(["--checkpoints_dir", str(tmp_path)])
     assert (args.model_type, args.data_type) == ("base", "list")
     assert args.train_list == "data/demo/train.txt" and args.val_list == "data/demo/val.txt"
     assert args.epochs >= 1 and args.lr > 0 and args.monitor is None  # None: the task's main metric
+    assert list(tmp_path.iterdir()) == []  # parsing writes nothing
+
+
+def test_default_augmentation_is_off_for_any_image_domain(tmp_path: Path) -> None:
+    args = parse_train(["--checkpoints_dir", str(tmp_path)])
+    assert (args.hflip, args.vflip, args.crop_padding, args.aug_policy, args.random_erasing) == (0, 0, 0, "none", 0)
+    assert (args.mixup, args.cutmix, args.label_smoothing) == (0, 0, 0)
 
 
 def test_segmentation_data_defaults_to_the_demo_mask_lists(tmp_path: Path) -> None:
-    args = options.prepare_train_args(["--checkpoints_dir", str(tmp_path), "--data_type", "seg_list"])
+    args = parse_train(["--checkpoints_dir", str(tmp_path), "--data_type", "seg_list"])
     assert args.train_list == "data/demo/seg_train.txt" and args.val_list == "data/demo/seg_val.txt"
 
 
-@pytest.mark.parametrize("add", [options.parse_train_args, options.parse_test_args])
-def test_every_flag_has_help(add) -> None:
-    parser = add(ArgumentParser())
+@pytest.mark.parametrize("parser", [options.train_parser(), options.eval_parser(),
+                                    options.train_parser("unet", "mnist")])
+def test_every_flag_has_help(parser) -> None:
     for action in parser._actions:
         assert action.help, f"{action.option_strings} has no help text"
-
-
-def test_prepare_train_args_creates_and_records_the_run_dir(tiny_demo: Path, tmp_path: Path) -> None:
-    argv = tiny_train_argv(tiny_demo, tmp_path) + ["--save_prefix", "first try"]
-    args = options.prepare_train_args(argv)
-    run_dir = Path(args.run_dir)
-    assert run_dir.parent == tmp_path
-    assert run_dir.name.startswith("base_first try_")
-    saved = json.loads((run_dir / "args.json").read_text())
-    assert saved["save_prefix"] == "first try" and saved["run_dir"] == str(run_dir)
-    assert "batch_size: 16\n" in (run_dir / "args.txt").read_text()
-    command = (run_dir / "command.sh").read_text().splitlines()[-1]
-    assert shlex.split(command) == ["python", "train.py", *argv]
-    assert (run_dir / "log.txt").is_file()
-
-
-def test_two_runs_in_the_same_second_get_two_directories(tiny_demo: Path, tmp_path: Path) -> None:
-    first = options.prepare_train_args(tiny_train_argv(tiny_demo, tmp_path))
-    second = options.prepare_train_args(tiny_train_argv(tiny_demo, tmp_path))
-    assert first.run_dir != second.run_dir
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(Path(d).name for d in (first.run_dir, second.run_dir))
 
 
 @pytest.mark.parametrize("flags, message", [
     (["--batch_size", "0"], "--batch_size 0 must be 1 or more"),
     (["--epochs", "-3"], "--epochs -3 must be 1 or more"),
     (["--lr", "0"], "--lr 0.0 must be a positive number"),
+    (["--lr", "inf"], "--lr inf must be a positive number"),
     (["--num_workers", "-1"], "--num_workers -1 is negative"),
     (["--momentum", "1.5"], "--momentum 1.5 must be in [0, 1)"),
+    (["--label_smoothing", "1"], "--label_smoothing 1.0 must be in [0, 1)"),
+    (["--ema_decay", "nan"], "--ema_decay nan must be in [0, 1)"),
+    (["--hflip", "2"], "--hflip 2.0 is a probability: it must be in [0, 1]"),
+    (["--warmup_epochs", "-1"], "--warmup_epochs -1.0 must be 0 or more"),
+    (["--patience", "-2"], "--patience -2 must be 0 or more"),
+    (["--min_lr", "1"], "--min_lr 1.0 must be below --lr 0.003"),
+    (["--min_lr", "1e-5", "--scheduler", "step"], "--min_lr 1e-05 applies to --scheduler cosine only"),
+    (["--mixup", "0.2", "--loss", "l1"], "--mixup / --cutmix make soft targets, which --loss l1 does not take"),
     (["--monitor", "accuracy"], "--monitor 'accuracy' must name a curve"),
+    (["--monitor", "val_ema/acc"], "--monitor val_ema/acc needs the averaged weights: add --ema_decay"),
+    (["--folds", "3", "--fold", "3"], "--folds 3 --fold 3: use --folds 2 or more and --fold from 0"),
+    (["--save_prefix", "../../x"], "--save_prefix '../../x' is not a folder name"),
+    (["--save_prefix", "a/b"], "--save_prefix 'a/b' is not a folder name"),
+    (["--exp", ".."], "--exp '..' is not a folder name"),
     (["--train_list", "nowhere/train.txt"], "--train_list nowhere/train.txt does not exist"),
     (["--load_model_path", "nowhere.pth"], "--load_model_path nowhere.pth does not exist"),
     (["--model_type", "transformer"], "invalid choice: 'transformer'"),
     (["--data_type", "imagenet"], "invalid choice: 'imagenet'"),
     (["--optimizer", "lion"], "invalid choice: 'lion'"),
+    (["--aug_policy", "fancy"], "invalid choice: 'fancy'"),
+    (["--width", "wide"], "argument --width: invalid int value: 'wide'"),
 ])
 def test_bad_values_exit_2_naming_the_value_and_write_nothing(
         flags: list[str], message: str, tiny_demo: Path, tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        options.prepare_train_args(tiny_train_argv(tiny_demo, tmp_path) + flags)
+        parse_train(tiny_train_argv(tiny_demo, tmp_path) + flags)
     assert exit_info.value.code == 2
-    assert message in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err
+    assert "usage:" not in err and err.count("\n") == 2  # the message and a pointer to -h, no usage block
     assert list(tmp_path.iterdir()) == []
 
 
@@ -78,26 +88,109 @@ def test_gpus_without_cuda_is_a_clear_error(tiny_demo: Path, tmp_path: Path, cap
     if torch.cuda.is_available():
         pytest.skip("this machine has CUDA")
     with pytest.raises(SystemExit):
-        options.prepare_train_args(tiny_train_argv(tiny_demo, tmp_path) + ["--gpus", "0"])
+        parse_train(tiny_train_argv(tiny_demo, tmp_path) + ["--gpus", "0"])
     assert "no CUDA GPU is available" in capsys.readouterr().err
 
 
+# --- flags from constructor signatures ------------------------------------------------------
+
+def test_a_models_own_parameters_are_flags_in_its_group(capsys) -> None:
+    with pytest.raises(SystemExit):
+        options.train_parser("unet", "seg_list").parse_args(["-h"])
+    help_text = capsys.readouterr().out
+    unet_group = help_text.split("model unet:")[1].split("data set seg_list:")[0]
+    assert "--width WIDTH" in unet_group and "default: 16" in unet_group
+    data_group = help_text.split("data set seg_list:")[1]
+    assert "--image_size IMAGE_SIZE" in data_group and "--in_memory, --no-in_memory" in data_group
+
+
+def test_model_flags_follow_the_chosen_model(tmp_path: Path) -> None:
+    assert parse_train(["--model_type", "unet", "--data_type", "seg_list"]).width == 16
+    assert parse_train(["--model_type", "base", "--width", "8"]).width == 8
+    assert not hasattr(parse_train(["--model_type", "resnet18"]), "width")
+
+
+def test_data_flags_follow_the_chosen_data_set() -> None:
+    args = parse_train(["--data_type", "mnist", "--data_root", "somewhere", "--download"])
+    assert (args.data_root, args.download) == ("somewhere", True) and not hasattr(args, "image_size")
+
+
+def test_a_parameter_named_like_a_flag_is_a_start_up_error_naming_both(monkeypatch, capsys) -> None:
+    from torch import nn
+
+    class Clash(nn.Module):
+        def __init__(self, num_classes: int, in_channels: int = 3, lr: float = 0.1) -> None:
+            super().__init__()
+
+    monkeypatch.setitem(model_entry.MODELS, "clash", Clash)
+    monkeypatch.setitem(options.MODELS, "clash", Clash)
+    with pytest.raises(SystemExit) as exit_info:
+        options.parse_train_args(["--model_type", "clash"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "model clash: the parameter 'lr' of" in err and "has the name of the flag --lr (training)" in err
+
+
+def test_typed_parameters_become_typed_flags() -> None:
+    from typing import Literal
+
+    from torch import nn
+
+    class Typed(nn.Module):
+        def __init__(self, num_classes: int, in_channels: int = 3, dropout: float = 0.1, norm: bool = True,
+                     kind: Literal["a", "b"] = "a", widths: tuple[int, ...] = (8, 16), name: str | None = None):
+            super().__init__()
+
+    parser = options.Parser("t.py")
+    options.add_signature_flags(parser, "model typed", Typed, model_entry.SUPPLIED, {})
+    args = parser.parse_args(["--dropout", "0.5", "--no-norm", "--kind", "b", "--widths", "1", "2", "3"])
+    assert (args.dropout, args.norm, args.kind, args.widths, args.name) == (0.5, False, "b", [1, 2, 3], None)
+    actions = {a.dest: a for a in parser._actions}
+    assert isinstance(actions["norm"], BooleanOptionalAction) and actions["kind"].choices == ["a", "b"]
+
+
+# --- --config and eval's defaults --------------------------------------------------------------
+
+def test_config_takes_every_flag_and_the_command_line_wins(trained_run: Path) -> None:
+    args = parse_train(["--config", str(trained_run), "--lr", "0.01"])
+    saved = json.loads((trained_run / "args.json").read_text())
+    assert args.lr == 0.01 and args.epochs == saved["epochs"] == 2 and args.train_list == saved["train_list"]
+
+
+def test_config_with_unknown_or_invalid_keys_names_them(trained_run: Path, tmp_path: Path, capsys) -> None:
+    saved = json.loads((trained_run / "args.json").read_text())
+    (tmp_path / "unknown.json").write_text(json.dumps({**saved, "lrr": 0.1, "speed": 3}))
+    (tmp_path / "invalid.json").write_text(json.dumps({**saved, "lr": "fast"}))
+    with pytest.raises(SystemExit):
+        parse_train(["--config", str(tmp_path / "unknown.json")])
+    assert "unknown flag(s) lrr, speed" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        parse_train(["--config", str(tmp_path / "invalid.json")])
+    err = capsys.readouterr().err
+    assert f"--config {tmp_path / 'invalid.json'}: argument --lr: invalid float value: 'fast'" in err
+
+
 def test_eval_takes_model_and_data_flags_from_the_checkpoint(trained_run: Path, tiny_demo: Path) -> None:
-    args = options.prepare_test_args(["--load_model_path", str(trained_run), "--num_workers", "0"])
-    assert args.load_model_path == str(trained_run / "best.pth")
-    assert args.model_type == "base" and args.val_list == str(tiny_demo / "val.txt")
-    result_dir = Path(args.result_dir)
-    assert result_dir.parent == trained_run / "best" and result_dir.name.startswith("val_eval")
-    assert json.loads((result_dir / "args.json").read_text())["model_type"] == "base"
+    args, checkpoint = options.parse_eval_args(["--load_model_path", str(trained_run), "--num_workers", "0"])
+    assert args.load_model_path == str(trained_run / "best.pth") and checkpoint["epoch"] >= 1
+    assert args.model_type == "base" and args.val_list == str(tiny_demo / "val.txt") and args.image_size == 32
+    assert args.save_prefix == "eval" and args.batch_size == 64  # not inherited: how to run, not what
 
 
 def test_eval_without_a_path_takes_the_newest_run(trained_run: Path) -> None:
-    args = options.prepare_test_args(["--checkpoints_dir", str(trained_run.parent)])
+    args, _ = options.parse_eval_args(["--checkpoints_dir", str(trained_run.parent)])
     assert args.load_model_path == str(trained_run / "best.pth")
+
+
+def test_eval_without_a_path_takes_the_newest_run_of_the_asked_data_type(trained_run: Path, capsys) -> None:
+    with pytest.raises(SystemExit):
+        options.parse_eval_args(["--checkpoints_dir", str(trained_run.parent), "--data_type", "seg_list"])
+    err = capsys.readouterr().err
+    assert "no run under" in err and "was trained with --data_type seg_list" in err and trained_run.name in err
 
 
 def test_eval_with_no_runs_at_all_is_a_clear_error(tmp_path: Path, capsys) -> None:
     with pytest.raises(SystemExit) as exit_info:
-        options.prepare_test_args(["--checkpoints_dir", str(tmp_path)])
+        options.parse_eval_args(["--checkpoints_dir", str(tmp_path)])
     assert exit_info.value.code == 2
     assert "No --load_model_path given and no run directory" in capsys.readouterr().err

@@ -10,16 +10,16 @@ import json
 import shutil
 import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
-from helpers import run_python, start_and_stop, tiny_train_argv
+from helpers import REPO, run_python, start_and_stop, start_training, tiny_train_argv
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 import train
 from data.demo_data import generate_demo_data
-from options import prepare_train_args
 
 
 @pytest.fixture(scope="module")
@@ -88,17 +88,20 @@ def test_sigterm_saves_marks_interrupted_and_prints_the_resume_command(demo, uni
     process = start_and_stop(argv, tmp_path, in_epoch_2, signal.SIGTERM)
     run_dir = only_run(tmp_path)
     assert process.returncode == 128 + signal.SIGTERM, process.output[-2000:]
-    assert f"python train.py --resume {run_dir}" in process.output
+    python = Path(sys.executable)
+    command = f"{python.relative_to(REPO) if python.is_relative_to(REPO) else python} train.py --resume {run_dir}"
+    assert command in process.output  # this interpreter by its path: `python` may not exist
     status = json.loads((run_dir / "status.json").read_text())
     assert status["status"] == "interrupted" and status["error"] == "stopped by SIGTERM"
-    assert status["resume_command"] == f"python train.py --resume {run_dir}"
+    assert status["resume_command"] == command
     assert torch.load(run_dir / "last.pth")["step_in_epoch"] > 0  # saved where it stopped, mid-epoch 2
-    result = run_python(status["resume_command"].split()[1:])
+    result = subprocess.run(status["resume_command"], shell=True, cwd=REPO, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     assert_same_run(run_dir, uninterrupted)
     events = EventAccumulator(str(run_dir))
     events.Reload()
-    assert [e.step for e in events.Scalars("val/acc")] == [1, 2, 3]  # each epoch once across both processes
+    assert [e.value for e in events.Scalars("epoch")] == [1, 2, 3]  # each epoch once across both processes
+    assert [e.step for e in events.Scalars("val/acc")] == [20, 40, 60]
 
 
 def test_flags_that_change_the_run_are_refused_naming_each(uninterrupted: Path, capsys) -> None:
@@ -111,16 +114,29 @@ def test_flags_that_change_the_run_are_refused_naming_each(uninterrupted: Path, 
     assert "--epochs" not in conflicts  # harmless: allowed
 
 
-def test_extending_a_finished_run_records_the_change(demo, uninterrupted, tmp_path) -> None:
-    run_dir = Path(tmp_path / uninterrupted.name)
-    subprocess.run(["cp", "-r", str(uninterrupted), str(run_dir)], check=True)
-    result = run_python(["train.py", "--resume", str(run_dir), "--epochs", "4"])
+def test_extending_a_finished_run_records_the_change(tiny_demo, tmp_path) -> None:
+    argv = tiny_train_argv(tiny_demo, tmp_path, epochs=2) + ["--scheduler", "none"]
+    assert train.main(argv) == 0
+    (run_dir,) = tmp_path.iterdir()
+    result = run_python(["train.py", "--resume", str(run_dir), "--epochs", "3"])
     assert result.returncode == 0, result.stderr[-2000:]
     rows = (run_dir / "metrics.csv").read_text().splitlines()
-    assert [row.split(",")[0] for row in rows[1:]] == ["1", "2", "3", "4"]
+    assert [row.split(",")[0] for row in rows[1:]] == ["1", "2", "3"]
     status = json.loads((run_dir / "status.json").read_text())
-    assert status["resumes"][-1]["changed_args"] == {"epochs": {"was": 3, "now": 4}}
-    assert json.loads((run_dir / "args.json").read_text())["epochs"] == 4
+    assert status["resumes"][-1]["changed_args"] == {"epochs": {"was": 2, "now": 3}}
+    assert json.loads((run_dir / "args.json").read_text())["epochs"] == 3
+
+
+def test_extending_a_cosine_run_is_refused_with_the_way_to_continue(uninterrupted, capsys) -> None:
+    """A cosine schedule planned over 3 epochs ends at --min_lr: a 4th epoch would train at about 0."""
+    before = {p.name: p.read_bytes() for p in uninterrupted.iterdir() if p.is_file()}
+    with pytest.raises(SystemExit) as exit_info:
+        train.main(["--resume", str(uninterrupted), "--epochs", "4"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--scheduler cosine was planned over its 3 epochs" in err
+    assert f"--load_model_path {uninterrupted.resolve() / 'last.pth'} --epochs <more>" in err
+    assert {p.name: p.read_bytes() for p in uninterrupted.iterdir() if p.is_file()} == before
 
 
 def test_resuming_a_finished_run_without_more_epochs_says_so_and_touches_nothing(uninterrupted, capsys) -> None:
@@ -133,34 +149,35 @@ def test_resuming_a_finished_run_without_more_epochs_says_so_and_touches_nothing
 
 
 def stop_at_global_step(trainer, step: int) -> None:
-    """Ask the trainer to stop (as SIGTERM would) while it computes that step's metrics."""
-    real = trainer.compute_metrics
+    """Ask the trainer to stop (as SIGTERM would) while it computes a training step's metrics."""
+    real = trainer.evaluator.compute_metrics
 
-    def compute_metrics(out, is_train):
-        if is_train and trainer.global_step == step:
+    def compute_metrics(out):
+        if trainer.model.training and trainer.global_step == step:
             trainer.stop.signal_number = signal.SIGTERM
-        return real(out, is_train)
+        return real(out)
 
-    trainer.compute_metrics = compute_metrics
+    trainer.evaluator.compute_metrics = compute_metrics
 
 
 def test_a_stop_at_an_epochs_last_batch_saves_that_epoch_and_resumes(tiny_demo: Path, tmp_path: Path) -> None:
-    trainer = train.Trainer(prepare_train_args(tiny_train_argv(tiny_demo, tmp_path, epochs=2)))
+    trainer, run = start_training(tiny_train_argv(tiny_demo, tmp_path, epochs=2))
     stop_at_global_step(trainer, 3)  # 3 batches an epoch: the last one of epoch 1
     with pytest.raises(train.StopRequested):
-        trainer.train()
-    run_dir = Path(trainer.args.run_dir)
-    checkpoint = torch.load(run_dir / "last.pth")
+        trainer.train(run)
+    run.close()
+    checkpoint = torch.load(run.path / "last.pth")
     assert (checkpoint["epoch"], checkpoint["step_in_epoch"]) == (1, 0)  # the epoch's own checkpoint
-    assert train.main(["--resume", str(run_dir)]) == 0
-    assert torch.load(run_dir / "last.pth")["epoch"] == 2
+    assert train.main(["--resume", str(run.path)]) == 0
+    assert torch.load(run.path / "last.pth")["epoch"] == 2
 
 
 def test_a_stop_at_the_end_of_the_last_epoch_just_finishes(tiny_demo: Path, tmp_path: Path) -> None:
-    trainer = train.Trainer(prepare_train_args(tiny_train_argv(tiny_demo, tmp_path, epochs=1)))
+    trainer, run = start_training(tiny_train_argv(tiny_demo, tmp_path, epochs=1))
     stop_at_global_step(trainer, 3)  # the run's very last batch
-    trainer.train()  # no StopRequested: there is nothing left to resume
-    assert torch.load(Path(trainer.args.run_dir) / "last.pth")["epoch"] == 1
+    trainer.train(run)  # no StopRequested: there is nothing left to resume
+    run.close()
+    assert torch.load(run.path / "last.pth")["epoch"] == 1
 
 
 def test_resuming_with_another_number_of_processes_is_refused(uninterrupted: Path, tmp_path: Path, capsys) -> None:
@@ -169,5 +186,5 @@ def test_resuming_with_another_number_of_processes_is_refused(uninterrupted: Pat
     checkpoint["world_size"] = 2
     torch.save(checkpoint, run_dir / "last.pth")
     with pytest.raises(SystemExit):
-        train.main(["--resume", str(run_dir), "--epochs", "4"])
+        train.main(["--resume", str(run_dir)])
     assert "the run used 2 process(es), now 1" in capsys.readouterr().err

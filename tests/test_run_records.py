@@ -1,6 +1,7 @@
 """What a run leaves behind to be trusted: atomic files, status, code and machine facts, the
 checkpoint behind each result, and --deterministic runs that repeat to the last digit."""
 
+import errno
 import hashlib
 import json
 import os
@@ -10,26 +11,42 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import copy_project, run_python, tiny_train_argv
+from helpers import copy_project, run_python, start_training, tiny_train_argv
 
 import eval as evaluate
 import train
-from options import prepare_train_args
-from utils.atomic import atomic_torch_save, atomic_write_text
-
-
-def half_write_then_fail(obj: object, file) -> None:
-    file.write(b"PK\x03\x04 half a checkpoint")
-    raise OSError("No space left on device")
+from utils import checkpoints
+from utils.atomic import atomic_write_text
+from utils.checkpoints import CheckpointWriter
+from utils.errors import UserError
 
 
 def test_a_save_failing_halfway_leaves_the_previous_file_loadable(tmp_path: Path, monkeypatch) -> None:
-    atomic_torch_save({"epoch": 1, "weights": torch.ones(3)}, tmp_path / "last.pth")
-    monkeypatch.setattr(torch, "save", half_write_then_fail)
-    with pytest.raises(OSError, match="No space left"):
-        atomic_torch_save({"epoch": 2, "weights": torch.zeros(3)}, tmp_path / "last.pth")
-    assert torch.load(tmp_path / "last.pth")["epoch"] == 1
-    assert [p.name for p in tmp_path.iterdir()] == ["last.pth"]  # no temporary file left behind
+    writer = CheckpointWriter(tmp_path)
+    writer.submit({"epoch": 1, "weights": torch.ones(3)}, ["last.pth", "best.pth"])
+    writer.wait()
+
+    def disk_full(fd):  # the bytes went to the temporary file; making them durable fails
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    writer.submit({"epoch": 2, "weights": torch.zeros(3)}, ["last.pth"])
+    with pytest.raises(UserError, match="failed: the disk is full. The previous last.pth is intact"):
+        writer.wait()
+    monkeypatch.undo()
+    assert torch.load(tmp_path / "last.pth")["epoch"] == 1 and torch.load(tmp_path / "best.pth")["epoch"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["best.pth", "last.pth"]  # no temporary file left behind
+
+
+def test_one_serialisation_serves_every_name_of_an_epoch(tmp_path: Path) -> None:
+    writer = CheckpointWriter(tmp_path)
+    writer.submit({"epoch": 3}, ["last.pth", "best.pth", "epoch_3.pth"])
+    writer.wait()
+    inodes = {(tmp_path / name).stat().st_ino for name in ("last.pth", "best.pth", "epoch_3.pth")}
+    assert len(inodes) == 1  # hard links: written and fsynced once
+    writer.submit({"epoch": 4}, ["last.pth"])
+    writer.wait()
+    assert torch.load(tmp_path / "last.pth")["epoch"] == 4 and torch.load(tmp_path / "best.pth")["epoch"] == 3
 
 
 def test_a_text_write_failing_halfway_keeps_the_old_text(tmp_path: Path, monkeypatch) -> None:
@@ -40,36 +57,40 @@ def test_a_text_write_failing_halfway_keeps_the_old_text(tmp_path: Path, monkeyp
     assert (tmp_path / "result.txt").read_text() == "acc: 0.9\n"
 
 
-def test_a_crash_while_saving_epoch_2_keeps_epoch_1(tiny_demo: Path, tmp_path: Path, monkeypatch) -> None:
-    real_save = torch.save
+def test_a_full_disk_while_saving_epoch_2_keeps_epoch_1_and_says_so(tiny_demo: Path, tmp_path: Path, monkeypatch,
+                                                                    caplog) -> None:
+    real_write = checkpoints.atomic_write_bytes
+    calls = []
 
-    def save(obj, file):
-        if isinstance(obj, dict) and obj.get("epoch") == 2:
-            half_write_then_fail(obj, file)
-        real_save(obj, file)
+    def write(path, data, mode=None):
+        calls.append(path)
+        if len(calls) == 2:  # epoch 2's last.pth
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_write(path, data, mode)
 
-    monkeypatch.setattr(torch, "save", save)
-    with pytest.raises(OSError):
-        train.main(tiny_train_argv(tiny_demo, tmp_path, epochs=2))
+    monkeypatch.setattr(checkpoints, "atomic_write_bytes", write)
+    assert train.main(tiny_train_argv(tiny_demo, tmp_path, epochs=2)) == 2
     (run_dir,) = tmp_path.iterdir()
     assert torch.load(run_dir / "last.pth")["epoch"] == 1
+    assert f"Saving {run_dir / 'last.pth'} failed: the disk is full. The previous last.pth is intact" in caplog.text
     status = json.loads((run_dir / "status.json").read_text())
-    assert status["status"] == "failed" and "No space left on device" in status["error"]
+    assert status["status"] == "failed" and "the disk is full" in status["error"]
 
 
 def test_a_non_finite_loss_stops_naming_epoch_and_step_and_keeps_the_last_good_checkpoint(
         tiny_demo: Path, tmp_path: Path) -> None:
-    trainer = train.Trainer(prepare_train_args(tiny_train_argv(tiny_demo, tmp_path, epochs=2)))
-    real_loss = trainer.loss_fn
+    trainer, run = start_training(tiny_train_argv(tiny_demo, tmp_path, epochs=2))
+    real_loss = trainer.evaluator.loss_fn
 
     def loss_that_diverges_in_epoch_2(pred, label):
         loss = real_loss(pred, label)
         return loss * float("nan") if trainer.epoch == 1 else loss
 
-    trainer.loss_fn = loss_that_diverges_in_epoch_2
-    with pytest.raises(train.UserError, match="The loss became nan at epoch 2, step 0"):
-        trainer.train()
-    assert torch.load(Path(trainer.args.run_dir) / "last.pth")["epoch"] == 1
+    trainer.evaluator.loss_fn = loss_that_diverges_in_epoch_2
+    with pytest.raises(UserError, match="The loss became nan at epoch 2, step 0"):
+        trainer.train(run)
+    run.close()
+    assert torch.load(run.path / "last.pth")["epoch"] == 1
 
 
 def test_status_and_run_info_of_a_finished_run(trained_run: Path) -> None:

@@ -7,6 +7,7 @@ The new names start with `scaffold` so as not to meet the models and data sets y
 
 import difflib
 import importlib.util
+import json
 import os
 import shutil
 import stat
@@ -15,6 +16,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import copy_project, run_bash, run_python, tiny_train_argv
 
 from scaffold import commands as scaffold
@@ -197,11 +199,12 @@ def test_add_model_writes_package_entry_and_script_and_it_trains(project: Path) 
     script = project / "scripts" / "train_scaffold_net.sh"
     assert os.access(script, os.X_OK)
     assert {"set -euo pipefail", 'cd "$(dirname "$0")/.."'} <= set(script.read_text().splitlines())
-    assert '"${PYTHON:-python}" train.py --model_type scaffold_net' in script.read_text()
-    result = run_bash(script, TINY, cwd=project)  # train.py --model_type scaffold_net, on the tiny demo set
+    assert '"$PYTHON" train.py --model_type scaffold_net' in script.read_text()
+    result = run_bash(script, [*TINY, "--width", "8"], cwd=project)  # its own flag, from its constructor
     assert result.returncode == 0, result.stderr[-2000:]
     (run_dir,) = (p for p in (project / "checkpoints").iterdir() if p.is_dir())
     assert run_dir.name.startswith("scaffold_net_") and (run_dir / "best.pth").is_file()
+    assert torch.load(run_dir / "best.pth")["model_kwargs"]["width"] == 8
 
 
 def test_add_dataset_writes_module_and_entry_and_it_trains(project: Path) -> None:
@@ -215,11 +218,13 @@ def test_add_dataset_writes_module_and_entry_and_it_trains(project: Path) -> Non
     lines = entry_after.splitlines()
     assert lines[lines.index('    "scaffold_set": build_scaffold_set,') + 1] == "}"
     assert lines[lines.index("from data.scaffold_set import build_scaffold_set") - 1].startswith("from data.")
-    argv = tiny_train_argv(project / "data" / "demo", project / "checkpoints") + ["--data_type", "scaffold_set"]
+    argv = tiny_train_argv(project / "data" / "demo", project / "checkpoints") + ["--data_type", "scaffold_set",
+                                                                                  "--image_size", "16"]
     result = run_python(["train.py", *argv], cwd=project)
     assert result.returncode == 0, result.stderr[-2000:]
     (run_dir,) = (p for p in (project / "checkpoints").iterdir() if p.is_dir())
-    assert '"data_type": "scaffold_set"' in (run_dir / "args.json").read_text() and (run_dir / "best.pth").is_file()
+    saved = json.loads((run_dir / "args.json").read_text())
+    assert (saved["data_type"], saved["image_size"]) == ("scaffold_set", 16) and (run_dir / "best.pth").is_file()
 
 
 def test_generated_model_passes_the_model_tests(project: Path) -> None:

@@ -7,7 +7,6 @@ demo set already in place, except the main job, which also generates the real on
 import shlex
 import shutil
 import xml.etree.ElementTree as ET
-from argparse import ArgumentParser
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ import options
 TINY = ["--epochs", "1", "--batch_size", "16", "--num_workers", "0"]
 SCRIPTS = REPO / "scripts"
 # Not experiments: the set-up helper, the test runner (CI runs it) and the main job (tested below).
-NOT_EXPERIMENTS = {"setup_env.sh", "test.sh", "demo.sh"}
+NOT_EXPERIMENTS = {"setup_env.sh", "find_python.sh", "test.sh", "demo.sh"}
 TRAIN_SCRIPTS = sorted(p.name for p in SCRIPTS.glob("train_*.sh"))
 
 
@@ -75,8 +74,12 @@ def test_pycharm_run_configurations_point_at_existing_scripts(config: Path) -> N
     script = values["SCRIPT_NAME"]
     assert script.startswith("$PROJECT_DIR$/")
     assert (REPO / script.removeprefix("$PROJECT_DIR$/")).is_file()
-    add_flags = options.parse_train_args if script.endswith("train.py") else options.parse_test_args
-    add_flags(ArgumentParser()).parse_args(shlex.split(values["PARAMETERS"]))  # exits on an unknown flag
+    words = shlex.split(values["PARAMETERS"])
+    if script.endswith("train.py"):
+        options.parse_train_args(words)  # exits on an unknown flag or a bad value
+    else:  # eval.py reads a checkpoint first: check the words against its parser alone
+        first = options.pre_parse("eval.py", words, model_type=None, data_type=None)
+        options.eval_parser(*options.component_names(first, {})).parse_args(words)
 
 
 def test_there_is_a_train_and_an_eval_configuration() -> None:

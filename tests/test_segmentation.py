@@ -13,7 +13,7 @@ from torchvision import tv_tensors
 
 import eval as evaluate
 import train
-from data.augment import train_transform
+from data.augment import Augment, train_transform
 from data.list_dataset import ListDataset, load_mask, read_list_file
 from loss import build_loss
 from metrics import confusion_matrix, mean_iou, overall_accuracy, per_class_iou
@@ -45,7 +45,8 @@ def test_flips_and_crops_move_image_and_mask_together() -> None:
     mask[0, 11:14, 2:12] = 2
     image = torch.zeros(3, 16, 16, dtype=torch.uint8)
     image[0] = mask[0] * 100
-    transform = train_transform(16)  # same size: no resize, only the random crop and flip
+    # Same size (no resize): the geometric augmentation flags, which segmentation accepts.
+    transform = train_transform(Augment(crop_padding=2, hflip=0.5, vflip=0.5), 16)
     moved = 0
     for seed in range(20):
         torch.manual_seed(seed)
@@ -57,7 +58,7 @@ def test_flips_and_crops_move_image_and_mask_together() -> None:
 
 
 def test_masks_are_resized_with_nearest_neighbour(tiny_demo: Path) -> None:
-    dataset = ListDataset(tiny_demo / "seg_val.txt", train_transform(48))  # 32 -> 48 pixels
+    dataset = ListDataset(tiny_demo / "seg_val.txt", train_transform(Augment(hflip=0.5), 48))  # 32 -> 48 pixels
     for index in range(5):
         values = set(dataset[index]["label"].unique().tolist())
         assert values <= {0, index + 1}, "an interpolated value appeared in a resized mask"
@@ -110,7 +111,8 @@ def test_a_classification_model_on_masks_is_a_clear_error(tiny_demo: Path, tmp_p
     argv = seg_argv(tiny_demo, tmp_path)
     argv[argv.index("unet")] = "base"
     assert train.main(argv) == 2
-    assert "--model_type base gives outputs of shape (16, 6)" in capsys.readouterr().err
+    assert "--model_type base gives outputs of shape (2, 6)" in capsys.readouterr().err  # at start-up
+    assert list(tmp_path.iterdir()) == []  # found before the run directory was made
 
 
 def test_train_and_eval_write_results_that_match_the_saved_predictions(tiny_demo: Path, tmp_path: Path) -> None:
@@ -118,7 +120,7 @@ def test_train_and_eval_write_results_that_match_the_saved_predictions(tiny_demo
     (run_dir,) = tmp_path.iterdir()
     header = (run_dir / "metrics.csv").read_text().splitlines()[0]
     assert header == "epoch,train/lr,train/loss,train/miou,train/pixel_acc,val/loss,val/miou,val/pixel_acc"
-    assert torch.load(run_dir / "best.pth")["monitor"] == "val/miou"
+    assert torch.load(run_dir / "best.pth")["checkpoints"]["monitor"] == "val/miou"
     assert evaluate.main(["--load_model_path", str(run_dir), "--num_workers", "0", "--save_viz"]) == 0
     (result_dir,) = (run_dir / "best").iterdir()
     result = dict(line.split(": ") for line in (result_dir / "result.txt").read_text().splitlines())

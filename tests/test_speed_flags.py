@@ -5,27 +5,31 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import tiny_train_argv
+from helpers import start_training, tiny_train_argv
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
 import train
-from options import prepare_train_args
 
 
 def trained(argv: list[str]) -> train.Trainer:
-    trainer = train.Trainer(prepare_train_args(argv))
-    trainer.train()
+    trainer, run = start_training(argv)
+    trainer.train(run)
+    run.close()
     return trainer
+
+
+def a_batch(trainer: train.Trainer) -> dict:
+    return trainer.evaluator.step(next(iter(trainer.evaluator.loader)))
 
 
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_mixed_precision_trains_and_saves_its_loss_scaler(amp: str, tiny_demo: Path, tmp_path: Path) -> None:
     trainer = trained(tiny_train_argv(tiny_demo, tmp_path) + ["--amp", amp])
-    checkpoint = torch.load(Path(trainer.args.run_dir) / "last.pth")
+    checkpoint = torch.load(trainer.run.path / "last.pth")
     assert torch.isfinite(torch.tensor(checkpoint["metrics"]["train/loss"]))
     assert trainer.scaler.is_enabled() == (amp == "fp16") and "scaler" in checkpoint
-    out = trainer.step(next(iter(trainer.val_loader)))
+    out = a_batch(trainer)
     assert out["pred"].dtype == {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]  # autocast was on
 
 
@@ -33,14 +37,14 @@ def test_channels_last_lays_out_weights_and_images_as_nhwc(tiny_demo: Path, tmp_
     trainer = trained(tiny_train_argv(tiny_demo, tmp_path) + ["--channels_last"])
     conv = trainer.model.features[0][0].weight
     assert conv.is_contiguous(memory_format=torch.channels_last)
-    image = trainer.step(next(iter(trainer.val_loader)))["image"]
+    image = a_batch(trainer)["image"]
     assert image.is_contiguous(memory_format=torch.channels_last)
 
 
-def linear_model(args, num_classes: int, in_channels: int) -> nn.Module:
+def linear_model(args, kwargs: dict) -> nn.Module:
     """No batch norm: its statistics depend on the batch size, which this test changes."""
     torch.manual_seed(0)
-    return nn.Sequential(nn.Flatten(), nn.Linear(in_channels * 32 * 32, num_classes))
+    return nn.Sequential(nn.Flatten(), nn.Linear(kwargs["in_channels"] * 32 * 32, kwargs["num_classes"]))
 
 
 def test_two_accumulated_half_batches_equal_one_full_batch(tiny_demo, tmp_path, monkeypatch) -> None:
@@ -52,12 +56,13 @@ def test_two_accumulated_half_batches_equal_one_full_batch(tiny_demo, tmp_path, 
         trainer = trained(argv + ["--accum_steps", str(accum), "--optimizer", "sgd", "--lr", "0.05"])
         weights.append(trainer.model[1].weight.detach().clone())
     assert torch.allclose(weights[0], weights[1], atol=1e-6)
-    assert not torch.equal(weights[0], linear_model(None, 5, 3)[1].weight)  # and it did train
+    untrained = linear_model(None, {"num_classes": 5, "in_channels": 3})[1].weight
+    assert not torch.equal(weights[0], untrained)  # and it did train
 
 
 def test_gradient_clipping_bounds_each_step(tiny_demo, tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(train, "select_model", linear_model)
-    before = linear_model(None, 5, 3)[1].weight.detach().clone()
+    before = linear_model(None, {"num_classes": 5, "in_channels": 3})[1].weight.detach().clone()
     argv = tiny_train_argv(tiny_demo, tmp_path) + ["--optimizer", "sgd", "--momentum", "0", "--lr", "1",
                                                    "--weight_decay", "0", "--clip_grad", "0.001"]
     trainer = trained(argv)
@@ -67,7 +72,7 @@ def test_gradient_clipping_bounds_each_step(tiny_demo, tmp_path, monkeypatch) ->
 
 def test_per_step_curves_every_log_freq_steps(tiny_demo: Path, tmp_path: Path) -> None:
     trainer = trained(tiny_train_argv(tiny_demo, tmp_path, epochs=2) + ["--log_freq", "2"])
-    events = EventAccumulator(str(Path(trainer.args.run_dir) / "steps"))
+    events = EventAccumulator(str(trainer.run.path))
     events.Reload()
     # 3 full batches an epoch (60 samples, 16 a batch, the rest dropped); batches 0 and 2 of
     # each epoch are logged, after global steps 1, 3 and 4, 6.

@@ -15,12 +15,12 @@ import pytest
 from torchvision import datasets
 
 from data.data_entry import build_dataset
+from options import parse_train_args
 from utils.errors import UserError
 
 
-def args_for(data_type: str, root: Path) -> Namespace:
-    return Namespace(data_type=data_type, train_list="unused", val_list="unused", image_size=32,
-                     data_root=str(root), download=False)
+def args_for(data_type: str, root: Path, *flags: str) -> Namespace:
+    return parse_train_args(["--data_type", data_type, "--data_root", str(root), *flags])[0]
 
 
 def write_idx(folder: Path, prefix: str, images: np.ndarray, labels: np.ndarray) -> None:
@@ -73,3 +73,23 @@ def test_cifar10_reads_pickled_batches(tmp_path: Path, monkeypatch) -> None:
 def test_missing_torchvision_set_suggests_download(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="mnist was not found under --data_root .* Pass --download"):
         build_dataset(args_for("mnist", tmp_path), train=True)
+
+
+def test_a_failed_download_says_so_instead_of_asking_for_download(tmp_path: Path, monkeypatch) -> None:
+    def offline(*args, **kwargs):
+        raise OSError("<urlopen error [Errno -3] Temporary failure in name resolution>")
+
+    monkeypatch.setattr(datasets.MNIST, "download", offline)
+    with pytest.raises(UserError, match="Downloading mnist into --data_root .* failed .* Check the internet") as error:
+        build_dataset(args_for("mnist", tmp_path, "--download"), train=True)
+    assert "Pass --download" not in str(error.value)
+
+
+def test_a_failed_download_leaves_no_run_folder(tmp_path: Path, monkeypatch, caplog) -> None:
+    import train
+
+    monkeypatch.setattr(datasets.MNIST, "download", lambda *a, **k: (_ for _ in ()).throw(OSError("offline")))
+    checkpoints = tmp_path / "checkpoints"
+    argv = ["--data_type", "mnist", "--data_root", str(tmp_path), "--download", "--checkpoints_dir", str(checkpoints)]
+    assert train.main(argv) == 2
+    assert "Downloading mnist" in caplog.text and not checkpoints.exists()

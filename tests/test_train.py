@@ -37,9 +37,11 @@ def test_tensorboard_holds_the_same_curves_and_pictures(trained_run: Path) -> No
     events = EventAccumulator(str(trained_run), size_guidance={"scalars": 0, "images": 0})
     events.Reload()
     rows = read_metrics(trained_run)
+    epoch_ends = [e.step for e in events.Scalars("epoch")]  # one x axis for all: the global step
+    assert [e.value for e in events.Scalars("epoch")] == [1, 2] and epoch_ends == [3, 6]
     for name in ("train/loss", "train/acc", "val/loss", "val/acc", "train/lr"):
         logged = events.Scalars(name)
-        assert [e.step for e in logged] == [1, 2]
+        assert [e.step for e in logged] == epoch_ends
         assert [round(e.value, 5) for e in logged] == [round(float(row[name]), 5) for row in rows]
     assert {"train/predictions", "val/predictions"} <= set(events.Tags()["images"])
     assert 0 < events.Scalars("time/data_efficiency")[0].value <= 1  # timings: TensorBoard only
@@ -51,12 +53,12 @@ def test_checkpoints_are_plain_dicts_that_torch_load_reads(trained_run: Path) ->
     accuracies = [float(row["val/acc"]) for row in rows]
     best = torch.load(trained_run / "best.pth")  # weights_only=True, today's default
     last = torch.load(trained_run / "last.pth")
-    assert {"model", "optimizer", "scheduler", "epoch", "best_metric", "args"} <= set(best)
+    assert {"model", "optimizer", "scheduler", "epoch", "checkpoints", "metrics", "args", "run_id"} <= set(best)
     assert last["epoch"] == 2 and torch.load(trained_run / "epoch_1.pth")["epoch"] == 1
-    assert best["best_metric"] == max(accuracies)
+    assert best["checkpoints"]["best"] == max(accuracies) == best["metrics"]["val/acc"]
     assert best["epoch"] == accuracies.index(max(accuracies)) + 1
-    assert best["args"]["model_type"] == "base" and best["args"]["run_dir"] == str(trained_run)
-    assert best["model_kwargs"] == {"num_classes": 5, "in_channels": 3}
+    assert best["args"]["model_type"] == "base" and "run_dir" not in best["args"]
+    assert best["model_kwargs"] == {"num_classes": 5, "in_channels": 3, "width": 32}  # width: BaseNet's own flag
 
 
 def test_log_txt_holds_what_was_printed(trained_run: Path) -> None:
@@ -75,7 +77,7 @@ def test_train_py_as_a_user_runs_it_and_command_sh_reruns_it(tiny_demo: Path, tm
     runs = sorted(tmp_path.iterdir())
     assert len(runs) == 2 and all((r / "best.pth").is_file() for r in runs)
     first, second = (json.loads((r / "args.json").read_text()) for r in runs)
-    assert {k for k in first if first[k] != second[k]} == {"run_dir"}
+    assert first == second  # args.json holds the flags only; the folder is the run's own
 
 
 def test_bad_flag_exits_2_with_one_message_and_no_traceback(tmp_path: Path) -> None:

@@ -2,8 +2,7 @@
 
 Why: a run killed while saving (Ctrl-C, pre-emption, a full disk) must leave the previous
 checkpoint or result file intact and loadable. `os.replace` within one folder is atomic.
-Standard library only at import (torch is imported by `atomic_torch_save` alone), so the
-scaffolding command can use it too.
+Standard library only, so the scaffolding command can use it too.
 """
 
 import os
@@ -40,13 +39,6 @@ def atomic_write_bytes(path: str | Path, data: bytes, mode: int | None = None) -
 def atomic_write_text(path: str | Path, text: str) -> None:
     """Write a text file (UTF-8) atomically."""
     atomic_write_bytes(path, text.encode("utf-8"))
-
-
-def atomic_torch_save(obj: object, path: str | Path) -> None:
-    """torch.save, atomically: a crash mid-save keeps the old file."""
-    import torch  # here, not at the top: the rest of this file serves code that needs no torch
-
-    atomic_write(path, lambda file: torch.save(obj, file))
 
 
 def current_umask() -> int:

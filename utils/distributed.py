@@ -19,8 +19,13 @@ from utils.errors import UserError
 _control_group = None  # a CPU (gloo) group for small control messages, even when training on NCCL
 
 
+def launched_world_size() -> int:
+    """How many processes torchrun started (1 without torchrun), known before they join."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def launched_by_torchrun() -> bool:
-    return int(os.environ.get("WORLD_SIZE", "1")) > 1
+    return launched_world_size() > 1
 
 
 def init_distributed() -> None:

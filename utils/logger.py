@@ -4,14 +4,15 @@
 the epoch accuracy is (correct samples / samples), not a mean of batch means. It adds
 tensors on their device and reads them once per epoch, so recording costs no GPU sync.
 
-`Logger` owns what a run writes besides checkpoints' content: TensorBoard curves and
-pictures, `metrics.csv` (one row per epoch), and `log.txt` (what was printed).
+`Logger` owns what a run writes besides checkpoints: TensorBoard curves and pictures and
+`metrics.csv` (one row per epoch); `setup_logging` sends what is printed to `log.txt`.
 """
 
 import csv
 import io
 import logging
 import sys
+from logging.handlers import MemoryHandler
 from pathlib import Path
 
 import torch
@@ -19,7 +20,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 from tqdm import tqdm
 
-from utils.atomic import atomic_torch_save, atomic_write_text
+from utils.atomic import atomic_write_text
 from utils.distributed import sum_across_ranks
 
 
@@ -44,6 +45,11 @@ class Recorder:
         sums, counts = self._totals()
         return {"sums": {name: torch.tensor(value, dtype=torch.float64) for name, value in sums.items()},
                 "counts": {name: int(count) for name, count in counts.items()}}
+
+    def local_mean(self, name: str) -> float:
+        """This process's running mean of `name` (for the progress bar: no exchange between
+        processes, one read from the GPU)."""
+        return (self.sums[name] / self.counts[name]).item()
 
     def summary(self, prefix: str = "") -> dict[str, float]:
         """The epoch means, names prefixed (e.g. `train/`): one device sync for all of them.
@@ -71,25 +77,50 @@ class TqdmHandler(logging.Handler):
 _handlers: list[logging.Handler] = []  # the ones setup_logging added, to replace on the next call
 
 
-def setup_logging(log_path: Path | None) -> None:
-    """Send every `logging` message to the screen and to `log_path` (log.txt). With None
-    (the other processes under torchrun), only warnings and errors, on the screen."""
+def setup_logging(main_process: bool = True) -> None:
+    """From a program's start: every `logging` message on the screen (only warnings and errors
+    on the other processes under torchrun), and kept in memory until `log_to_file` names the
+    run's log.txt, so that it also holds what was printed before the run folder existed."""
     root = logging.getLogger()
     for handler in _handlers:  # a second run in the same process (tests) writes to its own log
         root.removeHandler(handler)
         handler.close()
-    _handlers[:] = [TqdmHandler()]
-    if log_path is not None:
-        file_handler = logging.FileHandler(log_path)
-        file_handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
-        _handlers.append(file_handler)
+    _handlers[:] = [TqdmHandler(), MemoryHandler(capacity=10_000, flushLevel=logging.CRITICAL + 1)]
     for handler in _handlers:
         root.addHandler(handler)
-    root.setLevel(logging.INFO if log_path is not None else logging.WARNING)
+    root.setLevel(logging.INFO if main_process else logging.WARNING)
+
+
+def log_to_file(log_path: Path) -> None:
+    """From now on also write every message to `log_path`, after the ones kept so far."""
+    root = logging.getLogger()
+    file_handler = logging.FileHandler(log_path)
+    file_handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
+    for memory in [h for h in _handlers if isinstance(h, MemoryHandler)]:
+        memory.setTarget(file_handler)
+        memory.flush()
+        root.removeHandler(memory)
+        _handlers.remove(memory)
+    root.addHandler(file_handler)
+    _handlers.append(file_handler)
+
+
+def stop_log_file(log_path: Path) -> None:
+    """Stop writing messages to `log_path` (the run is over; the screen still shows them)."""
+    root = logging.getLogger()
+    for handler in [h for h in _handlers if isinstance(h, logging.FileHandler)
+                    and Path(h.baseFilename) == Path(log_path).absolute()]:
+        root.removeHandler(handler)
+        _handlers.remove(handler)
+        handler.close()
 
 
 class Logger:
-    """Writes a run's curves, pictures and checkpoints into its run directory."""
+    """Writes a run's curves and pictures (TensorBoard) and metrics.csv into its run directory.
+
+    Everything in TensorBoard has one x axis, the global step (optimizer batches), so the
+    per-step curves and the epoch values share one event file and the run shows once in
+    TensorBoard's run list; metrics.csv keeps one row per epoch."""
 
     def __init__(self, run_dir: Path, history: list[dict[str, float]] | None = None,
                  global_step: int = 0, enabled: bool = True) -> None:
@@ -100,80 +131,73 @@ class Logger:
         self.run_dir = Path(run_dir)
         self.enabled = enabled
         self.rows: list[dict[str, float]] = list(history or [])  # metrics.csv, rewritten whole
-        self.scalars: dict[str, float] = {}  # the current epoch's values
-        if not enabled:
-            return
-        resumed = history is not None
-        self.writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=len(self.rows) + 1 if resumed else None)
-        # Per-step curves have their own x axis (the global step), so their own event files.
-        self.step_writer = SummaryWriter(log_dir=str(self.run_dir / "steps"),
-                                         purge_step=global_step + 1 if resumed else None)
+        self.scalars: dict[str, float] = {}  # the current epoch's extra values (timings)
+        if enabled:
+            resumed = history is not None
+            self.writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=global_step + 1 if resumed else None)
 
     def record_step(self, values: dict[str, torch.Tensor | float], global_step: int) -> None:
-        """Per-step curves (step = global step), under `steps/` in TensorBoard. Reading a GPU
-        tensor waits for the GPU: call it every --log_freq steps, not every step."""
+        """Per-step curves (e.g. train_step/loss). Reading a GPU tensor waits for the GPU:
+        call it every --log_freq steps, not every step."""
         if self.enabled:
             for name, value in values.items():
-                self.step_writer.add_scalar(name, float(value), global_step)
+                self.writer.add_scalar(name, float(value), global_step)
 
     def record_scalar(self, name: str, value: float) -> None:
-        """Remember a value for the current epoch; `save_curves` writes it."""
+        """Remember an extra value of the current epoch (a timing); `save_curves` writes it."""
         self.scalars[name] = float(value)
 
-    def save_curves(self, epoch: int) -> None:
-        """Write this epoch's values to TensorBoard (step = epoch) and its `train/` and `val/`
-        values as a metrics.csv row (timings, which differ run to run, stay in TensorBoard)."""
+    def save_curves(self, epoch: int, values: dict[str, float], global_step: int) -> None:
+        """Write an epoch's values to TensorBoard (at the epoch's last step) and as a metrics.csv
+        row; the extra values (timings, which differ run to run) go to TensorBoard only."""
         if not self.enabled:
             self.scalars = {}
             return
-        for name, value in self.scalars.items():
-            self.writer.add_scalar(name, value, epoch)
+        for name, value in (values | self.scalars).items():
+            self.writer.add_scalar(name, value, global_step)
+        self.writer.add_scalar("epoch", epoch, global_step)
         self.writer.flush()
-        row = {name: value for name, value in self.scalars.items() if name.startswith(("train/", "val/"))}
-        self.rows.append({"epoch": epoch, **row})
+        self.rows.append({"epoch": epoch, **values})
         self.scalars = {}
         atomic_write_text(self.run_dir / "metrics.csv", rows_to_csv(self.rows))
 
-    def save_imgs(self, images: dict[str, torch.Tensor], epoch: int) -> None:
+    def save_imgs(self, images: dict[str, torch.Tensor], global_step: int) -> None:
         """Add pictures (C x H x W, values in [0, 1]) to TensorBoard under their names."""
         if not self.enabled:
             return
         for name, image in images.items():
-            self.writer.add_image(name, image, epoch)
+            self.writer.add_image(name, image, global_step)
 
-    def save_checkpoint(self, state: dict, name: str) -> Path:
-        """Save a checkpoint dict as `<run dir>/<name>`, atomically."""
-        path = self.run_dir / name
-        if self.enabled:
-            atomic_torch_save(state, path)
-        return path
-
-    def save_hparams(self, args: dict, extra_metrics: dict[str, float | None]) -> None:
+    def save_hparams(self, args: dict, extra_metrics: dict[str, float | None], global_step: int) -> None:
         """Record the run's arguments with its final values, for TensorBoard's HPARAMS tab,
         which compares runs by them. The final values are the last metrics.csv row plus
         `extra_metrics` (e.g. the best monitored value, written as scalars here).
 
-        Not `SummaryWriter.add_hparams`: it writes into a new sub-folder named by the time,
-        which TensorBoard shows as a second run. The same summaries go into this run's own
-        event file instead. The HPARAMS tab reads each metric's value from the run's scalar
-        of that name, so only the names are passed to `hparams`."""
+        Written into a small event file of their own (`*.hparams`), replaced each time the run
+        finishes: TensorBoard keeps the first hyperparameters it reads for a run, so those of a
+        run extended by --resume must not stay behind in the main file. Only the session
+        records are written, not an experiment record: TensorBoard then gathers the metric
+        names from every run, so classification and segmentation runs side by side each show
+        theirs. (`SummaryWriter.add_hparams` would also make a second run in a sub-folder.)"""
         if not self.enabled:
             return
         last = self.rows[-1] if self.rows else {}
-        step = int(last.get("epoch", 0))
         metrics = {name: value for name, value in last.items() if name != "epoch"}
         for name, value in extra_metrics.items():
             if value is not None:
-                self.writer.add_scalar(name, value, step)
+                self.writer.add_scalar(name, value, global_step)
                 metrics[name] = value
-        for summary in hparams({name: hparam_value(value) for name, value in args.items()}, metrics):
-            self.writer.file_writer.add_summary(summary, step)
         self.writer.flush()
+        for old in self.run_dir.glob("events.out.tfevents.*.hparams"):
+            old.unlink()
+        _, start, end = hparams({name: hparam_value(value) for name, value in args.items()}, metrics)
+        with SummaryWriter(log_dir=str(self.run_dir), filename_suffix=".hparams") as writer:
+            for summary in (start, end):
+                writer.file_writer.add_summary(summary, global_step)
 
     def close(self) -> None:
         if self.enabled:
             self.writer.close()
-            self.step_writer.close()
 
 
 def hparam_value(value: object) -> str | int | float:

@@ -28,6 +28,7 @@ class ProgressBar:
         self.max_prefetch = max_prefetch
         self.wait_time = 0.0
         self.compute_time = 0.0
+        self.values: dict[str, str] = {}  # what `show` put on the bar
         self.bar: tqdm | None = None
 
     def __iter__(self) -> Iterator:
@@ -49,6 +50,7 @@ class ProgressBar:
                 self.wait_time += handed_out - asked
                 yield batch
                 self.bar.update(1)
+                self._refresh_postfix()
         finally:
             self.bar.close()
 
@@ -59,7 +61,13 @@ class ProgressBar:
         return self.compute_time / total if total > 0 else 1.0
 
     def show(self, **values: float) -> None:
-        """Put values (e.g. loss) and the efficiency after the bar."""
+        """Put values (e.g. the epoch's running loss) after the bar, until the next call."""
+        self.values = {name: f"{value:.4g}" for name, value in values.items()}
+        self._refresh_postfix()
+
+    def _refresh_postfix(self) -> None:
+        """The shown values and the efficiency so far (host time only: no GPU read), once at
+        least one batch has been computed (before that there is no efficiency to tell)."""
         if self.bar is not None:
-            shown = {name: f"{value:.4g}" for name, value in values.items()}
-            self.bar.set_postfix(**shown, eff=f"{self.efficiency:.0%}", refresh=False)
+            efficiency = {"eff": f"{self.efficiency:.0%}"} if self.compute_time > 0 else {}
+            self.bar.set_postfix(**self.values, **efficiency, refresh=False)

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import uuid
 from pathlib import Path
 
 import torch
@@ -74,9 +75,11 @@ def file_sha256(path: str | Path) -> str:
 
 
 def save_run_info(folder: Path, extra: dict | None = None) -> dict:
-    """Write run_info.json (and code.patch when the tree has uncommitted changes)."""
+    """Write run_info.json (and code.patch when the tree has uncommitted changes). `run_id`,
+    a random name of this run, is also in every checkpoint: a checkpoint copied into
+    another run's folder is then told apart from the folder's own."""
     info, patch = collect_run_info()
-    info.update(extra or {})
+    info.update(run_id=uuid.uuid4().hex, **(extra or {}))
     if patch:
         atomic_write_text(folder / "code.patch", patch)
     atomic_write_text(folder / "run_info.json", json.dumps(info, indent=2) + "\n")

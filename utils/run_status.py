@@ -52,8 +52,9 @@ class RunStatus:
         listing of runs needs no checkpoint."""
         self._write(epoch=epoch, global_step=step, best=best, best_epoch=best_epoch)
 
-    def finished(self) -> None:
-        self._write(status="finished", ended=now())
+    def finished(self, **details: object) -> None:
+        """The run ended normally; `details` e.g. `stopped_early={"epoch": 7, ...}`."""
+        self._write(status="finished", ended=now(), **details)
 
     def interrupted(self, reason: str, resume_command: str) -> None:
         self._write(status="interrupted", ended=now(), error=reason, resume_command=resume_command)

@@ -1,4 +1,5 @@
-"""Ctrl-C and SIGTERM (a cluster's pre-emption) become a request the training loop answers.
+"""Ctrl-C, SIGTERM (a cluster's pre-emption) and SIGUSR1 (Slurm's warning before the time
+limit, `sbatch --signal=USR1@120`) become a request the training loop answers.
 
 Why not stop at once: a signal can land between `loss.backward()` and `optimizer.step()`.
 The handler only records the request; the loop finishes its step, saves a checkpoint
@@ -18,14 +19,14 @@ class StopRequested(Exception):
 
 
 class StopSignals:
-    """While active (a `with` block), SIGINT / SIGTERM set `.signal_number` instead of killing."""
+    """While active (a `with` block), SIGINT / SIGTERM / SIGUSR1 set `.signal_number` instead of killing."""
 
     def __init__(self) -> None:
         self.signal_number: int | None = None
         self._previous: dict[int, object] = {}
 
     def __enter__(self) -> "StopSignals":
-        for number in (signal.SIGINT, signal.SIGTERM):
+        for number in (signal.SIGINT, signal.SIGTERM, signal.SIGUSR1):
             self._previous[number] = signal.signal(number, self._handle)
         return self
 

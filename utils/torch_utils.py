@@ -3,6 +3,7 @@
 import logging
 import os
 import random
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,15 +97,24 @@ def unwrap_model(model: nn.Module) -> nn.Module:
 def read_checkpoint(path: str | Path, mmap: bool = False) -> dict:
     """Load a checkpoint on the CPU with `weights_only=True` (no arbitrary code is unpickled).
 
-    `mmap=True` maps the tensors instead of reading them: cheap when only the saved args
-    or numbers are wanted."""
+    `mmap=True` maps the tensors instead of reading them (files torch.save wrote as a zip
+    archive, the default since torch 1.6): loading is then cheap, and the tensors are read
+    when used. Every way a file can fail to be a checkpoint is one clear message."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"Checkpoint {path} does not exist (or is not a file).")
+    if path.stat().st_size == 0:
+        raise UserError(f"{path} is empty (0 bytes), not a checkpoint: a save that never finished, or a "
+                        "file that was only created. Give a checkpoint written by torch.save.")
+    archive = zipfile.is_zipfile(path)  # False also for a truncated archive
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and archive)
     except Exception as error:  # torch raises several types for a file it cannot read
-        raise UserError(f"{path} is not a loadable PyTorch checkpoint: {str(error).splitlines()[0]}") from None
+        lines = str(error).strip().splitlines()
+        reason = "" if archive else ("it is not the zip archive torch.save writes (a text file, another format, or "
+                                     "a copy cut short?); ")
+        raise UserError(f"{path} is not a loadable PyTorch checkpoint: {reason}"
+                        f"{lines[0] if lines else type(error).__name__}") from None
     if not isinstance(checkpoint, dict):
         raise UserError(f"{path} holds a {type(checkpoint).__name__}, not a checkpoint dict or state dict.")
     return checkpoint
@@ -155,23 +165,24 @@ def match_state(model: nn.Module, state: dict[str, torch.Tensor]) -> LoadReport:
 
 def load_state_into(model: nn.Module, state: dict[str, torch.Tensor], strict: bool, source: str | Path) -> LoadReport:
     """Load a state dict into the model. Strict: every tensor must match, else a UserError
-    lists the missing, unexpected and mismatched names. Not strict: load the matching ones."""
+    lists the missing, unexpected and mismatched names. Not strict (--load_not_strict, e.g. for
+    a new classifier head): load the matching ones; none matching is an error, and fewer
+    than half a warning, since that is rarely the checkpoint that was meant."""
     report = match_state(model, state)
     if strict and (report.missing or report.unexpected or report.mismatched):
         raise UserError(f"Checkpoint {source} does not fit the model ({report.describe()}). "
                         "Pick the --model_type it was trained with, or pass --load_not_strict "
                         "to load only the matching tensors.")
+    if not report.loaded:
+        raise UserError(f"Checkpoint {source} has no tensor that fits the model ({report.describe()}): it holds "
+                        "another model. Pick the --model_type it was trained with, or another checkpoint.")
     unwrap_model(model).load_state_dict({name: state[name] for name in report.loaded}, strict=strict)
+    total = len(report.loaded) + len(report.missing) + len(report.mismatched)
+    if len(report.loaded) < total / 2:
+        log.warning(f"Only {len(report.loaded)} of the model's {total} tensors came from {source}; the rest keep "
+                    "their random start. Is it the checkpoint you meant?")
     log.info(f"Weights from {source}: {report.describe()}")
     return report
-
-
-def load_match_dict(model: nn.Module, path: str | Path) -> LoadReport:
-    """Load the checkpoint tensors whose names and shapes match the model; skip the rest.
-
-    For fine-tuning with a new head or a changed layer. Returns (and logs) the report.
-    """
-    return load_state_into(model, model_state(read_checkpoint(path)), strict=False, source=path)
 
 
 def load_weights(model: nn.Module, path: str | Path, strict: bool) -> LoadReport:

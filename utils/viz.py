@@ -1,6 +1,8 @@
 """Turning a batch into pictures: a grid for TensorBoard, one PNG per sample for --save_viz.
 
-Each picture gets a coloured frame: green when the prediction is right, red when wrong.
+Every function takes `pictures`: RGB values in [0, 1], (N, 3, H, W), as tasks.py makes them
+from normalised inputs. Classification pictures get a coloured frame: green when the
+prediction is right, red when wrong; segmentation shows input | prediction | truth.
 """
 
 from pathlib import Path
@@ -8,23 +10,13 @@ from pathlib import Path
 import torch
 from torchvision.utils import make_grid, save_image
 
-from data.augment import MEAN, STD
-
 GREEN = torch.tensor([0.0, 0.8, 0.0])
 RED = torch.tensor([0.9, 0.0, 0.0])
 
 
-def denormalize(images: torch.Tensor) -> torch.Tensor:
-    """Undo the Normalize of data/augment.py: back to RGB values in [0, 1] (grey -> 3 channels)."""
-    mean = torch.tensor(MEAN, device=images.device).view(-1, 1, 1)
-    std = torch.tensor(STD, device=images.device).view(-1, 1, 1)
-    images = (images.float() * std + mean).clamp(0, 1)
-    return images.expand(-1, 3, -1, -1) if images.shape[1] == 1 else images
-
-
-def framed(images: torch.Tensor, correct: torch.Tensor, width: int = 2) -> torch.Tensor:
-    """Denormalised pictures (N, 3, H+2w, W+2w) inside a green (right) or red (wrong) frame."""
-    images = denormalize(images.detach().cpu())
+def framed(pictures: torch.Tensor, correct: torch.Tensor, width: int = 2) -> torch.Tensor:
+    """Pictures (N, 3, H+2w, W+2w) inside a green (right) or red (wrong) frame."""
+    images = pictures.detach().cpu()
     colors = torch.where(correct.cpu().view(-1, 1), GREEN, RED)  # (N, 3)
     out = colors.view(-1, 3, 1, 1).expand(-1, -1, images.shape[2] + 2 * width, images.shape[3] + 2 * width)
     out = out.clone()
@@ -32,11 +24,11 @@ def framed(images: torch.Tensor, correct: torch.Tensor, width: int = 2) -> torch
     return out
 
 
-def classification_grid(images: torch.Tensor, label: torch.Tensor, pred: torch.Tensor,
+def classification_grid(pictures: torch.Tensor, label: torch.Tensor, pred: torch.Tensor,
                         max_images: int = 32) -> torch.Tensor:
     """One (3, H, W) grid of the first `max_images` samples, framed by right/wrong."""
-    n = min(max_images, len(images))
-    return make_grid(framed(images[:n], pred[:n].argmax(1) == label[:n]), nrow=8, padding=2)
+    n = min(max_images, len(pictures))
+    return make_grid(framed(pictures[:n], pred[:n].argmax(1) == label[:n]), nrow=8, padding=2)
 
 
 def enlarged(pictures: torch.Tensor, side: int) -> torch.Tensor:
@@ -46,12 +38,12 @@ def enlarged(pictures: torch.Tensor, side: int) -> torch.Tensor:
     return torch.nn.functional.interpolate(pictures, scale_factor=scale, mode="nearest")
 
 
-def save_classification_pngs(images: torch.Tensor, label: torch.Tensor, pred: torch.Tensor,
+def save_classification_pngs(pictures: torch.Tensor, label: torch.Tensor, pred: torch.Tensor,
                              class_names: list[str], folder: Path, indices: list[int]) -> None:
     """One PNG per sample, `<index>_true-<name>_pred-<name>.png`, enlarged when small."""
     folder.mkdir(parents=True, exist_ok=True)
     predicted = pred.argmax(1)
-    pictures = framed(images, predicted == label)
+    pictures = framed(pictures, predicted == label)
     pictures = enlarged(pictures, side=max(pictures.shape[2:]))
     for offset, picture in enumerate(pictures):
         true_name = class_names[int(label[offset])]
@@ -84,36 +76,36 @@ def colorize(masks: torch.Tensor) -> torch.Tensor:
     return PALETTE[masks.detach().cpu().long().clamp(0, 255)].permute(0, 3, 1, 2)
 
 
-def overlay(images: torch.Tensor, masks: torch.Tensor, alpha: float = 0.5) -> torch.Tensor:
-    """The coloured mask laid over the (denormalised) picture, background left clear."""
-    pictures = denormalize(images.detach().cpu())
+def overlay(pictures: torch.Tensor, masks: torch.Tensor, alpha: float = 0.5) -> torch.Tensor:
+    """The coloured mask laid over the picture, background left clear."""
+    pictures = pictures.detach().cpu()
     colors = colorize(masks)
     shown = (masks.detach().cpu() > 0).unsqueeze(1) * alpha
     return pictures * (1 - shown) + colors * shown
 
 
-def segmentation_rows(images: torch.Tensor, label: torch.Tensor, pred_class: torch.Tensor) -> torch.Tensor:
+def segmentation_rows(pictures: torch.Tensor, label: torch.Tensor, pred_class: torch.Tensor) -> torch.Tensor:
     """Per sample one picture (3, H, 3W): input | prediction | ground truth."""
-    return torch.cat([denormalize(images.detach().cpu()), colorize(pred_class), colorize(label)], dim=3)
+    return torch.cat([pictures.detach().cpu(), colorize(pred_class), colorize(label)], dim=3)
 
 
-def segmentation_grid(images: torch.Tensor, label: torch.Tensor, pred: torch.Tensor,
+def segmentation_grid(pictures: torch.Tensor, label: torch.Tensor, pred: torch.Tensor,
                       max_images: int = 8) -> torch.Tensor:
     """One (3, H, W) grid for TensorBoard: a row per sample of input | prediction | truth."""
-    n = min(max_images, len(images))
-    return make_grid(segmentation_rows(images[:n], label[:n], pred[:n].argmax(1)), nrow=1, padding=2)
+    n = min(max_images, len(pictures))
+    return make_grid(segmentation_rows(pictures[:n], label[:n], pred[:n].argmax(1)), nrow=1, padding=2)
 
 
-def save_segmentation_pngs(images: torch.Tensor, label: torch.Tensor, pred: torch.Tensor,
+def save_segmentation_pngs(pictures: torch.Tensor, label: torch.Tensor, pred: torch.Tensor,
                            folder: Path, indices: list[int]) -> None:
     """Per sample `<index>.png` (input | prediction | truth, enlarged when small) and
     `<index>_overlay.png` (the prediction over the picture)."""
     folder.mkdir(parents=True, exist_ok=True)
     pred_class = pred.argmax(1)
-    side = max(images.shape[2:])
-    rows = enlarged(segmentation_rows(images, label, pred_class), side)
-    overlays = enlarged(overlay(images, pred_class), side)
-    for offset in range(len(images)):
+    side = max(pictures.shape[2:])
+    rows = enlarged(segmentation_rows(pictures, label, pred_class), side)
+    overlays = enlarged(overlay(pictures, pred_class), side)
+    for offset in range(len(pictures)):
         name = f"{indices[offset]:06d}"
         save_image(rows[offset], folder / f"{name}.png")
         save_image(overlays[offset], folder / f"{name}_overlay.png")
