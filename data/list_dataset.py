@@ -6,6 +6,7 @@ holds one kind. Lines that are empty or start with `#` are skipped.
 
 The class names come from `classes.txt` beside the list (or `seg_classes.txt` for mask
 lists), one name a line; without it, a class-id list has `largest label + 1` classes.
+Pictures are decoded by data/image_files.py (which modes become what, what is refused).
 """
 
 import re
@@ -14,13 +15,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
-from torchvision.transforms.v2.functional import pil_to_tensor
 
 from data.augment import eval_transform, train_transform
 from data.demo_data import ensure_demo_data
+from data.image_files import open_picture, to_class_ids, to_rgb
 from utils.errors import UserError
 
 CLASS_ID = re.compile(r"-?[0-9]+")  # ASCII digits only: str.isdigit() also accepts "²"
@@ -89,30 +89,25 @@ def read_class_names(list_path: str | Path, dense: bool) -> list[str] | None:
 
 
 def load_image(path: Path, where: str) -> torch.Tensor:
-    """Decode a picture as an RGB uint8 tensor (3, H, W); errors name the file and list line."""
-    return pil_to_tensor(_open(path, where, "image").convert("RGB"))
+    """Decode a picture as an RGB uint8 tensor (3, H, W); errors name the file and list line.
+    Every Pillow mode has a rule (data/image_files.py); 16-bit grey is scaled, not clipped."""
+    return to_rgb(open_picture(path, where, "image"), path, where)
 
 
 def load_mask(path: Path, where: str) -> torch.Tensor:
-    """Decode a label image (single channel, "L" or palette "P") as a (1, H, W) uint8 tensor
-    of class ids. Palette PNGs (as in Pascal VOC) keep their indices, not their colours."""
-    mask = _open(path, where, "label image")
-    if mask.mode not in ("L", "P"):
-        raise UserError(f"The label image {path} (listed at {where}) has mode {mask.mode}; a mask "
-                        "must be a single-channel PNG (mode L or P) holding one class id per pixel.")
-    return pil_to_tensor(mask)
+    """Decode a label image (single channel, "L" or palette "P"; 16-bit when every value is
+    a class id) as a (1, H, W) uint8 tensor of class ids. Palette PNGs (as in Pascal VOC)
+    keep their indices, not their colours."""
+    return to_class_ids(open_picture(path, where, "label image"), path, where)
 
 
-def _open(path: Path, where: str, what: str) -> Image.Image:
-    if not path.is_file():
-        raise UserError(f"The {what} {path} (listed at {where}) does not exist.")
-    try:
-        image = Image.open(path)
-        image.load()  # decodes now, so errors surface here; also closes the file
-        return image
-    except (OSError, SyntaxError, ValueError) as error:  # PIL's ways of saying "not a picture"
-        raise UserError(f"The {what} {path} (listed at {where}) cannot be decoded: {error}. "
-                        "Accepted: the formats Pillow reads (PNG, JPEG, BMP, TIFF, ...).") from None
+def check_mask_size(image: torch.Tensor, mask: torch.Tensor, entry: ListEntry) -> None:
+    """A mask must cover its image pixel for pixel; said here, before a transform fails on it."""
+    if image.shape[1:] != mask.shape[1:]:
+        (image_h, image_w), (mask_h, mask_w) = image.shape[1:], mask.shape[1:]
+        raise UserError(f"The label image {entry.label} ({mask_w} x {mask_h} pixels) and its image "
+                        f"{entry.image} ({image_w} x {image_h}), listed at {entry.where}, differ in "
+                        "size; a mask holds one class id per pixel of its image.")
 
 
 class ListDataset(Dataset):
@@ -155,7 +150,9 @@ class ListDataset(Dataset):
         entry = self.entries[index]
         image = load_image(entry.image, entry.where)
         if self.dense:
-            return image, load_mask(entry.label, entry.where)
+            mask = load_mask(entry.label, entry.where)
+            check_mask_size(image, mask, entry)
+            return image, mask
         return image, entry.label
 
     def __getitem__(self, index: int) -> dict:
