@@ -1,14 +1,19 @@
 """A data set described by a list file: one sample a line, `<image path> <label>`.
 
-Paths are relative to the list file's folder, or absolute. The label is an integer class
-id, or the path of a label image (a mask: one class id per pixel) for dense tasks; one list
-holds one kind. Lines that are empty or start with `#` are skipped.
+The list is UTF-8 text (a BOM is dropped; lines end in LF, CRLF or CR). The label is the
+line's last field, after a space or tab, so image paths may hold spaces. Paths are relative
+to the list file's folder, or absolute. Lines that are blank or start with `#` are skipped.
+
+The label is an integer class id, or the path of a label image (a mask: one class id per
+pixel) for dense tasks; one list holds one kind.
 
 The class names come from `classes.txt` beside the list (or `seg_classes.txt` for mask
-lists), one name a line; without it, a class-id list has `largest label + 1` classes.
-Pictures are decoded by data/image_files.py (which modes become what, what is refused).
+lists), one name a line, the first naming class id 0; without it, a class-id list has
+`largest label + 1` classes. Pictures are decoded by data/image_files.py (which modes
+become what, and what is refused).
 """
 
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,11 +25,12 @@ from torchvision import tv_tensors
 
 from data.augment import eval_transform, train_transform
 from data.demo_data import ensure_demo_data
-from data.image_files import open_picture, to_class_ids, to_rgb
+from data.image_files import file_problem, open_picture, to_class_ids, to_rgb
 from utils.errors import UserError
 
 CLASS_ID = re.compile(r"-?[0-9]+")  # ASCII digits only: str.isdigit() also accepts "²"
 MAX_CLASSES = 1_000_000
+LIST_HINT = "A list file has one `<image path> <label>` line per sample."
 
 
 @dataclass(frozen=True)
@@ -39,15 +45,9 @@ class ListEntry:
 def read_list_file(list_path: str | Path) -> list[ListEntry]:
     """Parse a list file, with an error naming the file and line for anything malformed."""
     list_path = Path(list_path)
-    if not list_path.is_file():
-        raise UserError(f"List file {list_path} does not exist (or is not a file). "
-                        "A list file has one `<image path> <label>` line per sample.")
-    try:
-        text = list_path.read_text()
-    except (OSError, UnicodeDecodeError) as error:
-        raise UserError(f"List file {list_path} cannot be read as text: {error}") from None
+    text = read_text_file(list_path, "List file", LIST_HINT)
     entries = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):
         if line.strip() and not line.lstrip().startswith("#"):
             entries.append(_parse_line(line, list_path, number))
     if not entries:
@@ -61,12 +61,37 @@ def read_list_file(list_path: str | Path) -> list[ListEntry]:
     return entries
 
 
+def read_text_file(path: Path, what: str, hint: str = "") -> str:
+    """The text of a list or class-names file: UTF-8, a leading BOM dropped (Windows editors
+    write one), every line end made LF so that line numbers match the editor's."""
+    problem = file_problem(path)
+    if problem:
+        raise UserError(f"{what} {path} {problem}. {hint}".strip())
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise UserError(f"{what} {path} cannot be read: {error.strerror or error}.") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        utf16 = " It looks like UTF-16 (Windows \"Unicode\")." if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        raise UserError(f"{what} {path} is not UTF-8 text: byte 0x{data[error.start]:02x} on line "
+                        f"{line} cannot be decoded.{utf16} Save it as UTF-8 text. {hint}".strip()) from None
+    if "\0" in text:
+        line = text[:text.index("\0")].count("\n") + 1
+        raise UserError(f"{what} {path} holds a NUL byte on line {line}: it is binary, not text. "
+                        f"{hint}".strip())
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def _parse_line(line: str, list_path: Path, number: int) -> ListEntry:
     where = f"{list_path}:{number}"
     parts = line.strip().rsplit(maxsplit=1)
     if len(parts) != 2:
-        raise UserError(f"Malformed line {where}: {line.strip()!r}. Expected "
-                        "`<image path> <label>`, the label an integer class id or a mask path.")
+        comma = " (separated by a space or a tab, not a comma)" if "," in line else ""
+        raise UserError(f"Malformed line {where}: {_shorten(line.strip())!r}. Expected `<image path> "
+                        f"<label>`{comma}, the label an integer class id or a mask path.")
     image, label = parts
     folder = list_path.parent
     if CLASS_ID.fullmatch(label):
@@ -79,13 +104,29 @@ def _parse_line(line: str, list_path: Path, number: int) -> ListEntry:
     return ListEntry(folder / image, folder / label, where)
 
 
+def _shorten(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
 def read_class_names(list_path: str | Path, dense: bool) -> list[str] | None:
-    """The names in `classes.txt` (`seg_classes.txt` for mask lists) beside the list, if any."""
+    """The names in `classes.txt` (`seg_classes.txt` for mask lists) beside the list, if any.
+
+    A blank line between names is refused: it would shift the id of every class after it."""
     name = "seg_classes.txt" if dense else "classes.txt"
     path = Path(list_path).parent / name
-    if not path.is_file():
+    if not os.path.lexists(path):
         return None
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    hint = "It names the classes, one a line: line i names class id i - 1."
+    names = [line.strip() for line in read_text_file(path, "Class names file", hint).split("\n")]
+    while names and not names[-1]:
+        names.pop()
+    if not names:
+        raise UserError(f"Class names file {path} names no classes. {hint} Delete it to number "
+                        "the classes 0, 1, 2, ... instead.")
+    if "" in names:
+        raise UserError(f"{path}:{names.index('') + 1} is blank; in {name} line i names class id "
+                        "i - 1, so a blank line would shift every class after it. Remove the line.")
+    return names
 
 
 def load_image(path: Path, where: str) -> torch.Tensor:

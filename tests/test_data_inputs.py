@@ -1,6 +1,6 @@
-"""Hostile inputs to the list data sets (issue 12): every Pillow mode, and odd files where a
-picture should be. Each gives the right pixels or one UserError naming the file (and list
-line) and what is accepted."""
+"""Hostile inputs to the list data sets (issue 12): every Pillow mode, odd files where a
+picture should be, and odd list and class-name files. Each gives the right pixels or one
+UserError naming the file (and list line) and what is accepted."""
 
 import os
 import socket
@@ -12,7 +12,7 @@ from PIL import Image
 
 from data.augment import eval_transform
 from data.image_files import to_rgb
-from data.list_dataset import ListDataset, load_image, load_mask
+from data.list_dataset import ListDataset, load_image, load_mask, read_class_names, read_list_file
 from utils.errors import UserError
 
 PALETTE = [0, 0, 0, 10, 20, 30, 40, 50, 60, 70, 80, 90] * 64
@@ -282,3 +282,82 @@ def test_errors_cross_the_dataloader_worker_boundary(tmp_path: Path) -> None:
         next(iter(loader))
     assert str(error.value) == (f"The image {tmp_path}/folder.png (listed at {tmp_path}/train.txt:1) "
                                 "is a directory, not a file.")
+
+
+# ---- list files ---------------------------------------------------------------------
+
+def test_a_bom_is_not_part_of_the_first_path(tmp_path: Path) -> None:
+    absolute = save(Image.new("RGB", (2, 2)), tmp_path / "a.png")
+    (tmp_path / "lists").mkdir()
+    (tmp_path / "lists" / "train.txt").write_bytes(f"\ufeff{absolute} 0\n".encode())
+    assert read_list_file(tmp_path / "lists" / "train.txt")[0].image == absolute
+
+
+@pytest.mark.parametrize("dense, name", [(False, "classes.txt"), (True, "seg_classes.txt")])
+def test_a_bom_is_not_part_of_the_first_class_name(tmp_path: Path, dense: bool, name: str) -> None:
+    (tmp_path / name).write_bytes("\ufeffcat\r\ndog\r\n\r\n".encode())
+    assert read_class_names(tmp_path / "train.txt", dense) == ["cat", "dog"]
+
+
+def test_class_names_that_are_not_utf8(tmp_path: Path) -> None:
+    (tmp_path / "classes.txt").write_bytes("chat\nlévrier\n".encode("latin-1"))
+    assert (f"Class names file {tmp_path}/classes.txt is not UTF-8 text: byte 0xe9 on line 2 "
+            "cannot be decoded. Save it as UTF-8 text.") in refused(read_class_names, tmp_path / "train.txt", False)
+
+
+def test_a_blank_line_between_class_names_would_shift_ids(tmp_path: Path) -> None:
+    (tmp_path / "classes.txt").write_text("cat\n\ndog\n")
+    assert f"{tmp_path}/classes.txt:2 is blank" in refused(read_class_names, tmp_path / "train.txt", False)
+    (tmp_path / "classes.txt").write_text("\n  \n")
+    assert "names no classes" in refused(read_class_names, tmp_path / "train.txt", False)
+
+
+def test_a_classes_file_that_is_a_directory_is_not_ignored(tmp_path: Path) -> None:
+    (tmp_path / "classes.txt").mkdir()
+    assert (f"Class names file {tmp_path}/classes.txt is a directory, not a file."
+            in refused(read_class_names, tmp_path / "train.txt", False))
+
+
+def test_spaces_tabs_and_line_ends(tmp_path: Path) -> None:
+    text = "my photos/a b.png   1\r\n \t \r\nc.png\t2\r\n\nd.png 0\re.png 3\n   \n"
+    (tmp_path / "train.txt").write_text(text, newline="")
+    entries = read_list_file(tmp_path / "train.txt")
+    assert [(e.image.relative_to(tmp_path).as_posix(), e.label, e.where[-2:]) for e in entries] == [
+        ("my photos/a b.png", 1, ":1"), ("c.png", 2, ":3"), ("d.png", 0, ":5"), ("e.png", 3, ":6")]
+
+
+def test_line_numbers_count_only_real_line_breaks(tmp_path: Path) -> None:
+    (tmp_path / "train.txt").write_text("a.png 0\nform\x0cfeed.png 1\nno_label\n")  # \x0c: not a line end
+    assert f"Malformed line {tmp_path}/train.txt:3: 'no_label'" in refused(read_list_file, tmp_path / "train.txt")
+
+
+def test_a_comma_separated_line(tmp_path: Path) -> None:
+    (tmp_path / "train.txt").write_text("a.png,0\n")
+    assert "Expected `<image path> <label>` (separated by a space or a tab, not a comma)" in refused(
+        read_list_file, tmp_path / "train.txt")
+
+
+def test_a_very_long_line_is_quoted_short(tmp_path: Path) -> None:
+    (tmp_path / "train.txt").write_text("x" * 100_000 + "\n")
+    text = refused(read_list_file, tmp_path / "train.txt")
+    assert "... (100000 characters)" in text and len(text) < 400
+
+
+@pytest.mark.parametrize("content, message", [
+    (bytes(range(128, 256)), "is not UTF-8 text: byte 0x80 on line 1 cannot be decoded."),
+    ("a.png 0\n".encode("utf-16"), "It looks like UTF-16 (Windows \"Unicode\")."),
+    (b"a.png 0\n\x00\x00\x01 0\n", "holds a NUL byte on line 2: it is binary, not text."),
+])
+def test_list_files_that_are_not_text(tmp_path: Path, content: bytes, message: str) -> None:
+    (tmp_path / "train.txt").write_bytes(content)
+    assert f"List file {tmp_path}/train.txt " in (text := refused(read_list_file, tmp_path / "train.txt"))
+    assert message in text
+
+
+@pytest.mark.parametrize("make, description", [
+    (Path.mkdir, "is a directory, not a file."),
+    (os.mkfifo, "is a FIFO (named pipe), not a regular file."),
+])
+def test_list_files_that_are_not_files(tmp_path: Path, make, description: str) -> None:
+    make(tmp_path / "train.txt")
+    assert refused(read_list_file, tmp_path / "train.txt").startswith(f"List file {tmp_path}/train.txt {description}")
