@@ -4,8 +4,14 @@ The list is UTF-8 text (a BOM is dropped; lines end in LF, CRLF or CR). The labe
 line's last field, after a space or tab, so image paths may hold spaces. Paths are relative
 to the list file's folder, or absolute. Lines that are blank or start with `#` are skipped.
 
-The label is an integer class id, or the path of a label image (a mask: one class id per
-pixel) for dense tasks; one list holds one kind.
+A label is, in this order:
+  1. a class id: a whole number written in the digits 0-9 (`3`);
+  2. a mask path (a label image: one class id per pixel, for dense tasks): it holds a `/`
+     or ends in a picture suffix Pillow knows (`.png`, `.tif`, ...);
+  3. refused if it looks like a number but is not a class id (`0.0`, `1e3`, `+1`, `١`);
+  4. a mask path if such a file exists beside the list (a mask named without a suffix);
+  5. refused otherwise (a class name such as `cat`: names belong in classes.txt).
+One list holds one kind.
 
 The class names come from `classes.txt` beside the list (or `seg_classes.txt` for mask
 lists), one name a line, the first naming class id 0; without it, a class-id list has
@@ -17,9 +23,11 @@ import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 
@@ -94,18 +102,55 @@ def _parse_line(line: str, list_path: Path, number: int) -> ListEntry:
                         f"<label>`{comma}, the label an integer class id or a mask path.")
     image, label = parts
     folder = list_path.parent
+    return ListEntry(folder / image, _parse_label(label, folder, where), where)
+
+
+def _shorten(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _parse_label(label: str, folder: Path, where: str) -> int | Path:
+    """A class id or a mask path, by the rules in the module docstring."""
     if CLASS_ID.fullmatch(label):
         if int(label) < 0:
             raise UserError(f"Negative class id {label} at {where}; class ids start at 0.")
         if int(label) >= MAX_CLASSES:
             raise UserError(f"Class id {label} at {where} is implausibly large (the limit is {MAX_CLASSES - 1}); "
                             "class ids count from 0 up to the number of classes - 1.")
-        return ListEntry(folder / image, int(label), where)
-    return ListEntry(folder / image, folder / label, where)
+        return int(label)
+    if "/" in label or os.sep in label or Path(label).suffix.lower() in _picture_suffixes():
+        return folder / label
+    if _looks_like_number(label):
+        raise UserError(f"Label {_shorten(label)} at {where} is not an integer class id; {_integer_hint(label)}.")
+    if os.path.lexists(folder / label):
+        return folder / label
+    raise UserError(f"Label {_shorten(label)!r} at {where} is neither a class id (a whole number "
+                    "0, 1, 2, ...) nor a mask path (a path with `/`, or a file name ending in a "
+                    "picture suffix such as .png). Class names belong in classes.txt, one a "
+                    "line: the label of the name on line i is i - 1.")
 
 
-def _shorten(text: str, limit: int = 120) -> str:
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+@cache
+def _picture_suffixes() -> frozenset[str]:
+    return frozenset(Image.registered_extensions())  # ".png", ".jpg", ".tif", ... (lower case)
+
+
+def _looks_like_number(label: str) -> bool:
+    try:
+        float(label)  # "0.0", "1e3", "+1", "١" (any script's digits), "nan"
+        return True
+    except ValueError:
+        return any(c.isnumeric() for c in label) and all(c.isnumeric() or c in "+-.,_eE" for c in label)
+
+
+def _integer_hint(label: str) -> str:
+    try:
+        value = float(label)
+    except ValueError:
+        value = None
+    if value is not None and value.is_integer() and 0 <= value < MAX_CLASSES:
+        return f"write {int(value)}"
+    return "class ids are whole numbers 0, 1, 2, ... written with the digits 0-9"
 
 
 def read_class_names(list_path: str | Path, dense: bool) -> list[str] | None:

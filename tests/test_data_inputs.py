@@ -1,6 +1,6 @@
 """Hostile inputs to the list data sets (issue 12): every Pillow mode, odd files where a
-picture should be, and odd list and class-name files. Each gives the right pixels or one
-UserError naming the file (and list line) and what is accepted."""
+picture should be, odd list and class-name files, and labels that look like numbers. Each
+gives the right pixels or one UserError naming the file (and list line) and what is accepted."""
 
 import os
 import socket
@@ -361,3 +361,33 @@ def test_list_files_that_are_not_text(tmp_path: Path, content: bytes, message: s
 def test_list_files_that_are_not_files(tmp_path: Path, make, description: str) -> None:
     make(tmp_path / "train.txt")
     assert refused(read_list_file, tmp_path / "train.txt").startswith(f"List file {tmp_path}/train.txt {description}")
+
+
+# ---- labels -------------------------------------------------------------------------
+
+WHOLE = "class ids are whole numbers 0, 1, 2, ... written with the digits 0-9"
+
+
+@pytest.mark.parametrize("label, advice", [
+    ("0.0", "write 0"), ("1e3", "write 1000"), ("+1", "write 1"), ("١", "write 1"), ("07.00", "write 7"),
+    ("1.5", WHOLE), ("-1.0", WHOLE), ("²", WHOLE), ("1,5", WHOLE), ("nan", WHOLE),
+])
+def test_labels_that_look_like_numbers_but_are_not_class_ids(tmp_path: Path, label: str, advice: str) -> None:
+    (tmp_path / "seg_classes.txt").write_text("background\n")  # not the way out: it stays an error
+    (tmp_path / "train.txt").write_text(f"a.png 0\nb.png {label}\n")
+    assert refused(read_list_file, tmp_path / "train.txt") == (
+        f"Label {label} at {tmp_path}/train.txt:2 is not an integer class id; {advice}.")
+
+
+def test_what_counts_as_a_mask_path(tmp_path: Path) -> None:
+    (tmp_path / "mask_0001").write_bytes(b"")  # an existing file needs no suffix
+    (tmp_path / "train.txt").write_text("a.png masks/m\nb.png m.PNG\nc.png mask_0001\nd.png 0.0.png\n")
+    labels = [entry.label for entry in read_list_file(tmp_path / "train.txt")]
+    assert labels == [tmp_path / "masks/m", tmp_path / "m.PNG", tmp_path / "mask_0001", tmp_path / "0.0.png"]
+
+
+def test_a_class_name_instead_of_a_class_id(tmp_path: Path) -> None:
+    (tmp_path / "train.txt").write_text("a.png cat\n")
+    assert refused(read_list_file, tmp_path / "train.txt").startswith(
+        f"Label 'cat' at {tmp_path}/train.txt:1 is neither a class id (a whole number 0, 1, 2, ...) "
+        "nor a mask path")
