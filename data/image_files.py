@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 from torchvision.transforms.v2.functional import pil_to_tensor
 
 from utils.errors import UserError
@@ -92,7 +92,8 @@ def open_picture(path: Path, where: str, what: str) -> Image.Image:
     the file and its list line for anything that is not a picture Pillow can decode."""
     problem = file_problem(path)
     if problem:
-        raise UserError(f"The {what} {path} (listed at {where}) {problem}.")
+        shown = str(path) if len(str(path)) <= 300 else f"{str(path)[:120]}... ({len(str(path))} characters)"
+        raise UserError(f"The {what} {shown} (listed at {where}) {problem}.")
     try:
         with open(path, "rb") as file, warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -115,7 +116,10 @@ def open_picture(path: Path, where: str, what: str) -> Image.Image:
 def _undecodable(path: Path, where: str, what: str, error: Exception) -> str:
     if os.path.getsize(path) == 0:  # stat()ed a moment ago: a regular file
         return f"The {what} {path} (listed at {where}) is empty (0 bytes)."
-    reason = str(error) or type(error).__name__
+    if isinstance(error, UnidentifiedImageError):  # its text names the file object, not the path
+        reason = "not a picture format Pillow knows, or its header is damaged"
+    else:
+        reason = str(error) or type(error).__name__
     return (f"The {what} {path} (listed at {where}) cannot be decoded: {reason}. "
             "Accepted: the formats Pillow reads (PNG, JPEG, BMP, TIFF, ...), complete files.")
 
