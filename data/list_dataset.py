@@ -1,30 +1,44 @@
 """A data set described by a list file: one sample a line, `<image path> <label>`.
 
-Paths are relative to the list file's folder, or absolute. The label is an integer class
-id, or the path of a label image (a mask: one class id per pixel) for dense tasks; one list
-holds one kind. Lines that are empty or start with `#` are skipped.
+The list is UTF-8 text (a BOM is dropped; lines end in LF, CRLF or CR). The label is the
+line's last field, after a space or tab, so image paths may hold spaces. Paths are relative
+to the list file's folder, or absolute. Lines that are blank or start with `#` are skipped.
+
+A label is, in this order:
+  1. a class id: a whole number written in the digits 0-9 (`3`);
+  2. a mask path (a label image: one class id per pixel, for dense tasks): it holds a `/`
+     or ends in a picture suffix Pillow knows (`.png`, `.tif`, ...);
+  3. refused if it looks like a number but is not a class id (`0.0`, `1e3`, `+1`, `١`);
+  4. a mask path if such a file exists beside the list (a mask named without a suffix);
+  5. refused otherwise (a class name such as `cat`: names belong in classes.txt).
+One list holds one kind.
 
 The class names come from `classes.txt` beside the list (or `seg_classes.txt` for mask
-lists), one name a line; without it, a class-id list has `largest label + 1` classes.
+lists), one name a line, the first naming class id 0; without it, a class-id list has
+`largest label + 1` classes. Pictures are decoded by data/image_files.py (which modes
+become what, and what is refused).
 """
 
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 
 import torch
 from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
-from torchvision.transforms.v2.functional import pil_to_tensor
 
 from data.augment import Augment, eval_transform, train_transform
 from data.demo_data import ensure_demo_data
+from data.image_files import file_problem, open_picture, to_class_ids, to_rgb
 from utils.errors import UserError
 
 CLASS_ID = re.compile(r"-?[0-9]+")  # ASCII digits only: str.isdigit() also accepts "²"
 MAX_CLASSES = 1_000_000
+LIST_HINT = "A list file has one `<image path> <label>` line per sample."
 
 
 @dataclass(frozen=True)
@@ -39,15 +53,9 @@ class ListEntry:
 def read_list_file(list_path: str | Path) -> list[ListEntry]:
     """Parse a list file, with an error naming the file and line for anything malformed."""
     list_path = Path(list_path)
-    if not list_path.is_file():
-        raise UserError(f"List file {list_path} does not exist (or is not a file). "
-                        "A list file has one `<image path> <label>` line per sample.")
-    try:
-        text = list_path.read_text()
-    except (OSError, UnicodeDecodeError) as error:
-        raise UserError(f"List file {list_path} cannot be read as text: {error}") from None
+    text = read_text_file(list_path, "List file", LIST_HINT)
     entries = []
-    for number, line in enumerate(text.splitlines(), start=1):
+    for number, line in enumerate(text.split("\n"), start=1):
         if line.strip() and not line.lstrip().startswith("#"):
             entries.append(_parse_line(line, list_path, number))
     if not entries:
@@ -61,58 +69,131 @@ def read_list_file(list_path: str | Path) -> list[ListEntry]:
     return entries
 
 
+def read_text_file(path: Path, what: str, hint: str = "") -> str:
+    """The text of a list or class-names file: UTF-8, a leading BOM dropped (Windows editors
+    write one), every line end made LF so that line numbers match the editor's."""
+    problem = file_problem(path)
+    if problem:
+        raise UserError(f"{what} {path} {problem}. {hint}".strip())
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise UserError(f"{what} {path} cannot be read: {error.strerror or error}.") from None
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = data[:error.start].count(b"\n") + 1
+        utf16 = " It looks like UTF-16 (Windows \"Unicode\")." if data[:2] in (b"\xff\xfe", b"\xfe\xff") else ""
+        raise UserError(f"{what} {path} is not UTF-8 text: byte 0x{data[error.start]:02x} on line "
+                        f"{line} cannot be decoded.{utf16} Save it as UTF-8 text. {hint}".strip()) from None
+    if "\0" in text:
+        line = text[:text.index("\0")].count("\n") + 1
+        raise UserError(f"{what} {path} holds a NUL byte on line {line}: it is binary, not text. "
+                        f"{hint}".strip())
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
 def _parse_line(line: str, list_path: Path, number: int) -> ListEntry:
     where = f"{list_path}:{number}"
     parts = line.strip().rsplit(maxsplit=1)
     if len(parts) != 2:
-        raise UserError(f"Malformed line {where}: {line.strip()!r}. Expected "
-                        "`<image path> <label>`, the label an integer class id or a mask path.")
+        comma = " (separated by a space or a tab, not a comma)" if "," in line else ""
+        raise UserError(f"Malformed line {where}: {_shorten(line.strip())!r}. Expected `<image path> "
+                        f"<label>`{comma}, the label an integer class id or a mask path.")
     image, label = parts
     folder = list_path.parent
+    return ListEntry(folder / image, _parse_label(label, folder, where), where)
+
+
+def _shorten(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
+
+
+def _parse_label(label: str, folder: Path, where: str) -> int | Path:
+    """A class id or a mask path, by the rules in the module docstring."""
     if CLASS_ID.fullmatch(label):
         if int(label) < 0:
             raise UserError(f"Negative class id {label} at {where}; class ids start at 0.")
         if int(label) >= MAX_CLASSES:
             raise UserError(f"Class id {label} at {where} is implausibly large (the limit is {MAX_CLASSES - 1}); "
                             "class ids count from 0 up to the number of classes - 1.")
-        return ListEntry(folder / image, int(label), where)
-    return ListEntry(folder / image, folder / label, where)
+        return int(label)
+    if "/" in label or os.sep in label or Path(label).suffix.lower() in _picture_suffixes():
+        return folder / label
+    if _looks_like_number(label):
+        raise UserError(f"Label {_shorten(label)} at {where} is not an integer class id; {_integer_hint(label)}.")
+    if os.path.lexists(folder / label):
+        return folder / label
+    raise UserError(f"Label {_shorten(label)!r} at {where} is neither a class id (a whole number "
+                    "0, 1, 2, ...) nor a mask path (a path with `/`, or a file name ending in a "
+                    "picture suffix such as .png). Class names belong in classes.txt, one a "
+                    "line: the label of the name on line i is i - 1.")
+
+
+@cache
+def _picture_suffixes() -> frozenset[str]:
+    return frozenset(Image.registered_extensions())  # ".png", ".jpg", ".tif", ... (lower case)
+
+
+def _looks_like_number(label: str) -> bool:
+    try:
+        float(label)  # "0.0", "1e3", "+1", "١" (any script's digits), "nan"
+        return True
+    except ValueError:
+        return any(c.isnumeric() for c in label) and all(c.isnumeric() or c in "+-.,_eE" for c in label)
+
+
+def _integer_hint(label: str) -> str:
+    try:
+        value = float(label)
+    except ValueError:
+        value = None
+    if value is not None and value.is_integer() and 0 <= value < MAX_CLASSES:
+        return f"write {int(value)}"
+    return "class ids are whole numbers 0, 1, 2, ... written with the digits 0-9"
 
 
 def read_class_names(list_path: str | Path, dense: bool) -> list[str] | None:
-    """The names in `classes.txt` (`seg_classes.txt` for mask lists) beside the list, if any."""
+    """The names in `classes.txt` (`seg_classes.txt` for mask lists) beside the list, if any.
+
+    A blank line between names is refused: it would shift the id of every class after it."""
     name = "seg_classes.txt" if dense else "classes.txt"
     path = Path(list_path).parent / name
-    if not path.is_file():
+    if not os.path.lexists(path):
         return None
-    return [line.strip() for line in path.read_text().splitlines() if line.strip()]
+    hint = "It names the classes, one a line: line i names class id i - 1."
+    names = [line.strip() for line in read_text_file(path, "Class names file", hint).split("\n")]
+    while names and not names[-1]:
+        names.pop()
+    if not names:
+        raise UserError(f"Class names file {path} names no classes. {hint} Delete it to number "
+                        "the classes 0, 1, 2, ... instead.")
+    if "" in names:
+        raise UserError(f"{path}:{names.index('') + 1} is blank; in {name} line i names class id "
+                        "i - 1, so a blank line would shift every class after it. Remove the line.")
+    return names
 
 
 def load_image(path: Path, where: str) -> torch.Tensor:
-    """Decode a picture as an RGB uint8 tensor (3, H, W); errors name the file and list line."""
-    return pil_to_tensor(_open(path, where, "image").convert("RGB"))
+    """Decode a picture as an RGB uint8 tensor (3, H, W); errors name the file and list line.
+    Every Pillow mode has a rule (data/image_files.py); 16-bit grey is scaled, not clipped."""
+    return to_rgb(open_picture(path, where, "image"), path, where)
 
 
 def load_mask(path: Path, where: str) -> torch.Tensor:
-    """Decode a label image (single channel, "L" or palette "P") as a (1, H, W) uint8 tensor
-    of class ids. Palette PNGs (as in Pascal VOC) keep their indices, not their colours."""
-    mask = _open(path, where, "label image")
-    if mask.mode not in ("L", "P"):
-        raise UserError(f"The label image {path} (listed at {where}) has mode {mask.mode}; a mask "
-                        "must be a single-channel PNG (mode L or P) holding one class id per pixel.")
-    return pil_to_tensor(mask)
+    """Decode a label image (single channel, "L" or palette "P"; 16-bit when every value is
+    a class id) as a (1, H, W) uint8 tensor of class ids. Palette PNGs (as in Pascal VOC)
+    keep their indices, not their colours."""
+    return to_class_ids(open_picture(path, where, "label image"), path, where)
 
 
-def _open(path: Path, where: str, what: str) -> Image.Image:
-    if not path.is_file():
-        raise UserError(f"The {what} {path} (listed at {where}) does not exist.")
-    try:
-        image = Image.open(path)
-        image.load()  # decodes now, so errors surface here; also closes the file
-        return image
-    except (OSError, SyntaxError, ValueError) as error:  # PIL's ways of saying "not a picture"
-        raise UserError(f"The {what} {path} (listed at {where}) cannot be decoded: {error}. "
-                        "Accepted: the formats Pillow reads (PNG, JPEG, BMP, TIFF, ...).") from None
+def check_mask_size(image: torch.Tensor, mask: torch.Tensor, entry: ListEntry) -> None:
+    """A mask must cover its image pixel for pixel; said here, before a transform fails on it."""
+    if image.shape[1:] != mask.shape[1:]:
+        (image_h, image_w), (mask_h, mask_w) = image.shape[1:], mask.shape[1:]
+        raise UserError(f"The label image {entry.label} ({mask_w} x {mask_h} pixels) and its image "
+                        f"{entry.image} ({image_w} x {image_h}), listed at {entry.where}, differ in "
+                        "size; a mask holds one class id per pixel of its image.")
 
 
 class ListDataset(Dataset):
@@ -155,7 +236,9 @@ class ListDataset(Dataset):
         entry = self.entries[index]
         image = load_image(entry.image, entry.where)
         if self.dense:
-            return image, load_mask(entry.label, entry.where)
+            mask = load_mask(entry.label, entry.where)
+            check_mask_size(image, mask, entry)
+            return image, mask
         return image, entry.label
 
     def __getitem__(self, index: int) -> dict:
