@@ -39,11 +39,9 @@ from utils.checkpoints import CheckpointKeeper, CheckpointWriter
 from utils.distributed import (
     any_rank,
     cleanup_distributed,
-    gather_to_main,
     gradient_sync,
     init_distributed,
     is_main_process,
-    rank,
     sync_buffers_from_main,
     world_size,
 )
@@ -54,17 +52,14 @@ from utils.progress import ProgressBar
 from utils.run_dir import RunDir, experiment_dir, launcher, run_dir_name
 from utils.stop_signals import StopRequested, StopSignals
 from utils.torch_utils import (
-    load_state_into,
     load_weights,
     make_deterministic,
-    model_state,
-    rng_state,
     select_device,
-    set_rng_state,
     set_seed,
     speed_up,
     unwrap_model,
 )
+from utils.training_state import TrainingState
 
 log = logging.getLogger(__name__)
 
@@ -98,9 +93,13 @@ class Trainer:
         self.mix = batch_mix(augment_of(args), train_set.num_classes)  # --mixup / --cutmix
         self.optimizer = build_optimizer(self.model.parameters(), args.optimizer, args.lr, args.momentum, args.beta,
                                          args.weight_decay)
-        self.scheduler = self.build_scheduler()
+        steps_per_epoch = math.ceil(len(self.train_loader) / args.accum_steps)  # optimizer steps
+        self.scheduler = build_scheduler(self.optimizer, args.scheduler, args.epochs, steps_per_epoch,
+                                         args.warmup_epochs, args.min_lr, args.lr_step_size or max(1, args.epochs // 3),
+                                         args.lr_gamma)
         # Mixed precision: autocast in Evaluator.step; fp16 also scales the loss so gradients do not underflow.
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=args.amp == "fp16")
+        self.state = TrainingState(self.model, self.optimizer, self.scheduler, self.scaler, self.ema)
         loss_fn = self.task.loss(args.loss, args.label_smoothing)
         self.evaluator = Evaluator(self.model, val_loader, self.task, loss_fn, self.device, args.amp,
                                    args.channels_last)
@@ -119,14 +118,6 @@ class Trainer:
             self.resume(resume)
         log.info(f"{args.model_type} ({sum(p.numel() for p in model.parameters()):,} parameters) on {self.device} "
                  f"x {world_size()} process(es); {len(train_set)} training and {len(val_set)} validation samples")
-
-    def build_scheduler(self) -> torch.optim.lr_scheduler.LRScheduler | None:
-        """--scheduler over the run's optimizer steps, after --warmup_epochs (stepped every step)."""
-        steps_per_epoch = math.ceil(len(self.train_loader) / self.args.accum_steps)
-        step_epochs = self.args.lr_step_size or max(1, self.args.epochs // 3)
-        return build_scheduler(self.optimizer, self.args.scheduler, self.args.epochs * steps_per_epoch,
-                               round(self.args.warmup_epochs * steps_per_epoch), self.args.min_lr,
-                               step_epochs * steps_per_epoch, self.args.lr_gamma)
 
     def train(self, run: RunDir) -> None:
         """Run the remaining epochs into `run`: train, validate, write curves and checkpoints.
@@ -265,28 +256,21 @@ class Trainer:
             raise StopRequested(self.stop.signal_number or signal.SIGTERM)
 
     def checkpoint_state(self) -> dict:
-        """Everything needed to evaluate or to continue exactly: plain dicts, tensors and
-        numbers only, so `torch.load(path)` (weights_only=True) reads it."""
-        return {
-            "model": unwrap_model(self.model).state_dict(),
-            "ema": {"model": self.ema.module.state_dict(), "n_averaged": int(self.ema.n_averaged)}
-            if self.ema else None,
-            "optimizer": self.optimizer.state_dict(),
-            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
-            "scaler": self.scaler.state_dict(),
+        """Everything needed to evaluate or to continue exactly (utils/training_state.py), with
+        the run's progress, metrics and what it was made from."""
+        return self.state.state_dict() | {
             "epoch": self.epoch,  # epochs completed
             "step_in_epoch": self.step_in_epoch,
             "global_step": self.global_step,
             "metrics": self.logger.rows[-1] if self.logger.rows else {},
             "history": self.logger.rows,  # metrics.csv, so a resumed run rewrites it exactly
             "checkpoints": self.checkpoints.state_dict(),  # best so far, top-k, early-stopping counter
-            "rng": gather_to_main([rng_state()]),  # one per process, in rank order
             "world_size": world_size(),  # resuming needs the same number of processes
             "model_kwargs": self.model_kwargs,
             "class_names": self.task.class_names,
             "task": self.task.name,
-            "data": self.data,
-            "run_id": self.run.run_id,
+            "data": self.data,  # what the lists held: a resumed run must see the same
+            "run_id": self.run.run_id,  # which run this checkpoint belongs to
             "args": vars(self.args),
         }
 
@@ -294,21 +278,13 @@ class Trainer:
         """Continue a run from its last.pth (`checkpoint_state()`), exactly where it was."""
         checkpoint = resume.checkpoint
         check_same_data(checkpoint["data"], self.data, resume.path)
-        load_state_into(self.model, model_state(checkpoint), strict=True, source=resume.path)
-        if self.ema is not None:
-            self.ema.module.load_state_dict(checkpoint["ema"]["model"])
-            self.ema.n_averaged.fill_(checkpoint["ema"]["n_averaged"])
-        self.optimizer.load_state_dict(checkpoint["optimizer"])
-        if self.scheduler is not None:
-            self.scheduler.load_state_dict(checkpoint["scheduler"])
-        self.scaler.load_state_dict(checkpoint["scaler"])
         self.epoch, self.global_step = checkpoint["epoch"], checkpoint["global_step"]
         self.step_in_epoch, self.saved_at_step = checkpoint["step_in_epoch"], checkpoint["global_step"]
         # The epoch's sums so far cover all processes: rank 0 alone continues from them.
         self.partial_epoch = checkpoint.get("partial_epoch") or {} if is_main_process() else {}
         self.checkpoints.load_state_dict(checkpoint["checkpoints"])
         self.history = checkpoint["history"]
-        set_rng_state(checkpoint["rng"][rank()])  # last: building the model above drew random numbers
+        self.state.load_state_dict(checkpoint, resume.path)  # last: it also restores the random generators
         log.info(f"Resumed at epoch {self.epoch + 1}, step {self.step_in_epoch} (global step {self.global_step})")
 
 

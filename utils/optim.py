@@ -23,10 +23,11 @@ def build_optimizer(params, name: str, lr: float, momentum: float, beta: float,
     return optimizer(params, lr=lr, betas=(momentum, beta), weight_decay=weight_decay)
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, name: str, total_steps: int, warmup_steps: int,
-                    min_lr: float, step_every: int, gamma: float) -> LRScheduler | None:
-    """`warmup_steps` of linear ramp up to --lr, then `name` over the remaining steps: cosine
-    down to `min_lr`, step (times `gamma` every `step_every` steps) or constant."""
+def build_scheduler(optimizer: torch.optim.Optimizer, name: str, epochs: int, steps_per_epoch: int,
+                    warmup_epochs: float, min_lr: float, step_epochs: int, gamma: float) -> LRScheduler | None:
+    """`warmup_epochs` of linear ramp up to --lr, then `name` over the remaining steps: cosine
+    down to `min_lr`, step (times `gamma` every `step_epochs` epochs) or constant."""
+    total_steps, warmup_steps = epochs * steps_per_epoch, round(warmup_epochs * steps_per_epoch)
     if warmup_steps >= total_steps and warmup_steps:
         raise UserError(f"The warmup ({warmup_steps} steps) is as long as the whole run ({total_steps} steps); "
                         "use a shorter --warmup_epochs or more --epochs.")
@@ -34,7 +35,7 @@ def build_scheduler(optimizer: torch.optim.Optimizer, name: str, total_steps: in
     if name == "cosine":
         main = CosineAnnealingLR(optimizer, T_max=total_steps - warmup_steps, eta_min=min_lr)
     elif name == "step":
-        main = StepLR(optimizer, step_size=step_every, gamma=gamma)
+        main = StepLR(optimizer, step_size=step_epochs * steps_per_epoch, gamma=gamma)
     if not warmup_steps:
         return main
     # Starts at lr / (warmup_steps + 1) and reaches lr at the end of the warmup.
