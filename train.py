@@ -163,6 +163,7 @@ class Trainer:
             self.task.check_labels(batch["label"], batch["path"])
             if self.mix is not None:  # mixed images; soft targets for the loss, the labels for metrics
                 batch["image"], batch["target"] = self.mix(batch["image"], batch["label"])
+            lr = self.optimizer.param_groups[0]["lr"]  # what this step trains with (the schedule moves after it)
             update = (i + 1) % self.args.accum_steps == 0 or i + 1 == steps  # step after N batches
             with gradient_sync(self.model, update):  # DDP averages gradients only when stepping
                 out = self.evaluator.step(batch)  # the forward pass and its loss
@@ -174,7 +175,7 @@ class Trainer:
             metrics = self.evaluator.compute_metrics(out)
             recorder.record(metrics, n=len(out["label"]))
             meter.update(out["pred"].detach().argmax(1), out["label"])
-            self.report_step(bar, metrics, recorder, epoch, i)
+            self.report_step(bar, metrics, recorder, epoch, i, lr)
             if i == 0:
                 self.logger.save_imgs(self.evaluator.gen_imgs_to_write(out, "train"), self.global_step)
             if update and i + 1 < steps:  # the epoch's end saves (and stops) after validation
@@ -200,14 +201,13 @@ class Trainer:
             self.ema.update_parameters(unwrap_model(self.model))
 
     def report_step(self, bar: ProgressBar, metrics: dict[str, torch.Tensor], recorder: Recorder, epoch: int,
-                    i: int) -> None:
+                    i: int, lr: float) -> None:
         """The epoch's running loss on the bar every --print_freq steps, per-step curves every
         --log_freq. Only then is a value read from the GPU (which waits for it)."""
         if i % self.args.print_freq == 0:
             check_finite(metrics["loss"].item(), epoch, i)
             bar.show(loss=recorder.local_mean("loss"))
         if i % self.args.log_freq == 0:
-            lr = self.optimizer.param_groups[0]["lr"]
             self.logger.record_step({"train_step/loss": metrics["loss"], "train_step/lr": lr}, self.global_step)
 
     def val_per_epoch(self, epoch: int) -> dict[str, float]:

@@ -21,6 +21,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 import train
 from data.demo_data import generate_demo_data
 
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -29,10 +31,16 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def flags(demo: Path, checkpoints: Path, workers: int = 0) -> list[str]:
+# The week-one recipe, everything that has state of its own: augmentation, MixUp/CutMix, a
+# warmup into a per-step schedule, EMA weights, top-k checkpoints and early stopping.
+RECIPE = ["--crop_padding", "4", "--hflip", "0.5", "--mixup", "0.2", "--cutmix", "1.0", "--warmup_epochs", "1",
+          "--ema_decay", "0.9", "--save_top_k", "2", "--patience", "5", "--label_smoothing", "0.1"]
+
+
+def flags(demo: Path, checkpoints: Path, workers: int = 0, recipe: bool = False) -> list[str]:
     return ["--train_list", str(demo / "train.txt"), "--val_list", str(demo / "val.txt"),
             "--checkpoints_dir", str(checkpoints), "--epochs", "3", "--batch_size", "16",
-            "--num_workers", str(workers), "--print_freq", "100", "--save_freq", "100"]
+            "--num_workers", str(workers), "--print_freq", "100", "--save_freq", "100", *(RECIPE if recipe else [])]
 
 
 def only_run(checkpoints: Path) -> Path:
@@ -48,12 +56,24 @@ def uninterrupted(demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return only_run(checkpoints)
 
 
+@pytest.fixture(scope="module")
+def uninterrupted_recipe(demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    checkpoints = tmp_path_factory.mktemp("uninterrupted_recipe")
+    result = run_python(["train.py", *flags(demo, checkpoints, recipe=True)])
+    assert result.returncode == 0, result.stderr[-2000:]
+    return only_run(checkpoints)
+
+
 def assert_same_run(resumed: Path, reference: Path) -> None:
     ours, theirs = torch.load(resumed / "last.pth"), torch.load(reference / "last.pth")
     assert ours["epoch"] == theirs["epoch"] == 3 and ours["global_step"] == theirs["global_step"] == 60
     for name, tensor in theirs["model"].items():
         assert torch.equal(ours["model"][name], tensor), name
+    for name, tensor in (theirs["ema"] or {}).get("model", {}).items():
+        assert torch.equal(ours["ema"]["model"][name], tensor), f"ema {name}"
+    assert ours["checkpoints"] == theirs["checkpoints"] and ours["scheduler"] == theirs["scheduler"]
     assert (resumed / "metrics.csv").read_text() == (reference / "metrics.csv").read_text()
+    assert sorted(p.name for p in resumed.glob("top_epoch_*")) == sorted(p.name for p in reference.glob("top_epoch_*"))
 
 
 def test_sigkill_in_epoch_2_then_resume_from_the_epoch_1_checkpoint(demo, uninterrupted, tmp_path) -> None:
@@ -79,6 +99,16 @@ def test_sigkill_mid_epoch_then_resume_from_a_step_checkpoint(demo, uninterrupte
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Resumed at epoch 2, step" in result.stdout
     assert_same_run(run_dir, uninterrupted)
+
+
+def test_the_recipe_killed_mid_epoch_and_resumed_ends_bit_identical(demo, uninterrupted_recipe, tmp_path) -> None:
+    argv = flags(demo, tmp_path, workers=2, recipe=True) + ["--save_every_steps", "3"]
+    in_epoch_2 = lambda c: c["epoch"] == 1 and 6 <= c["step_in_epoch"] <= 15  # noqa: E731
+    start_and_stop(argv, tmp_path, in_epoch_2, signal.SIGKILL)
+    run_dir = only_run(tmp_path)
+    result = run_python(["train.py", "--resume", str(run_dir)])
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert_same_run(run_dir, uninterrupted_recipe)
 
 
 def test_sigterm_saves_marks_interrupted_and_prints_the_resume_command(demo, uninterrupted, tmp_path) -> None:
