@@ -18,6 +18,8 @@ Standard library only: no torch import, fast start.
 """
 
 import argparse
+import os
+import signal
 import sys
 from pathlib import Path
 
@@ -134,6 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(text, end="" if args.csv and args.show is None else "\n")
+    try:
+        print(text, end="" if args.csv and args.show is None else "\n", flush=True)
+    except BrokenPipeError:  # `python -m runs | head`: the reader left; stop quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 128 + signal.SIGPIPE
     return 0
 
