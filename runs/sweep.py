@@ -17,6 +17,7 @@ refused. Exit code: 0 all finished, 1 some did not (see the summary), 2 bad inpu
 
 import argparse
 import os
+import signal
 import sys
 from pathlib import Path
 
@@ -88,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C before any run started (e.g. while torch counts the GPUs)
+        print("Stopped before any run started.", file=sys.stderr)
+        return 128 + signal.SIGINT
 
 
 def sweep(args: argparse.Namespace, train_flags: list[str]) -> int:
@@ -141,6 +145,7 @@ def command_of(task: Task, args: argparse.Namespace, train_flags: list[str], man
 
 def start(task: Task, slot: int, args: argparse.Namespace, train_flags: list[str], manifest: dict,
           devices: list[str] | None, exp_dir: Path) -> Job:
+    """Start a task's train.py in job slot `slot` (which decides its GPUs)."""
     return start_job(task, command_of(task, args, train_flags, manifest), slot, devices, args.gpus_per_job, exp_dir)
 
 

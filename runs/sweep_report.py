@@ -45,6 +45,7 @@ class Progress:
         return sum(entry["state"] == state for entry in self.manifest["points"])
 
     def report(self, job: Job, state: str) -> None:
+        """A run ended: say how, and move the bar."""
         entry = job.task.entry
         run_dir = entry_run_dir(entry, self.exp_dir)
         detail = f": {entry['error']} (log: {job.log})" if state == "failed" else f" -> {run_dir or '?'}"

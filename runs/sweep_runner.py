@@ -133,6 +133,7 @@ def learn_run_dir(entry: dict, log: Path, offset: int, exp_dir: Path) -> bool:
 
 
 def read_log(log: Path, offset: int) -> str:
+    """One attempt's output: the log from `offset` on ("" if the log cannot be read)."""
     try:
         with open(log, encoding="utf-8", errors="replace") as file:
             file.seek(offset)

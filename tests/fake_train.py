@@ -33,10 +33,12 @@ def write_status(run_dir: Path, **values: object) -> None:
 
 
 def new_run_dir(args: argparse.Namespace) -> Path:
+    """`fake_run`, `fake_run_1`, ...: names that say nothing of the run, as when train.py's runs
+    start in the same second, so the sweep must learn each run's directory from its own log."""
     parent = Path(args.checkpoints_dir) / (args.exp or "")
     parent.mkdir(parents=True, exist_ok=True)
     for suffix in range(1000):
-        candidate = parent / f"fake_lr{args.lr}_seed{args.seed}" if suffix == 0 else parent / f"fake_{suffix}"
+        candidate = parent / ("fake_run" if suffix == 0 else f"fake_run_{suffix}")
         try:
             candidate.mkdir()
             return candidate

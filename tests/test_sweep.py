@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import EVENT_DEADLINE, REPO, tiny_train_argv
+from helpers import EVENT_DEADLINE, REPO, run_python, tiny_train_argv
 
 from runs import gpus, sweep
 from runs import listing as runs
@@ -107,6 +107,13 @@ def test_more_seeds_add_points_but_a_different_sweep_is_refused(tmp_path: Path, 
     assert "already holds 2 point(s) this command's --grid/--seeds lack, e.g. 'lr=0.1 seed=0'" in err
     assert run_sweep(tmp_path, "--grid", "lr=0.1", "--seeds", "0", "1", train=["--epochs", "5"]) == 2
     assert "this command gives --epochs 5" in capsys.readouterr().err
+
+
+def test_the_sweep_needs_no_torch_unless_it_shares_out_gpus(tmp_path: Path) -> None:
+    code = ("import sys, runs.sweep; code = runs.sweep.main(['--exp', 's', '--checkpoints_dir', sys.argv[1], "
+            "'--grid', 'lr=0.1', '--dry_run']); sys.exit(code or 'torch' in sys.modules or 'tqdm' in sys.modules)")
+    result = run_python(["-c", code, str(tmp_path)])
+    assert result.returncode == 0, result.stdout + result.stderr
 
 
 def test_dry_run_shows_the_plan_and_writes_nothing(tmp_path: Path, capsys) -> None:
