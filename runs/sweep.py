@@ -3,7 +3,7 @@ one experiment folder, and pick up where it left off when run again.
 
     python -m runs.sweep --exp lr_sweep --grid lr=0.001,0.003,0.01 --seeds 0 1 2 -- --epochs 3
     python -m runs.sweep --exp lr_opt --grid lr=0.001,0.01 --grid optimizer=sgd,adamw --seeds 0 1 --jobs 2
-    python -m runs.sweep --exp cv --grid lr=0.001,0.01 --folds 5 -- --epochs 20
+    python -m runs.sweep --exp cv --grid lr=0.001,0.01 --folds 5 -- --epochs 20   # train.py needs --fold(s)
     python -m runs checkpoints/lr_sweep --group_by lr      # then: mean ± std over the seeds
 
 Flags after `--` go to every train.py run. Runs go to <checkpoints_dir>/<exp>/, beside the
