@@ -121,3 +121,17 @@ def test_special_files_are_not_read(tmp_path: Path, capsys) -> None:
     (run / "metrics.csv").mkdir()
     out = run_everything(tmp_path, "edited", capsys)
     assert "status.json is unreadable" in out["table"] and "metrics.csv is unreadable" in out["table"]
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files without read permission")
+def test_files_without_read_permission_are_named(tmp_path: Path, capsys) -> None:
+    run = write_run(tmp_path / "edited")
+    for name in ("status.json", "metrics.csv", "run_info.json"):
+        (run / name).chmod(0)
+    (run / "best").chmod(0)  # its evaluations cannot be looked into
+    try:
+        out = run_everything(tmp_path, "edited", capsys)
+    finally:
+        (run / "best").chmod(0o755)
+    assert "status.json is unreadable (PermissionError" in out["table"]
+    assert "metrics.csv is unreadable (PermissionError" in out["table"]
