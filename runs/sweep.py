@@ -27,7 +27,6 @@ from runs.sweep_manifest import SweepLock, entry_point, load_manifest, merge_poi
 from runs.sweep_report import Progress, describe_plan, summary
 from runs.sweep_runner import Job, Task, plan_task, refresh_state, run_tasks, start_job, task_command
 from utils.errors import UserError
-from utils.run_dir import check_experiment_name
 
 TRAIN_SCRIPT = Path(__file__).resolve().parents[1] / "train.py"
 
@@ -68,7 +67,7 @@ def split_argv(argv: list[str]) -> tuple[list[str], list[str]]:
 
 def check_args(args: argparse.Namespace) -> None:
     """Value checks argparse cannot do; raise UserError naming the flag."""
-    check_experiment_name(args.exp)
+    check_exp_name(args.exp)
     for name, least in (("jobs", 1), ("gpus_per_job", 1), ("folds", 2)):
         value = getattr(args, name)
         if value is not None and value < least:
@@ -77,6 +76,14 @@ def check_args(args: argparse.Namespace) -> None:
         raise UserError(f"--seeds {' '.join(map(str, args.seeds))} repeats a seed; give each once.")
     if not args.script.is_file():
         raise UserError(f"--script {args.script} does not exist; give the training script, e.g. train.py.")
+
+
+def check_exp_name(name: str) -> None:
+    """--exp becomes one folder (the rule of train.py's --exp): refuse anything that would be
+    several folders, leave the checkpoints folder, or hide it from the runs listing."""
+    if not name or name != name.strip() or name.startswith(".") or any(c in name for c in "/\\\0"):
+        raise UserError(f"--exp {name!r} is not a folder name: use one non-empty name without '/' or "
+                        "'\\', not starting with '.' and without spaces at either end, e.g. --exp lr_sweep.")
 
 
 def main(argv: list[str] | None = None) -> int:
