@@ -7,13 +7,10 @@ import io
 import json
 import os
 import re
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from helpers import EVENT_DEADLINE, REPO, run_python, tiny_train_argv
+from helpers import run_python, tiny_train_argv
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from tensorboard.plugins.hparams.plugin_data_pb2 import HParamsPluginData
 
@@ -255,13 +252,3 @@ def test_tensorboard_hparams_hold_the_args_and_final_metrics(trained_run: Path) 
     accuracies = [float(row["val/acc"]) for row in csv.DictReader(open(trained_run / "metrics.csv"))]
     (best,) = events.Scalars("best/val/acc")
     assert (best.step, best.value) == (2, pytest.approx(max(accuracies)))
-
-
-def test_output_into_a_closed_pipe_ends_quietly(three_runs: Path) -> None:
-    """`python -m runs | head` once head has read enough: no BrokenPipeError traceback."""
-    read_end, write_end = os.pipe()
-    os.close(read_end)  # the reader is gone before anything is written
-    result = subprocess.run([sys.executable, "-m", "runs", str(three_runs), "--show", "base_a"], cwd=REPO,
-                            stdout=write_end, stderr=subprocess.PIPE, text=True, timeout=EVENT_DEADLINE)
-    os.close(write_end)
-    assert (result.returncode, result.stderr) == (128 + signal.SIGPIPE, "")

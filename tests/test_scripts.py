@@ -59,12 +59,13 @@ def test_train_script_then_its_eval_script(project: Path, train_script: str) -> 
 @pytest.mark.parametrize("sweep_script", SWEEP_SCRIPTS)
 def test_sweep_script_plans_its_grid_with_the_extra_flags(project: Path, sweep_script: str) -> None:
     """A dry run: every point of the grid would start train.py with the flags given to the script."""
+    before = set((project / "checkpoints").iterdir())
     result = run_bash(project / "scripts" / sweep_script, TINY, cwd=project, env={"SWEEP_FLAGS": "--dry_run"})
     assert result.returncode == 0, result.stderr[-2000:]
     planned = [line for line in result.stdout.splitlines() if line.startswith("  new ")]
     assert planned and all(f"{' '.join(TINY)} --exp " in line for line in planned)
     assert "Nothing was run (--dry_run)." in result.stdout
-    assert not [path for path in (project / "checkpoints").iterdir() if path.is_dir()]
+    assert set((project / "checkpoints").iterdir()) == before  # nothing written
 
 
 def test_main_job_generates_the_demo_data_trains_and_evaluates(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ Every wait is for an event (a file, a status), never for a time.
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -254,7 +255,7 @@ def test_real_runs_a_failing_point_does_not_stop_the_other_and_a_rerun_retrains_
     train = without_checkpoints_dir(tiny_train_argv(tiny_demo, tmp_path))
     assert run_sweep(tmp_path, "--grid", "lr=0.003,-1", "--jobs", "2", train=train, script=None) == 1
     out = capsys.readouterr().out
-    assert "lr=-1: train.py: error: --lr -1.0 must be a positive number." in out
+    assert re.search(r"lr=-1: .*error: --lr -1.0 must be a positive number\.", out)  # train.py's message
     good = points(tmp_path)["lr=0.003"]
     run_dir = tmp_path / "s" / good["run_dir"]
     assert good["state"] == "finished" and (run_dir / "best.pth").is_file()
