@@ -1,4 +1,4 @@
-"""Benchmark: how long `python -m runs` takes to list 1,000 run directories.
+"""Benchmark: how long `python -m runs` takes to list, and to aggregate, 1,000 run directories.
 
     python bench/runs_table.py [--runs 1000] [--epochs 30]
 
@@ -6,7 +6,9 @@ Writes synthetic run directories (args.json, status.json, metrics.csv with one r
 epoch, run_info.json, a small stand-in last.pth, and an evaluation for every third run;
 a tenth of them in experiment folders) into a temporary folder, then times the listing
 twice: in this process (reading and formatting only), and as a user runs it (a new Python
-process, start-up included). The target is under 2 seconds for 1,000 runs.
+process, start-up included); then `--group_by lr --group_by model_type` the same two ways
+(21 groups of about 48 runs: 7 learning rates x 3 models, with several seeds each). The
+target is under 2 seconds for 1,000 runs.
 """
 
 import argparse
@@ -34,7 +36,7 @@ ARGS = {"batch_size": 64, "beta": 0.999, "checkpoints_dir": "checkpoints", "data
 def write_run(run_dir: Path, index: int, epochs: int) -> None:
     """One finished run's text files, as train.py writes them, with varied values."""
     run_dir.mkdir(parents=True)
-    args = {**ARGS, "lr": 0.001 * (1 + index % 7), "seed": index % 3, "epochs": epochs,
+    args = {**ARGS, "lr": 0.001 * (1 + index % 7), "seed": index // 21, "epochs": epochs,
             "model_type": ("base", "better", "resnet18")[index % 3], "run_dir": str(run_dir)}
     (run_dir / "args.json").write_text(json.dumps(args, indent=2, sort_keys=True))
     (run_dir / "status.json").write_text(json.dumps({
@@ -42,7 +44,8 @@ def write_run(run_dir: Path, index: int, epochs: int) -> None:
         "updated": "2026-11-25T13:31:40+01:00", "error": None, "resumes": []}))
     (run_dir / "run_info.json").write_text(json.dumps({"git_commit": "0" * 40, "git_dirty": False}))
     lines = ["epoch,train/lr,train/loss,train/acc,val/loss,val/acc"]
-    lines += [f"{e},{0.003 / e:.6f},{1 / e:.6f},{1 - 1 / (e + 1):.6f},{1.2 / e:.6f},{1 - 1.1 / (e + 2):.6f}"
+    jitter = (index * 7919 % 100) / 10_000  # seeds differ a little, so the groups have a spread
+    lines += [f"{e},{0.003 / e:.6f},{1 / e:.6f},{1 - 1 / (e + 1):.6f},{1.2 / e:.6f},{1 - 1.1 / (e + 2) - jitter:.6f}"
               for e in range(1, epochs + 1)]
     (run_dir / "metrics.csv").write_text("\n".join(lines) + "\n")
     (run_dir / "last.pth").write_bytes(b"\0" * 1024)  # the listing must never open it
@@ -64,16 +67,27 @@ def main() -> None:
         for index in range(options.runs):
             parent = root / f"exp_{index // 100}" if index % 10 == 0 else root
             write_run(parent / f"base_exp_20261125-{index:06d}", index, options.epochs)
-        start = time.perf_counter()
-        table = list_runs(root, where=[], sort="best", descending=True, as_csv=False)
-        in_process = time.perf_counter() - start
-        start = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "runs.listing", str(root)], check=True, capture_output=True,
-                       cwd=Path(__file__).resolve().parents[1])
-        command = time.perf_counter() - start
+        table, listed, listed_command = time_listing(root, [])
+        groups, grouped, grouped_command = time_listing(root, ["--group_by", "lr", "--group_by", "model_type"])
     print(table.splitlines()[0][:120])
-    print(f"{options.runs} runs, {options.epochs} epochs each: listed in {in_process:.2f} s in-process, "
-          f"{command:.2f} s as `python -m runs` (start-up included); target < 2 s")
+    print("\n".join(groups.splitlines()[:4]))
+    print(f"{options.runs} runs, {options.epochs} epochs each: listed in {listed:.2f} s in-process, "
+          f"{listed_command:.2f} s as `python -m runs` (start-up included); target < 2 s")
+    print(f"{options.runs} runs aggregated (--group_by lr --group_by model_type, {len(groups.splitlines()) - 3} "
+          f"groups) in {grouped:.2f} s in-process, {grouped_command:.2f} s as `python -m runs`")
+
+
+def time_listing(root: Path, flags: list[str]) -> tuple[str, float, float]:
+    """(the output, seconds in this process, seconds as a new `python -m runs` process)."""
+    group_by = flags[1::2]
+    start = time.perf_counter()
+    text = list_runs(root, where=[], sort="best" if not group_by else None, descending=True, as_csv=False,
+                     group_by=group_by)
+    in_process = time.perf_counter() - start
+    start = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "runs", str(root), *flags], check=True, capture_output=True,
+                   cwd=Path(__file__).resolve().parents[1])
+    return text, in_process, time.perf_counter() - start
 
 
 if __name__ == "__main__":

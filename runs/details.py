@@ -5,9 +5,20 @@ every argument, a summary of metrics.csv, the files with their sizes and each ev
 results. Like the table it reads text files only and shows what it can of a broken run.
 """
 
+import os
 from pathlib import Path
 
-from runs.reader import RunRecord, best_epoch, duration_seconds, read_json, read_result_txt, scan_dirs
+from runs.liveness import dead_reason
+from runs.reader import (
+    RunRecord,
+    duration_seconds,
+    is_number,
+    read_json,
+    read_result_txt,
+    resume_changes,
+    resume_entries,
+    scan_dirs,
+)
 from runs.table import format_duration
 
 INDENT = "  "
@@ -34,15 +45,20 @@ def status_lines(status: dict | None) -> list[str]:
     if status is None:
         return ["status   ? (status.json missing or unreadable)"]
     took = duration_seconds(status)
-    lines = [f"status   {status.get('status', '?')}, started {status.get('started')}, ended {status.get('ended')}"
+    dead = dead_reason(status)
+    shown = f"dead (status.json says running, but {dead})" if dead else status.get("status", "?")
+    lines = [f"status   {shown}, started {status.get('started')}, ended {status.get('ended')}"
              + (f", took {format_duration(took)}" if took is not None else "")]
+    if status.get("host") is not None or status.get("pid") is not None:
+        lines.append(f"         process {status.get('pid')} on {status.get('host')}, last heartbeat "
+                     f"{status.get('heartbeat', 'none')}")
     if status.get("error"):
         lines.append(f"         error: {status['error']}")
     if status.get("status") == "interrupted" and status.get("resume_command"):
         lines.append(f"         resume with: {status['resume_command']}")
-    for resume in [r for r in status.get("resumes") or [] if isinstance(r, dict)]:  # skip hand-edited junk
+    for resume in resume_entries(status):
         changed = ", ".join(f"{name} {change.get('was')} -> {change.get('now')}"
-                            for name, change in (resume.get("changed_args") or {}).items() if isinstance(change, dict))
+                            for name, change in resume_changes(resume).items())
         lines.append(f"         resumed {resume.get('time')} from {resume.get('from')}"
                      + (f"; changed {changed}" if changed else ""))
     return lines
@@ -57,7 +73,8 @@ def code_lines(info: dict | None, path: Path) -> list[str]:
     else:
         dirty = " + uncommitted changes in code.patch" if info.get("git_dirty") else ""
         code = f"commit {info['git_commit']}{dirty}\n         recreate: python -m runs.reproduce {path}"
-    gpus = ", ".join(map(str, info.get("gpus") or [])) or "none"
+    gpus = info.get("gpus")
+    gpus = ", ".join(map(str, gpus)) if isinstance(gpus, list) and gpus else "none"
     machine = (f"{info.get('host')}; python {info.get('python')}, torch {info.get('torch')}, torchvision "
                f"{info.get('torchvision')}, CUDA {info.get('cuda')}; GPUs: {gpus}")
     return [f"code     {code}", f"machine  {machine}"]
@@ -78,10 +95,12 @@ def metrics_lines(record: RunRecord) -> list[str]:
     rows = record.metrics
     if not rows:
         return ["metrics  none yet (no metrics.csv rows)"]
-    best, epoch = best_epoch(record)
-    monitor = (record.args or {}).get("monitor", "val/acc")
-    lines = [f"metrics  {int(rows[-1]['epoch'])} of {(record.args or {}).get('epochs', '?')} epochs done"
-             + (f"; best {monitor} {best:.6g} at epoch {epoch}" if best is not None else ""),
+    if is_number(record.best):
+        best = f"; best {record.monitor} {record.best:.6g}" + (
+            f" at epoch {record.best_epoch}" if record.best_epoch is not None else "")
+    else:  # None: no value of the monitor yet; "?": status.json's is not a number (see problems)
+        best = f"; best {record.monitor} ?" if record.best is not None else ""
+    lines = [f"metrics  {int(rows[-1]['epoch'])} of {(record.args or {}).get('epochs', '?')} epochs done{best}",
              f"{INDENT}{'name':<16}{'first':>12}{'last':>12}{'min':>12}{'max':>12}"]
     names = dict.fromkeys(name for row in rows for name in row if name != "epoch")
     for name in names:
@@ -93,8 +112,25 @@ def metrics_lines(record: RunRecord) -> list[str]:
 
 def file_lines(path: Path) -> list[str]:
     """Every file in the run directory with its size (checkpoints are not opened)."""
-    files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith("."))
-    return [f"{INDENT}{p.name:<40}{format_size(p.stat().st_size):>10}" for p in files]
+    entries = list_folder(path)
+    if entries is None:
+        return [f"{INDENT}? (the folder cannot be read)"]
+    lines = []
+    for entry in sorted(entries, key=lambda entry: entry.name):
+        try:
+            if entry.is_file() and not entry.name.startswith("."):
+                lines.append(f"{INDENT}{entry.name:<40}{format_size(entry.stat().st_size):>10}")
+        except OSError:  # vanished or not accessible while listing
+            lines.append(f"{INDENT}{entry.name:<40}{'?':>10}")
+    return lines
+
+
+def list_folder(path: Path) -> list[os.DirEntry] | None:
+    """The entries of a folder, or None if it cannot be read."""
+    try:
+        return list(os.scandir(path))
+    except OSError:
+        return None
 
 
 def evaluation_lines(path: Path, problems: list[str]) -> list[str]:
@@ -102,12 +138,12 @@ def evaluation_lines(path: Path, problems: list[str]) -> list[str]:
     lines = []
     for folder in sorted(Path(f) for stem in scan_dirs(path) for f in scan_dirs(stem)):
         status = read_json(folder / "status.json", problems, required=False) or {}
-        results = read_result_txt(folder / "result.txt", problems) if (folder / "result.txt").is_file() else {}
+        results = read_result_txt(folder / "result.txt", problems) if os.path.isfile(folder / "result.txt") else {}
         main = "  ".join(f"{name} {value:.4g}" for name, value in results.items() if "/" not in name)
         per_class = sum("/" in name for name in results)
         lines.append(f"{INDENT}{folder.relative_to(path).as_posix()}  {status.get('status', '?')}  {main}"
                      + (f"  (+{per_class} per-class values)" if per_class else ""))
-        files = sorted(p.name + ("/" if p.is_dir() else "") for p in folder.iterdir())
+        files = sorted(entry.name + ("/" if entry.is_dir() else "") for entry in list_folder(folder) or [])
         lines.append(f"{INDENT * 2}{' '.join(files)}")
     return lines or [f"{INDENT}none (python eval.py --load_model_path {path})"]
 

@@ -5,25 +5,33 @@
     python -m runs --sort best --desc                # the best run first
     python -m runs --csv > runs.csv                  # every column, for pandas or a spreadsheet
     python -m runs --show <run dir or run name>      # everything one run records
+    python -m runs checkpoints/lr_sweep --group_by lr   # mean ± std over the seeds of each lr
 
 The table shows each run's name, experiment, status, start, duration, model and data type,
 the arguments that differ between the listed runs, the last epoch, the best --monitor value
 and its epoch, and the newest evaluation's results. Columns and conditions are described in
 runs/table.py and runs/filter.py. Only text files are read (no checkpoint, no
 TensorBoard file), and runs that are running, crashed or half-written are listed with what
-can be read ('?' marks what cannot). Standard library only: no torch import, fast start.
+can be read ('?' marks what cannot); a "running" run whose process is gone shows as `dead`
+(runs/liveness.py). `--group_by` (runs/groups.py) prints one row per group of runs instead.
+Standard library only: no torch import, fast start.
 """
 
 import argparse
+import os
+import signal
 import sys
 from pathlib import Path
 
 from runs.details import format_run_details
 from runs.filter import holds, parse_condition, sort_rows
-from runs.reader import RunRecord, read_run
+from runs.groups import format_groups, groups_summary
+from runs.reader import RunRecord, monitor_mode, read_run
 from runs.table import all_columns, differing_args, format_csv, format_text_table, run_row, table_columns
 from utils.errors import UserError
-from utils.run_dir import find_run_dirs, is_run_dir
+from utils.run_search import find_run_dirs, is_run_dir
+
+DEFAULT_SORT = "started"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,46 +44,64 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--where", action="append", default=[], metavar="CONDITION",
                         help="keep runs where <column><op><value> holds, op one of = != > >= < <=, e.g. "
                              "model_type=base, val/acc>0.9, epochs>=10, best>0.95; repeat to combine")
-    parser.add_argument("--sort", metavar="COLUMN", default="started",
-                        help="order by this column, e.g. best, val/acc, duration (default: %(default)s)")
+    parser.add_argument("--sort", metavar="COLUMN", default=None,
+                        help=f"order by this column, e.g. best, val/acc, duration (default: {DEFAULT_SORT}; "
+                             "with --group_by: the group values)")
     parser.add_argument("--desc", action="store_true", help="sort in descending order (largest first)")
     parser.add_argument("--csv", action="store_true", help="print CSV with every column instead of the table")
     parser.add_argument("--show", metavar="RUN",
                         help="show one run in detail: its directory, or its name (a folder under root)")
+    parser.add_argument("--group_by", action="append", default=[], metavar="COLUMN",
+                        help="one row per group of runs with equal values in COLUMN (repeat for several, "
+                             "e.g. --group_by lr --group_by optimizer): n, and mean ± std of best and of "
+                             "each val/... and eval/... value over the group's runs (seeds, folds)")
     return parser
 
 
-def list_runs(root: Path, where: list[str], sort: str, descending: bool, as_csv: bool) -> str:
-    """The runs table (or CSV) of every run under `root` that meets every condition."""
-    records = [read_run(path) for path in find_run_dirs(root)]
+def list_runs(root: Path, where: list[str], sort: str | None, descending: bool, as_csv: bool,
+              group_by: list[str] = ()) -> str:
+    """The runs table (or CSV) of every run under `root` that meets every condition; with
+    `group_by`, the table of their groups."""
+    unreadable: list[Path] = []
+    records = [read_run(path) for path in find_run_dirs(root, unreadable)]
     if not records:
-        raise UserError(f"No run directories under {root}; a run directory holds args.json (train.py makes "
-                        "them in --checkpoints_dir). Give the folder that holds your runs.")
+        searched = f" ({len(unreadable)} folder(s) could not be read, e.g. {unreadable[0]})" if unreadable else ""
+        raise UserError(f"No run directories under {root}{searched}; a run directory holds args.json (train.py "
+                        "makes them in --checkpoints_dir). Give the folder that holds your runs.")
     rows = [run_row(record, root) for record in records]
     columns = set(all_columns(rows))
     conditions = [parse_condition(text, columns) for text in where]
-    if sort not in columns:
+    if not group_by and (sort or DEFAULT_SORT) not in columns:
         raise UserError(f"--sort {sort!r}: no run has that column; columns: {', '.join(sorted(columns))}.")
     kept = [i for i, row in enumerate(rows) if all(holds(condition, row) for condition in conditions)]
     if not kept:
         return "" if as_csv else f"No run matches {' and '.join(where)} (of {len(rows)} runs under {root})."
-    total, records = len(rows), [records[i] for i in kept]
-    rows = sort_rows([rows[i] for i in kept], sort, descending)
+    total, records, rows = len(rows), [records[i] for i in kept], [rows[i] for i in kept]
+    notes = [f"note: {folder} cannot be read; runs in it are not listed" for folder in unreadable]
+    if group_by:
+        text, count = format_groups(rows, group_by, sort, descending, as_csv)
+        summary = f"{groups_summary(count, rows, total)}; {best_meaning(records)}"
+        return text if as_csv else "\n".join([text, "", summary, *problem_lines(rows), *notes])
+    rows = sort_rows(rows, sort or DEFAULT_SORT, descending)
     if as_csv:
         return format_csv(rows, all_columns(rows))
     table = format_text_table(rows, table_columns(rows, differing_args(records)))
-    return "\n".join([table, "", summary_line(rows, total), *problem_lines(rows)])
+    return "\n".join([table, "", summary_line(rows, total, records), *problem_lines(rows), *notes])
 
 
-def summary_line(rows: list[dict[str, object]], total: int) -> str:
+def summary_line(rows: list[dict[str, object]], total: int, records: list[RunRecord]) -> str:
     """How many runs (of how many), and what `best` means for them."""
     count = f"{len(rows)} of {total} runs" if len(rows) < total else f"{total} run{'s' if total != 1 else ''}"
-    monitors = {(row.get("monitor"), row.get("monitor_mode")) for row in rows}
-    if len(monitors) == 1 and None not in next(iter(monitors)):
+    return f"{count}; {best_meaning(records)}"
+
+
+def best_meaning(records: list[RunRecord]) -> str:
+    """`best = best val/acc (max)` when all runs share one monitor, else where to look."""
+    monitors = {(record.monitor, monitor_mode(record.args or {}, record.monitor)) for record in records}
+    if len(monitors) == 1:
         ((monitor, mode),) = monitors
-        return f"{count}; best = best {monitor} ({mode})"
-    return (f"{count}; best = best --monitor value (see the monitor column; empty: the task's main "
-            "metric, val/acc or val/miou)")
+        return f"best = best {monitor} ({mode})"
+    return "best = best --monitor value of each run (see the monitor column; empty: the task's main metric)"
 
 
 def problem_lines(rows: list[dict[str, object]]) -> list[str]:
@@ -106,10 +132,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.show is not None:
             text = format_run_details(find_run(args.show, root))
         else:
-            text = list_runs(root, args.where, args.sort, args.desc, args.csv)
+            text = list_runs(root, args.where, args.sort, args.desc, args.csv, args.group_by)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(text, end="" if args.csv and args.show is None else "\n")
+    try:
+        print(text, end="" if args.csv and args.show is None else "\n", flush=True)
+    except BrokenPipeError:  # `python -m runs | head`: the reader left; stop quietly, as other tools do
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit
+        return 128 + signal.SIGPIPE
     return 0
 

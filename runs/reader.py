@@ -11,14 +11,25 @@ left out and described in `RunRecord.problems`, and the rest is still shown.
 """
 
 import csv
+import io
 import json
+import math
 import os
+import stat
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
 # What train.py uses when args.json lacks these (runs made before they existed).
 DEFAULT_MONITOR, DEFAULT_MONITOR_MODE = "val/acc", "max"
+UNKNOWN = "?"  # a value that is recorded but cannot be read (the table shows it as is)
+# A run's text files are small (a metrics.csv of 10,000 epochs is about 1 MB); a larger one
+# is not what a run wrote, and reading it would stall the listing of every other run.
+MAX_FILE_BYTES = 16 * 2**20
+
+
+class FileTooLarge(ValueError):
+    """A text file over MAX_FILE_BYTES."""
 
 
 @dataclass
@@ -32,6 +43,9 @@ class RunRecord:
     evaluation: Path | None = None  # the newest result folder holding result.txt
     results: dict[str, float] = field(default_factory=dict)  # its result.txt
     problems: list[str] = field(default_factory=list)  # files that could not be read, and why
+    monitor: str = DEFAULT_MONITOR  # the value `best` is the best of
+    best: float | str | None = None  # None: no epoch yet; UNKNOWN: status.json's is not a number
+    best_epoch: int | None = None
 
 
 def read_run(path: Path) -> RunRecord:
@@ -43,20 +57,44 @@ def read_run(path: Path) -> RunRecord:
     record.evaluation = newest_evaluation(path)
     if record.evaluation is not None:
         record.results = read_result_txt(record.evaluation / "result.txt", record.problems)
+    record.monitor, record.best, record.best_epoch = read_best(record)
     return record
+
+
+def read_small_text(path: Path) -> str:
+    """A regular file's text (UTF-8). Raises OSError (missing, unreadable, not a regular file:
+    a FIFO would block the listing), UnicodeDecodeError (binary) or FileTooLarge."""
+    if not stat.S_ISREG(os.stat(path).st_mode):
+        raise IsADirectoryError(f"{path} is not a regular file")
+    with open(path, "rb") as file:
+        data = file.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise FileTooLarge(f"over {MAX_FILE_BYTES // 2**20} MB")
+    return data.decode("utf-8")
+
+
+def unreadable(name: str, error: Exception) -> str:
+    """The problem line for a file that could not be read."""
+    if isinstance(error, FileTooLarge):
+        return f"{name} is too large ({error}; not a file a run writes), left out"
+    if isinstance(error, UnicodeDecodeError):
+        return f"{name} is unreadable (not UTF-8 text: binary or corrupt)"
+    if isinstance(error, OSError):
+        return f"{name} is unreadable ({type(error).__name__}: {error.strerror or error})"
+    return f"{name} is unreadable ({type(error).__name__}: half-written or edited?)"
 
 
 def read_json(path: Path, problems: list[str], required: bool = True) -> dict | None:
     """A JSON object from `path`, or None (with a line in `problems`; none for a file that is
     missing and not `required`)."""
     try:
-        value = json.loads(path.read_text(encoding="utf-8"))
+        value = json.loads(read_small_text(path))
     except FileNotFoundError:
         if required:
             problems.append(f"{path.name} is missing")
         return None
-    except (OSError, UnicodeDecodeError, ValueError) as error:
-        problems.append(f"{path.name} is unreadable ({type(error).__name__}: half-written or edited?)")
+    except (OSError, ValueError, RecursionError) as error:  # RecursionError: absurdly nested JSON
+        problems.append(unreadable(path.name, error))
         return None
     if not isinstance(value, dict):
         problems.append(f"{path.name} holds no JSON object")
@@ -68,12 +106,11 @@ def read_metrics_csv(path: Path, problems: list[str]) -> list[dict[str, float]]:
     """metrics.csv rows as numbers. A missing file is normal (no epoch finished yet); reading
     stops at the first broken row (a truncated file), keeping the rows before it."""
     try:
-        with open(path, newline="", encoding="utf-8") as file:
-            lines = list(csv.reader(file))
+        lines = list(csv.reader(io.StringIO(read_small_text(path), newline="")))
     except FileNotFoundError:
         return []
-    except (OSError, UnicodeDecodeError, csv.Error) as error:
-        problems.append(f"metrics.csv is unreadable ({type(error).__name__})")
+    except (OSError, ValueError, csv.Error) as error:  # csv.Error: a NUL byte, a huge field
+        problems.append(unreadable("metrics.csv", error))
         return []
     if not lines:
         return []
@@ -88,14 +125,16 @@ def read_metrics_csv(path: Path, problems: list[str]) -> list[dict[str, float]]:
 
 
 def parse_metrics_row(header: list[str], values: list[str]) -> dict[str, float] | None:
-    """One metrics.csv row as numbers (empty cells left out), or None if it is malformed."""
+    """One metrics.csv row as numbers (empty cells left out), or None if it is malformed (the
+    epoch must be a whole number; other values may be nan or inf: a diverged run)."""
     if len(values) != len(header) or "epoch" not in header:
         return None
     try:
         row = {name: float(value) for name, value in zip(header, values) if value != ""}
     except ValueError:
         return None
-    return row if "epoch" in row else None
+    epoch = row.get("epoch")
+    return row if epoch is not None and math.isfinite(epoch) and epoch == int(epoch) else None
 
 
 def newest_evaluation(run_dir: Path) -> Path | None:
@@ -124,38 +163,68 @@ def scan_dirs(folder: str | Path) -> list[str]:
 def read_result_txt(path: Path, problems: list[str]) -> dict[str, float]:
     """result.txt's `name: value` lines as numbers; lines that are not are named in problems."""
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as error:
-        problems.append(f"{path.parent.name}/result.txt is unreadable ({type(error).__name__})")
+        lines = read_small_text(path).splitlines()
+    except (OSError, ValueError) as error:
+        problems.append(unreadable(f"{path.parent.name}/result.txt", error))
         return {}
     results = {}
     for number, line in enumerate(lines, start=1):
         name, _, value = line.rpartition(":")
         try:
+            if not name.strip():
+                raise ValueError("no name")
             results[name.strip()] = float(value)
         except ValueError:
             problems.append(f"{path.parent.name}/result.txt line {number} is not `name: value`")
     return results
 
 
-def best_epoch(record: RunRecord) -> tuple[float | None, int | None]:
-    """The best monitored value and its epoch: as train.py recorded it in status.json after
-    each epoch, or, for runs without it, from metrics.csv with args' --monitor (the first
-    epoch wins a tie, as train.py's best.pth does)."""
+def read_best(record: RunRecord) -> tuple[str, float | str | None, int | None]:
+    """(monitor, best value, its epoch): as train.py recorded them in status.json after each
+    epoch (`best: {monitor: value}`), or, for runs without that record, from metrics.csv with
+    args' --monitor (the first epoch wins a tie, as train.py's best.pth does). A `best` that is
+    there but is not one number (edited by hand) gives UNKNOWN and a line in problems."""
     status = record.status or {}
-    if isinstance(status.get("best"), dict) and len(status["best"]) == 1:
-        (value,) = status["best"].values()
-        return value, status.get("best_epoch")
+    recorded = status.get("best")
+    if "best" in status:
+        if isinstance(recorded, dict) and len(recorded) == 1 and is_number(next(iter(recorded.values()))):
+            ((monitor, value),) = recorded.items()
+            epoch = status.get("best_epoch")
+            return monitor, value, epoch if is_number(epoch) and not isinstance(epoch, float) else None
+        record.problems.append(f"status.json: best is {short(recorded)}, not {{monitor: number}}")
+        return monitor_name(record), UNKNOWN, None
     if record.args is None:
-        return None, None
-    monitor = record.args.get("monitor") or default_monitor(record.metrics)
-    mode = record.args.get("monitor_mode") or ("min" if "loss" in monitor else DEFAULT_MONITOR_MODE)
-    best, epoch = None, None
+        return monitor_name(record), None, None
+    monitor, best, epoch = monitor_name(record), None, None
+    minimize = monitor_mode(record.args, monitor) == "min"
     for row in record.metrics:
         value = row.get(monitor)
-        if value is not None and (best is None or (value > best if mode == "max" else value < best)):
+        if value is not None and (best is None or (value < best if minimize else value > best)):
             best, epoch = value, int(row["epoch"])
-    return best, epoch
+    return monitor, best, epoch
+
+
+def monitor_name(record: RunRecord) -> str:
+    """args' --monitor, or train.py's default for the run's task."""
+    monitor = (record.args or {}).get("monitor")
+    return monitor if isinstance(monitor, str) and monitor else default_monitor(record.metrics)
+
+
+def monitor_mode(args: dict, monitor: str) -> str:
+    """args' --monitor_mode, or train.py's default: min for a loss, else max."""
+    mode = args.get("monitor_mode")
+    return mode if mode in ("min", "max") else ("min" if "loss" in monitor else DEFAULT_MONITOR_MODE)
+
+
+def is_number(value: object) -> bool:
+    """An int or a float from JSON, not a bool (JSON true is not a value of a metric)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def short(value: object, limit: int = 40) -> str:
+    """A JSON value for a message, cut to `limit` characters."""
+    text = json.dumps(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def default_monitor(rows: list[dict[str, float]]) -> str:
@@ -185,3 +254,18 @@ def duration_seconds(status: dict) -> float | None:
         return max(0.0, (ended - started).total_seconds())
     except TypeError:  # one time with a time zone, the other without: edited by hand
         return None
+
+
+def resume_entries(status: dict) -> list[dict]:
+    """status.json's resumptions, skipping hand-edited junk (a `resumes` that is no list,
+    entries that are no objects)."""
+    resumes = status.get("resumes")
+    return [entry for entry in resumes if isinstance(entry, dict)] if isinstance(resumes, list) else []
+
+
+def resume_changes(resume: dict) -> dict[str, dict]:
+    """One resumption's changed flags, {name: {"was": ..., "now": ...}}, junk skipped."""
+    changed = resume.get("changed_args")
+    if not isinstance(changed, dict):
+        return {}
+    return {name: change for name, change in changed.items() if isinstance(change, dict)}

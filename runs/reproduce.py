@@ -22,6 +22,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from runs.reader import read_json, resume_changes, resume_entries
 from utils.errors import UserError
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
@@ -45,7 +46,7 @@ def recorded_code(run_dir: Path) -> tuple[str, Path | None]:
     except (OSError, ValueError) as error:
         raise UserError(f"{run_dir}/run_info.json cannot be read ({error}); the code cannot be recreated.") from None
     commit = info.get("git_commit") if isinstance(info, dict) else None
-    if not commit:
+    if not isinstance(commit, str) or not commit.strip():
         raise UserError(f"{run_dir}/run_info.json records no git commit: the run was not made in a git "
                         "checkout, so its code cannot be recreated.")
     patch = run_dir / "code.patch"
@@ -110,12 +111,8 @@ def last_line(text: str) -> str:
 
 def resume_notes(run_dir: Path) -> list[str]:
     """What command.sh does not say: flags changed when the run was resumed (status.json)."""
-    try:
-        resumes = json.loads((run_dir / "status.json").read_text(encoding="utf-8")).get("resumes") or []
-    except (OSError, ValueError, AttributeError):
-        return []
-    changed = {name: change for resume in resumes if isinstance(resume, dict)
-               for name, change in (resume.get("changed_args") or {}).items() if isinstance(change, dict)}
+    status = read_json(run_dir / "status.json", problems=[], required=False) or {}
+    changed = {name: change for resume in resume_entries(status) for name, change in resume_changes(resume).items()}
     if not changed:
         return []
     described = ", ".join(f"--{name} {change.get('was')} -> {change.get('now')}" for name, change in changed.items())

@@ -4,11 +4,13 @@ CSV forms of it.
 A row maps column names to plain values (numbers stay numbers, so sorting and `--where`
 compare them as numbers); only printing turns them into text. Columns:
 
-- `run` (folder name), `exp`, `status`, `started`, `duration` (seconds), `model_type`, `data_type`
+- `run` (folder name), `exp`, `status` (status.json's, or `dead` for a "running" run whose
+  process is gone: runs/liveness.py), `started`, `duration` (seconds), `model_type`, `data_type`
 - every argument from args.json, under its own name (`lr`, `epochs`, `monitor`, ...)
 - every metrics.csv value of the last epoch (`train/loss`, `val/acc`, ...) and `epoch`, the
   last epoch done
-- `best` and `best_epoch`: the best `--monitor` value in metrics.csv and its epoch
+- `best` and `best_epoch`: the best `--monitor` value and its epoch (status.json, else
+  metrics.csv; `?` when status.json's is not a number)
 - `eval`: the newest evaluation (`<checkpoint stem>/<name>`) and `eval/<name>` for each of
   its result.txt values without a `/` (`eval/acc`, `eval/loss`; per-class values are left out)
 - `path` and `problems` (the files that could not be read)
@@ -22,9 +24,9 @@ import io
 import json
 from pathlib import Path
 
-from runs.reader import RunRecord, best_epoch, duration_seconds
+from runs.liveness import shown_status
+from runs.reader import UNKNOWN, RunRecord, duration_seconds
 
-UNKNOWN = "?"  # the value of a column whose file could not be read
 FRONT = ("run", "exp", "status", "started", "duration", "model_type", "data_type")
 PROGRESS = ("epoch", "best", "best_epoch")
 # Arguments that say where or how fast a run went, not what it computed; never a column of
@@ -37,18 +39,17 @@ MAX_TEXT_WIDTH = 40  # longer text cells (list file paths) keep their end
 def run_row(record: RunRecord, root: Path) -> dict[str, object]:
     """The run's columns (see the module docstring)."""
     args, status = record.args, record.status
-    best, epoch_of_best = best_epoch(record)
     row = {
         "run": record.path.name,
         "exp": experiment(record, root),
-        "status": status.get("status", UNKNOWN) if status is not None else UNKNOWN,
+        "status": (shown_status(status) or UNKNOWN) if status is not None else UNKNOWN,
         "started": status.get("started") if status is not None else UNKNOWN,
         "duration": duration_seconds(status) if status is not None else None,
         "model_type": args.get("model_type") if args is not None else UNKNOWN,
         "data_type": args.get("data_type") if args is not None else UNKNOWN,
         "epoch": int(record.metrics[-1]["epoch"]) if record.metrics else None,
-        "best": best,
-        "best_epoch": epoch_of_best,
+        "best": record.best,
+        "best_epoch": record.best_epoch,
         "eval": record.evaluation.relative_to(record.path).as_posix() if record.evaluation else None,
     }
     row.update((f"eval/{name}", value) for name, value in record.results.items() if "/" not in name)

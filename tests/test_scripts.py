@@ -19,6 +19,8 @@ SCRIPTS = REPO / "scripts"
 # Not experiments: the set-up helper, the test runner (CI runs it) and the main job (tested below).
 NOT_EXPERIMENTS = {"setup_env.sh", "find_python.sh", "test.sh", "demo.sh"}
 TRAIN_SCRIPTS = sorted(p.name for p in SCRIPTS.glob("train_*.sh"))
+# Sweeps (python -m runs.sweep): checked here with --dry_run; tests/test_experiments_doc.py runs one.
+SWEEP_SCRIPTS = sorted(p.name for p in SCRIPTS.glob("sweep_*.sh"))
 
 
 @pytest.fixture(scope="module")
@@ -28,13 +30,14 @@ def project(tiny_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     return project
 
 
-def test_every_script_is_an_experiment_pair_or_known() -> None:
-    """Experiments are train_<x>.sh, optionally with eval_<x>.sh: that is how they get tested."""
+def test_every_script_is_an_experiment_pair_a_sweep_or_known() -> None:
+    """Experiments are train_<x>.sh, optionally with eval_<x>.sh, and sweeps sweep_<x>.sh: that
+    is how they get tested."""
     for script in SCRIPTS.glob("*.sh"):
         name = script.name
         paired_eval = name.startswith("eval_") and (SCRIPTS / name.replace("eval_", "train_", 1)).is_file()
-        assert name in NOT_EXPERIMENTS or name.startswith("train_") or paired_eval, \
-            f"{name}: name experiment scripts train_<x>.sh / eval_<x>.sh so the tests run them"
+        assert name in NOT_EXPERIMENTS or name.startswith(("train_", "sweep_")) or paired_eval, \
+            f"{name}: name experiment scripts train_<x>.sh / eval_<x>.sh / sweep_<x>.sh so the tests run them"
 
 
 @pytest.mark.parametrize("train_script", TRAIN_SCRIPTS)
@@ -50,6 +53,18 @@ def test_train_script_then_its_eval_script(project: Path, train_script: str) -> 
         assert result.returncode == 0, result.stderr[-2000:]
         (result_dir,) = (run_dir / "best").iterdir()
         assert (result_dir / "result.txt").read_text().startswith("loss: ")
+
+
+@pytest.mark.parametrize("sweep_script", SWEEP_SCRIPTS)
+def test_sweep_script_plans_its_grid_with_the_extra_flags(project: Path, sweep_script: str) -> None:
+    """A dry run: every point of the grid would start train.py with the flags given to the script."""
+    before = set((project / "checkpoints").iterdir())
+    result = run_bash(project / "scripts" / sweep_script, TINY, cwd=project, env={"SWEEP_FLAGS": "--dry_run"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    planned = [line for line in result.stdout.splitlines() if line.startswith("  new ")]
+    assert planned and all(f"{' '.join(TINY)} --exp " in line for line in planned)
+    assert "Nothing was run (--dry_run)." in result.stdout
+    assert set((project / "checkpoints").iterdir()) == before  # nothing written
 
 
 def test_main_job_generates_the_demo_data_trains_and_evaluates(tmp_path: Path) -> None:

@@ -1,15 +1,29 @@
 """status.json: what a run (or evaluation) is doing now, kept up to date while it runs.
 
 Values: running, finished, interrupted (Ctrl-C / SIGTERM: saved, resumable) and failed
-(with the error). A run killed outright (SIGKILL, power loss) stays "running" with a
-stale `updated` time. Written atomically, so a reader never sees half a file.
+(with the error). A run killed outright (SIGKILL, power loss, a node that vanished) cannot
+write anything, so it stays "running"; to tell it from a live run, `running()` records the
+`host` and `pid` of the process, and `start_heartbeat()` rewrites `heartbeat` (an ISO time
+with time zone) every minute from a background thread while the run lives. A reader
+(`python -m runs`, runs/liveness.py) calls a "running" run dead when its process is gone
+from this host, or its heartbeat stopped. Written atomically, so a reader never sees half a
+file.
 """
 
 import json
+import os
+import socket
+import threading
 from datetime import datetime
 from pathlib import Path
 
 from utils.atomic import atomic_write_text
+
+# Every write is read-modify-write of the whole file, and a run has several writers: train.py's
+# main and the Trainer each hold a RunStatus, and the heartbeat thread writes too. One lock for
+# all of them in this process, so that no write is built on a file another is replacing
+# (which would lose, say, the "finished" a heartbeat raced with).
+_WRITE_LOCK = threading.RLock()
 
 
 def now() -> str:
@@ -23,29 +37,36 @@ class RunStatus:
         """`enabled=False`: the other processes under torchrun, which write nothing."""
         self.path = Path(folder) / "status.json"
         self.enabled = enabled
+        self._heartbeat: threading.Thread | None = None
+        self._stop_heartbeat = threading.Event()
 
     @property
     def values(self) -> dict:
         """The file as it is now (read again each time: train.py's main and Trainer both write it)."""
         try:
-            return json.loads(self.path.read_text())
+            values = json.loads(self.path.read_text())
         except (OSError, ValueError):
             return {}
+        return values if isinstance(values, dict) else {}
 
     def _write(self, **values) -> None:
         if not self.enabled:
             return
-        atomic_write_text(self.path, json.dumps({**self.values, **values, "updated": now()}, indent=2) + "\n")
+        with _WRITE_LOCK:
+            atomic_write_text(self.path, json.dumps({**self.values, **values, "updated": now()}, indent=2) + "\n")
 
     def running(self, resumed_from: str | None = None, changed_args: dict | None = None,
                 code: dict | None = None) -> None:
         """Mark the start, or a resumption (recorded with the arguments it changed and the
-        code it resumed with)."""
+        code it resumed with). Either way, record which process runs it (host and pid)."""
+        process = {"host": socket.gethostname(), "pid": os.getpid()}
         if resumed_from is None:
-            self._write(status="running", started=now(), ended=None, error=None, resumes=[])
+            self._write(status="running", started=now(), ended=None, error=None, resumes=[], **process)
             return
         resume = {"time": now(), "from": resumed_from, "changed_args": changed_args or {}, **(code or {})}
-        self._write(status="running", ended=None, error=None, resumes=self.values.get("resumes", []) + [resume])
+        resumes = self.values.get("resumes")
+        resumes = resumes if isinstance(resumes, list) else []
+        self._write(status="running", ended=None, error=None, resumes=resumes + [resume], **process)
 
     def progress(self, epoch: int, step: int, best: dict[str, float], best_epoch: int) -> None:
         """After each epoch: how far the run is and its best monitored value so far, so that a
@@ -61,3 +82,38 @@ class RunStatus:
 
     def failed(self, error: BaseException) -> None:
         self._write(status="failed", ended=now(), error=f"{type(error).__name__}: {error}")
+
+    def start_heartbeat(self, interval_s: float = 60) -> None:
+        """Write `heartbeat` now and then every `interval_s` seconds from a daemon thread, until
+        `stop_heartbeat()` (or the process ends). Readers call a run whose heartbeat is older
+        than runs/liveness.py's STALE_HEARTBEAT_S dead, so keep the interval well below it.
+        Does nothing when disabled or already beating."""
+        if not self.enabled or self._heartbeat is not None:
+            return
+        if not interval_s > 0:
+            raise ValueError(f"heartbeat interval {interval_s!r} s: give a positive number of seconds")
+        self._stop_heartbeat.clear()
+        self._beat()  # at once: a reader sees a heartbeat from the start
+        self._heartbeat = threading.Thread(target=self._beat_until_stopped, args=(interval_s,),
+                                           name="status-heartbeat", daemon=True)
+        self._heartbeat.start()
+
+    def stop_heartbeat(self) -> None:
+        """Stop the heartbeat thread and wait for it (a write in progress completes first)."""
+        if self._heartbeat is None:
+            return
+        self._stop_heartbeat.set()
+        self._heartbeat.join()
+        self._heartbeat = None
+
+    def _beat_until_stopped(self, interval_s: float) -> None:
+        while not self._stop_heartbeat.wait(interval_s):
+            self._beat()
+
+    def _beat(self) -> None:
+        """One heartbeat. A write that fails (disk full, folder removed) is skipped: the run
+        itself must not stop for it, and a reader then sees an ageing heartbeat."""
+        try:
+            self._write(heartbeat=now())
+        except OSError:
+            pass

@@ -1,0 +1,148 @@
+"""The sweep's manifest, `<checkpoints_dir>/<exp>/sweep.json`: every point of the sweep with
+its flags, seed and fold, its state, its run directory once known, and every attempt.
+
+A point's state is one of pending, running, finished, failed and interrupted (dead runs are
+found by reading the run's status.json, runs/liveness.py). `attempts` keeps the history: each
+start (`new`) or resumption (`resume`) with its command, times, exit code and run directory,
+so a failed run retried with --retry_failed still shows the run directory that failed.
+Run directories are stored relative to the experiment folder, so the folder can be moved.
+
+Running the sweep again with the same grid continues it. A command whose grid adds values,
+seeds or folds adds those points; one that lacks points the manifest has, or gives other
+flags after `--` or another --folds, is refused: that is a different sweep (use another --exp).
+A file lock (`.sweep.lock`, released by the system when the process ends, however it ends)
+keeps two sweeps from running the same experiment at once.
+"""
+
+import fcntl
+import json
+import os
+from pathlib import Path
+
+from runs.sweep_grid import Point
+from utils.atomic import atomic_write_text
+from utils.errors import UserError
+
+MANIFEST_NAME = "sweep.json"
+LOCK_NAME = ".sweep.lock"
+LOG_FOLDER = "sweep_logs"
+VERSION = 1
+
+
+def point_entry(point: Point, index: int) -> dict:
+    """A new point in the manifest."""
+    name = point.file_name(index)
+    return {"name": name, "label": point.label, "flags": dict(point.flags), "seed": point.seed, "fold": point.fold,
+            "state": "pending", "run_dir": None, "error": None, "log": f"{LOG_FOLDER}/{name}.log", "attempts": []}
+
+
+def entry_point(entry: dict) -> Point:
+    return Point(tuple(entry["flags"].items()), entry["seed"], entry["fold"])
+
+
+def identity(point: Point) -> tuple:
+    """What makes two points the same: the grid values (in any order), the seed and the fold."""
+    return tuple(sorted(point.flags)), point.seed, point.fold
+
+
+def new_manifest(exp: str, train_flags: list[str], folds: int | None, points: list[Point]) -> dict:
+    return {"version": VERSION, "exp": exp, "train_flags": train_flags, "folds": folds,
+            "points": [point_entry(point, index) for index, point in enumerate(points)]}
+
+
+def load_manifest(exp_dir: Path) -> dict | None:
+    """The manifest, None if there is none yet; a UserError if it cannot be used."""
+    path = exp_dir / MANIFEST_NAME
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as error:
+        raise UserError(f"{path} cannot be read ({error}); repair it, or move it away to start the sweep "
+                        "afresh (finished runs would then be trained again).") from None
+    if not is_manifest(manifest):
+        raise UserError(f"{path} is not a sweep manifest of version {VERSION} (edited by hand?); repair it, or "
+                        "move it away to start the sweep afresh (finished runs would then be trained again).")
+    return manifest
+
+
+def is_manifest(manifest: object) -> bool:
+    """The fields the sweep relies on are there, with the right types."""
+    if not isinstance(manifest, dict) or manifest.get("version") != VERSION:
+        return False
+    if not isinstance(manifest.get("train_flags"), list) or not isinstance(manifest.get("points"), list):
+        return False
+    fields = {"name": str, "flags": dict, "state": str, "attempts": list, "log": str}
+    return all(isinstance(entry, dict) and all(isinstance(entry.get(key), kind) for key, kind in fields.items())
+               and all(isinstance(entry.get(key), (int, type(None))) for key in ("seed", "fold"))
+               for entry in manifest["points"])
+
+
+def merge_points(manifest: dict, points: list[Point], train_flags: list[str], folds: int | None) -> int:
+    """Check this command's sweep against the manifest's and add its new points; returns how
+    many were added. Raises a UserError naming the difference when it is another sweep."""
+    where = f"--exp {manifest.get('exp')}"
+    if manifest["train_flags"] != train_flags:
+        raise UserError(f"{where} is a sweep whose runs got the flags {' '.join(manifest['train_flags']) or '(none)'} "
+                        f"after --; this command gives {' '.join(train_flags) or '(none)'}. Give the same flags, "
+                        "or start a new sweep with another --exp.")
+    if manifest.get("folds") != folds:
+        raise UserError(f"{where} is a sweep with --folds {manifest.get('folds')}, this command gives --folds "
+                        f"{folds}; give the same, or start a new sweep with another --exp.")
+    known = {identity(entry_point(entry)) for entry in manifest["points"]}
+    wanted = {identity(point) for point in points}
+    missing = [entry["label"] for entry in manifest["points"] if identity(entry_point(entry)) not in wanted]
+    if missing:
+        raise UserError(f"{where} already holds {len(missing)} point(s) this command's --grid/--seeds lack, e.g. "
+                        f"{missing[0]!r}. Give the same grid (adding values or seeds is fine), or start a new "
+                        "sweep with another --exp.")
+    added = [point for point in points if identity(point) not in known]
+    start = len(manifest["points"])
+    manifest["points"] += [point_entry(point, start + i) for i, point in enumerate(added)]
+    return len(added)
+
+
+def save_manifest(exp_dir: Path, manifest: dict) -> None:
+    """Write the manifest atomically: a sweep killed while saving leaves the previous one."""
+    atomic_write_text(exp_dir / MANIFEST_NAME, json.dumps(manifest, indent=2) + "\n")
+
+
+def stored_path(run_dir: Path, exp_dir: Path) -> str:
+    """A run directory as the manifest stores it: relative to the experiment folder if inside."""
+    try:
+        return Path(os.path.abspath(run_dir)).relative_to(os.path.abspath(exp_dir)).as_posix()
+    except ValueError:
+        return os.path.abspath(run_dir)
+
+
+def entry_run_dir(entry: dict, exp_dir: Path) -> Path | None:
+    """The point's run directory (the latest attempt's), or None while unknown."""
+    run_dir = entry.get("run_dir")
+    return exp_dir / run_dir if isinstance(run_dir, str) and run_dir else None
+
+
+class SweepLock:
+    """Held while a sweep runs an experiment; a second sweep of it is refused."""
+
+    def __init__(self, exp_dir: Path) -> None:
+        self.path = exp_dir / LOCK_NAME
+        self.file = None
+
+    def __enter__(self) -> "SweepLock":
+        self.file = open(self.path, "a+")
+        try:
+            fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self.file.seek(0)
+            holder = self.file.read().strip() or "?"
+            self.file.close()
+            raise UserError(f"Another sweep (pid {holder}) is running {self.path.parent} now; wait for it to end "
+                            "or stop it (Ctrl-C), then run this command again.") from None
+        self.file.truncate(0)
+        self.file.write(str(os.getpid()))
+        self.file.flush()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        fcntl.flock(self.file, fcntl.LOCK_UN)
+        self.file.close()
