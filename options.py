@@ -30,7 +30,8 @@ from model.model_entry import MODELS
 from utils.distributed import launched_by_torchrun, launched_world_size
 from utils.errors import UserError
 from utils.optim import OPTIMIZERS, SCHEDULERS, schedule_depends_on_length
-from utils.run_dir import check_folder_name, find_run_dirs, is_run_dir, read_run_id
+from utils.run_dir import check_folder_name, read_run_id
+from utils.run_search import find_run_dirs, is_run_dir
 from utils.signature_flags import add_signature_flags
 from utils.torch_utils import read_checkpoint
 

@@ -18,7 +18,7 @@ import eval as evaluate
 import options
 import train
 from runs import listing as runs
-from utils.run_dir import find_run_dirs, newest_run_dir
+from utils.run_search import find_run_dirs, newest_run_dir
 
 ARGS = {"model_type": "base", "data_type": "list", "lr": 0.003, "epochs": 3, "seed": 42, "exp": None,
         "monitor": "val/acc", "monitor_mode": "max", "num_workers": 2, "gpus": None, "batch_size": 64}

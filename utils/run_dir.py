@@ -5,10 +5,10 @@ main() makes it before anything is built (`RunDir.new` / `RunDir.existing` only 
 folder), and `open()` once everything has been checked: a run that fails on bad input
 leaves no folder behind. A new folder is claimed with a single `mkdir` (no `exist_ok`), so
 two runs started in the same second, even concurrently, never share one: the second gets a
-`_1` suffix. One process writes a folder at a time: `open()` takes an OS lock (released
-when the process ends, however it ends), so a second `--resume` of a run still training is
-refused, naming the process that holds it. Under torchrun rank 0 writes; the other
-processes learn the path and write nothing.
+`_1` suffix (finding runs again: utils/run_search.py). One process writes a folder at a
+time: `open()` takes an OS lock (released when the process ends, however it ends), so a
+second `--resume` of a run still training is refused, naming the process that holds it.
+Under torchrun rank 0 writes; the other processes learn the path and write nothing.
 """
 
 import errno
@@ -20,7 +20,6 @@ import shlex
 import socket
 import sys
 from argparse import Namespace
-from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -81,10 +80,12 @@ class RunDir:
             self.status.running(resumed_from=resumed["from"], changed_args=resumed["changed_args"],
                                 code={"git_commit": info["git_commit"], "git_dirty": info["git_dirty"]})
             log.info(f"Resuming {self.path} from {resumed['from']}")
+        self.status.start_heartbeat()  # so that `python -m runs` can tell a killed run from a running one
 
     def close(self) -> None:
         """Stop writing log.txt and release the lock (the OS would at exit; tests run several
         runs in one process)."""
+        self.status.stop_heartbeat()
         if self.writer:
             stop_log_file(self.path / "log.txt")
         if self._lock is not None:
@@ -225,37 +226,3 @@ def check_folder_name(flag: str, name: str) -> None:
 def experiment_dir(checkpoints_dir: str | Path, exp: str | None) -> Path:
     """Where a new run directory goes: `<checkpoints_dir>/<exp>/`, or `<checkpoints_dir>/`."""
     return Path(checkpoints_dir) / exp if exp else Path(checkpoints_dir)
-
-
-def is_run_dir(folder: Path) -> bool:
-    """The one rule for what a run directory is: a folder that directly holds `args.json`
-    (train.py writes it as the run starts, before status.json and any checkpoint), except an evaluation's result
-    folder, which holds one too. Those sit at `<dir>/<checkpoint stem>/<name>/`; inside a run
-    they are never reached (the search does not enter runs), and for a loose checkpoint they
-    are recognised by the `<dir>/<checkpoint stem>.pth` beside their parent."""
-    if not (folder / "args.json").is_file():
-        return False
-    return not (folder.parent.parent / f"{folder.parent.name}.pth").is_file()
-
-
-def find_run_dirs(root: str | Path) -> Iterator[Path]:
-    """Every run directory under `root` (or `root` itself if it is one), in name order.
-    Folders that are not runs are searched (experiment folders); runs and hidden folders
-    are not entered, so evaluations inside runs are never taken for runs."""
-    root = Path(root)
-    if is_run_dir(root):
-        yield root
-        return
-    try:
-        children = sorted(entry.path for entry in os.scandir(root) if entry.is_dir() and entry.name[0] != ".")
-    except OSError:  # missing, not a folder, or not readable: no runs there
-        return
-    for child in children:
-        yield from find_run_dirs(child)
-
-
-def newest_run_dir(root: str | Path) -> Path | None:
-    """The most recently started (or resumed) run directory under `root`, experiment folders
-    included: by the time of its args.json, which only training writes (an evaluation adds a
-    folder inside a run, which would change the run folder's own time)."""
-    return max(find_run_dirs(root), key=lambda p: (p / "args.json").stat().st_mtime, default=None)
