@@ -22,7 +22,7 @@ from torch import nn
 from data.data_entry import build_dataset, eval_set_name, select_eval_loader
 from model.model_entry import check_model_fits, equip_multi_gpu, model_kwargs, select_model
 from options import parse_eval_args
-from tasks import select_task
+from tasks import ClassificationTask, SegmentationTask, select_task
 from utils.atomic import atomic_write_text
 from utils.distributed import ShardSampler, cleanup_distributed, gather_to_main, init_distributed, is_main_process
 from utils.errors import UserError
@@ -121,6 +121,20 @@ class ResultWriter:
         log.info(f"Results written to {self.folder}")
 
 
+def load_model(args: Namespace, checkpoint: dict, kwargs: dict[str, object],
+               task_name: str) -> tuple[nn.Module, ClassificationTask | SegmentationTask]:
+    """The checkpoint's model, built with `kwargs` (model flags given now win) and loaded with
+    its weights (the averaged ones with --ema), and its task with the checkpoint's class names.
+    One place for eval.py and predict.py, so both rebuild a checkpoint the same way."""
+    kwargs = {**kwargs, **{name: getattr(args, name) for name in kwargs if hasattr(args, name)}}
+    class_names = checkpoint.get("class_names") or [str(i) for i in range(kwargs["num_classes"])]
+    task = select_task(task_name, kwargs["num_classes"], class_names, args.ignore_index)
+    model = select_model(args, kwargs)
+    weights = checkpoint["ema"]["model"] if args.ema else model_state(checkpoint)
+    load_state_into(model, weights, strict=not args.load_not_strict, source=args.load_model_path)
+    return model, task
+
+
 def build_evaluation(args: Namespace, checkpoint: dict) -> tuple[Evaluator, torch.utils.data.DataLoader]:
     """The model of the checkpoint (sized as it was trained) on --val_list; checked before
     anything is written."""
@@ -128,16 +142,11 @@ def build_evaluation(args: Namespace, checkpoint: dict) -> tuple[Evaluator, torc
     loader = select_eval_loader(args, build_dataset(args, train=False))
     data = loader.dataset
     kwargs = checkpoint.get("model_kwargs") or model_kwargs(args, data.num_classes, data.in_channels)
-    kwargs = {**kwargs, **{name: getattr(args, name) for name in kwargs if hasattr(args, name)}}
     task_name = checkpoint.get("task", data.task)
     if task_name != data.task:
         raise UserError(f"{args.load_model_path} is a {task_name} model, but --val_list {args.val_list} "
                         f"(--data_type {args.data_type}) holds {data.task} data.")
-    class_names = checkpoint.get("class_names") or [str(i) for i in range(kwargs["num_classes"])]
-    task = select_task(data.task, kwargs["num_classes"], class_names, args.ignore_index)
-    model = select_model(args, kwargs)
-    weights = checkpoint["ema"]["model"] if args.ema else model_state(checkpoint)
-    load_state_into(model, weights, strict=not args.load_not_strict, source=args.load_model_path)
+    model, task = load_model(args, checkpoint, kwargs, data.task)
     check_model_fits(model.to(device), data[0]["image"], task.check_output, args.model_type)
     model = equip_multi_gpu(speed_up(model.to(device), args.channels_last, args.compile), args.gpus, training=False)
     saved_loss = checkpoint.get("args", {})

@@ -24,6 +24,7 @@ from data import data_entry
 from data.augment import POLICIES
 from data.data_entry import DATASETS, reads_lists
 from data.demo_data import DEMO_ROOT, demo_list
+from data.unlabeled import INPUT_HINT
 from loss import LOSSES, SOFT_TARGET_LOSSES
 from model import model_entry
 from model.model_entry import MODELS
@@ -466,6 +467,72 @@ def parse_eval_args(argv: list[str] | None = None) -> tuple[Namespace, dict]:
     except UserError as error:
         parser.error(str(error))
     return args, checkpoint
+
+
+def predict_parser(model_type: str = "base", data_type: str = "list") -> Parser:
+    parser = Parser("predict.py", "Predict on pictures without labels (see docs/predict.md). Model flags "
+                    "default to the checkpoint's.")
+    add_common_flags(parser)
+    parser.set_defaults(save_prefix="predict")
+    group = parser.add_argument_group("prediction")
+    group.add_argument("--input", required=True,
+                       help="a folder of pictures (searched recursively), a list file of image paths (one a "
+                            "line) or one picture")
+    group.add_argument("--top_k", type=int, default=5,
+                       help="classification: the K best classes in columns top1..topK (at most the number "
+                            "of classes) (default: %(default)s)")
+    group.add_argument("--output_dir", default=None,
+                       help="write the result folder here instead of beside the checkpoint")
+    group.add_argument("--ema", action=BooleanOptionalAction, default=False,
+                       help="predict with the checkpoint's averaged weights (from --ema_decay) instead of its own")
+    add_component_flags(parser, model_type, data_type)
+    return parser
+
+
+def parse_predict_args(argv: list[str] | None = None) -> tuple[Namespace, dict]:
+    """The checked flags of predict.py (model and data flags default to the checkpoint's, as in
+    eval.py), and the checkpoint, read once."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    first = pre_parse("predict.py", argv, load_model_path=None, checkpoints_dir="checkpoints", model_type=None,
+                      data_type=None)
+    try:
+        if launched_by_torchrun():
+            raise UserError(f"predict.py runs as one process, but torchrun started {launched_world_size()}; "
+                            "run it with python (it uses one GPU, chosen by --gpus).")
+        path = eval_checkpoint_path(first)
+        checkpoint = read_checkpoint(path, mmap=True)
+        saved = checkpoint.get("args") if isinstance(checkpoint.get("args"), dict) else {}
+        parser = predict_parser(*component_names(first, saved))
+    except UserError as error:
+        Parser("predict.py").error(str(error))
+    inherited = (*INHERITED_BY_EVAL, *component_flag_names(parser))
+    parser.set_defaults(**{name: saved[name] for name in inherited if name in saved})
+    args = parser.parse_args(argv)
+    try:
+        args.load_model_path = str(path)
+        check_predict_args(args, checkpoint)
+    except UserError as error:
+        parser.error(str(error))
+    return args, checkpoint
+
+
+def check_predict_args(args: Namespace, checkpoint: dict) -> None:
+    """Value checks for predict.py. Not check_common_args: the training lists (--val_list)
+    play no part, and may be gone by the time a model is used."""
+    for name in ("batch_size", "top_k"):
+        check_positive(args, name)
+    if args.num_workers < 0:
+        raise UserError(f"--num_workers {args.num_workers} is negative; use 0 or more.")
+    if not Path(args.input).exists():
+        raise UserError(f"--input {args.input} does not exist; {INPUT_HINT}.")
+    check_folder_name("--save_prefix", args.save_prefix)
+    check_gpus(args.gpus)
+    if not isinstance(checkpoint.get("model_kwargs"), dict) or checkpoint.get("task") is None:
+        raise UserError(f"{args.load_model_path} does not say which model, task and classes it holds (no "
+                        "model_kwargs and task): predict.py needs a checkpoint written by train.py.")
+    if args.ema and not isinstance(checkpoint.get("ema"), dict):
+        raise UserError(f"--ema: {args.load_model_path} holds no averaged weights; train with --ema_decay "
+                        "to have them.")
 
 
 def eval_checkpoint_path(first: Namespace) -> Path:

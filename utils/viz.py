@@ -8,6 +8,7 @@ prediction is right, red when wrong; segmentation shows input | prediction | tru
 from pathlib import Path
 
 import torch
+from PIL import Image
 from torchvision.utils import make_grid, save_image
 
 GREEN = torch.tensor([0.0, 0.8, 0.0])
@@ -109,3 +110,12 @@ def save_segmentation_pngs(pictures: torch.Tensor, label: torch.Tensor, pred: to
         name = f"{indices[offset]:06d}"
         save_image(rows[offset], folder / f"{name}.png")
         save_image(overlays[offset], folder / f"{name}_overlay.png")
+
+
+def save_palette_mask(mask: torch.Tensor, path: Path) -> None:
+    """A class-id mask (H, W) as a palette PNG (mode P): each pixel stores its class id, and
+    the file opens in any viewer as a picture in the fixed colours above. Ids above 255 do
+    not fit a PNG palette and are refused by the caller."""
+    image = Image.fromarray(mask.detach().cpu().to(torch.uint8).numpy())  # mode L
+    image.putpalette((PALETTE * 255).round().to(torch.uint8).flatten().tolist())  # L becomes P
+    image.save(path)
