@@ -447,6 +447,8 @@ def parse_eval_args(argv: list[str] | None = None) -> tuple[Namespace, dict]:
     argv = sys.argv[1:] if argv is None else list(argv)
     first = pre_parse("eval.py", argv, load_model_path=None, checkpoints_dir="checkpoints", model_type=None,
                       data_type=None)
+    if {"-h", "--help"} & set(argv):  # help needs no checkpoint
+        eval_parser(*component_names(first, {})).parse_args(argv)
     try:
         path = eval_checkpoint_path(first)
         checkpoint = read_checkpoint(path, mmap=True)
@@ -495,6 +497,8 @@ def parse_predict_args(argv: list[str] | None = None) -> tuple[Namespace, dict]:
     argv = sys.argv[1:] if argv is None else list(argv)
     first = pre_parse("predict.py", argv, load_model_path=None, checkpoints_dir="checkpoints", model_type=None,
                       data_type=None)
+    if {"-h", "--help"} & set(argv):  # help needs no checkpoint
+        predict_parser(*component_names(first, {})).parse_args(argv)
     try:
         if launched_by_torchrun():
             raise UserError(f"predict.py runs as one process, but torchrun started {launched_world_size()}; "

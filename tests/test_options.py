@@ -194,3 +194,10 @@ def test_eval_with_no_runs_at_all_is_a_clear_error(tmp_path: Path, capsys) -> No
         options.parse_eval_args(["--checkpoints_dir", str(tmp_path)])
     assert exit_info.value.code == 2
     assert "No --load_model_path given and no run directory" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("parse", [options.parse_eval_args, options.parse_predict_args])
+def test_help_needs_no_checkpoint(parse, tmp_path: Path, capsys) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        parse(["--checkpoints_dir", str(tmp_path), "-h"])
+    assert exit_info.value.code == 0 and "--load_model_path" in capsys.readouterr().out
