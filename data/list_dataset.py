@@ -203,11 +203,14 @@ class ListDataset(Dataset):
     long tensor H x W for masks) and `path` (the image file, for predictions.csv).
     """
 
-    def __init__(self, list_path: str | Path, transform: Callable) -> None:
+    def __init__(self, list_path: str | Path, transform: Callable, dense: bool | None = None) -> None:
+        """`dense`: whether the list must hold masks (True) or class ids (False); None takes either."""
         self.list_path = Path(list_path)
         self.entries = read_list_file(self.list_path)
         self.transform = transform
         self.dense = isinstance(self.entries[0].label, Path)
+        if dense is not None and dense != self.dense:
+            raise UserError(wrong_kind_of_list(self.list_path, self.entries[0].where, self.dense))
         self.task = "segmentation" if self.dense else "classification"  # picks the task in tasks.py
         self.in_channels = 3
         self.class_names = self._class_names()
@@ -257,8 +260,8 @@ class MemListDataset(ListDataset):
     Why: small data sets spend most of an epoch decoding the same files again. Random
     augmentation still runs on every read."""
 
-    def __init__(self, list_path: str | Path, transform: Callable) -> None:
-        super().__init__(list_path, transform)
+    def __init__(self, list_path: str | Path, transform: Callable, dense: bool | None = None) -> None:
+        super().__init__(list_path, transform, dense)
         self.cache = [ListDataset.load_raw(self, i) for i in range(len(self))]
 
     def load_raw(self, index: int) -> tuple[torch.Tensor, int | torch.Tensor]:
@@ -268,23 +271,33 @@ class MemListDataset(ListDataset):
 
 def build_list_dataset(list_path: str, train: bool, augment: Augment, image_size: int = 32,
                        in_memory: bool = False) -> ListDataset:
-    """Registry builder (see data/data_entry.py): `<image> <label>` lines, pictures resized to
-    `image_size`; `in_memory` decodes every picture once, at start-up, and keeps it (faster
-    epochs for sets that fit in memory: about H x W x 3 bytes a sample). The demo lists are
-    generated here on first use."""
-    if image_size < 1:
-        raise UserError(f"--image_size {image_size} must be 1 or more.")
-    ensure_demo_data(list_path)
-    transform = train_transform(augment, image_size) if train else eval_transform(image_size)
-    return MemListDataset(list_path, transform) if in_memory else ListDataset(list_path, transform)
+    """Registry builder (see data/data_entry.py): `<image> <class id>` lines, pictures resized
+    to `image_size`; `in_memory` decodes every picture once, at start-up, and keeps it (faster
+    epochs for sets that fit in memory: about H x W x 3 bytes a sample)."""
+    return open_list(list_path, train, augment, image_size, in_memory, dense=False)
 
 
 def build_seg_list_dataset(list_path: str, train: bool, augment: Augment, image_size: int = 32,
                            in_memory: bool = False) -> ListDataset:
-    """Registry builder for segmentation: a list of `<image> <mask>` lines, refused otherwise
-    (a class-id list here is almost surely the wrong --train_list / --val_list)."""
-    dataset = build_list_dataset(list_path, train, augment, image_size, in_memory)
-    if not dataset.dense:
-        raise UserError(f"--data_type seg_list needs `<image> <mask>` lines, but {list_path} holds class ids "
-                        f"({dataset.entries[0].where}); use --data_type list for it, or a mask list.")
-    return dataset
+    """Registry builder for segmentation: `<image> <mask>` lines, the same flags."""
+    return open_list(list_path, train, augment, image_size, in_memory, dense=True)
+
+
+def open_list(list_path: str, train: bool, augment: Augment, image_size: int, in_memory: bool,
+              dense: bool) -> ListDataset:
+    """A list data set of one kind; the demo lists are generated here on first use."""
+    if image_size < 1:
+        raise UserError(f"--image_size {image_size} must be 1 or more.")
+    ensure_demo_data(list_path)
+    transform = train_transform(augment, image_size) if train else eval_transform(image_size)
+    return (MemListDataset if in_memory else ListDataset)(list_path, transform, dense)
+
+
+def wrong_kind_of_list(list_path: Path, where: str, dense: bool) -> str:
+    """A class-id list given to segmentation, or a mask list to classification: almost surely
+    the wrong --train_list / --val_list, or the wrong --data_type."""
+    if dense:
+        return (f"--data_type list reads `<image> <class id>` lines, but {list_path} holds mask paths ({where}); "
+                "use --data_type seg_list for it (and a segmentation model, e.g. unet).")
+    return (f"--data_type seg_list needs `<image> <mask>` lines, but {list_path} holds class ids ({where}); "
+            "use --data_type list for it, or a mask list.")

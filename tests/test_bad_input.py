@@ -191,6 +191,7 @@ def test_a_failed_run_records_the_error(earlier, tiny_demo, tmp_path, capsys) ->
     assert status["status"] == "failed" and "UserError: The image" in status["error"]
 
 
+@pytest.mark.slow
 def test_debug_shows_the_traceback(tiny_demo, tmp_path) -> None:
     bad = write_list(tmp_path / "lists", "gone.png 1\n")
     argv = tiny_train_argv(tiny_demo, tmp_path / "ckpt") + ["--train_list", str(bad), "--debug", "--batch_size", "1"]

@@ -10,6 +10,8 @@ from helpers import REPO, run_python, tiny_train_argv
 
 import eval as evaluate
 
+pytestmark = pytest.mark.slow  # torchrun processes
+
 
 @pytest.fixture(scope="module")
 def ddp_run(tiny_demo: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:

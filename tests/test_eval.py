@@ -82,6 +82,7 @@ def test_a_second_evaluation_never_overwrites_the_first(evaluated: Path, run_dir
     assert (evaluated / "result.txt").read_text() == before
 
 
+@pytest.mark.slow
 def test_eval_py_as_a_user_runs_it(run_dir: Path, tmp_path: Path) -> None:
     result = run_python(["eval.py", "--load_model_path", str(run_dir / "last.pth"), "--num_workers", "0"])
     assert result.returncode == 0, result.stderr
@@ -89,6 +90,7 @@ def test_eval_py_as_a_user_runs_it(run_dir: Path, tmp_path: Path) -> None:
     assert read_result(result_dir)["acc"] >= 0
 
 
+@pytest.mark.slow
 def test_a_checkpoint_of_another_model_is_a_clear_error(run_dir: Path) -> None:
     result = run_python(["eval.py", "--load_model_path", str(run_dir), "--model_type", "better"])
     assert result.returncode == 2

@@ -1,7 +1,7 @@
 """--resume: a run killed (SIGKILL) or stopped (SIGTERM) and resumed ends bitwise equal to an
 uninterrupted one with the same seed, with the same metrics.csv; conflicting flags are refused.
 
-The runs are real `python train.py` processes on a 320-image demo set (20 steps an epoch);
+The runs are real `python train.py` processes on a 192-image demo set (12 steps an epoch);
 the test watches last.pth and stops the process at a known point (see helpers.start_and_stop:
 events, not sleeps, so a busy machine cannot move the point).
 """
@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("resume") / "demo"
-    generate_demo_data(root, num_train=320, num_val=40)
+    generate_demo_data(root, num_train=192, num_val=32)
     return root
 
 
@@ -66,7 +66,7 @@ def uninterrupted_recipe(demo: Path, tmp_path_factory: pytest.TempPathFactory) -
 
 def assert_same_run(resumed: Path, reference: Path) -> None:
     ours, theirs = torch.load(resumed / "last.pth"), torch.load(reference / "last.pth")
-    assert ours["epoch"] == theirs["epoch"] == 3 and ours["global_step"] == theirs["global_step"] == 60
+    assert ours["epoch"] == theirs["epoch"] == 3 and ours["global_step"] == theirs["global_step"] == 36
     for name, tensor in theirs["model"].items():
         assert torch.equal(ours["model"][name], tensor), name
     for name, tensor in (theirs["ema"] or {}).get("model", {}).items():
@@ -91,10 +91,10 @@ def test_sigkill_in_epoch_2_then_resume_from_the_epoch_1_checkpoint(demo, uninte
 @pytest.mark.parametrize("workers", [0, 2])
 def test_sigkill_mid_epoch_then_resume_from_a_step_checkpoint(demo, uninterrupted, tmp_path, workers) -> None:
     argv = flags(demo, tmp_path, workers) + ["--save_every_steps", "3"]
-    in_epoch_2 = lambda c: c["epoch"] == 1 and 6 <= c["step_in_epoch"] <= 15  # noqa: E731
+    in_epoch_2 = lambda c: c["epoch"] == 1 and 3 <= c["step_in_epoch"] <= 8  # noqa: E731
     start_and_stop(argv, tmp_path, in_epoch_2, signal.SIGKILL)
     run_dir = only_run(tmp_path)
-    assert torch.load(run_dir / "last.pth")["step_in_epoch"] in range(6, 16)
+    assert torch.load(run_dir / "last.pth")["step_in_epoch"] in range(3, 9)
     result = run_python(["train.py", "--resume", str(run_dir)])
     assert result.returncode == 0, result.stderr[-2000:]
     assert "Resumed at epoch 2, step" in result.stdout
@@ -103,7 +103,7 @@ def test_sigkill_mid_epoch_then_resume_from_a_step_checkpoint(demo, uninterrupte
 
 def test_the_recipe_killed_mid_epoch_and_resumed_ends_bit_identical(demo, uninterrupted_recipe, tmp_path) -> None:
     argv = flags(demo, tmp_path, workers=2, recipe=True) + ["--save_every_steps", "3"]
-    in_epoch_2 = lambda c: c["epoch"] == 1 and 6 <= c["step_in_epoch"] <= 15  # noqa: E731
+    in_epoch_2 = lambda c: c["epoch"] == 1 and 3 <= c["step_in_epoch"] <= 8  # noqa: E731
     start_and_stop(argv, tmp_path, in_epoch_2, signal.SIGKILL)
     run_dir = only_run(tmp_path)
     result = run_python(["train.py", "--resume", str(run_dir)])
@@ -112,9 +112,9 @@ def test_the_recipe_killed_mid_epoch_and_resumed_ends_bit_identical(demo, uninte
 
 
 def test_sigterm_saves_marks_interrupted_and_prints_the_resume_command(demo, uninterrupted, tmp_path) -> None:
-    # Saved every step, the signal sent while epoch 2 is between its steps 3 and 15: it stops mid-epoch.
+    # Saved every step, the signal sent while epoch 2 is between its steps 3 and 8: it stops mid-epoch.
     argv = flags(demo, tmp_path) + ["--save_every_steps", "1"]
-    in_epoch_2 = lambda c: c["epoch"] == 1 and 3 <= c["step_in_epoch"] <= 15  # noqa: E731
+    in_epoch_2 = lambda c: c["epoch"] == 1 and 3 <= c["step_in_epoch"] <= 8  # noqa: E731
     process = start_and_stop(argv, tmp_path, in_epoch_2, signal.SIGTERM)
     run_dir = only_run(tmp_path)
     assert process.returncode == 128 + signal.SIGTERM, process.output[-2000:]
@@ -131,7 +131,7 @@ def test_sigterm_saves_marks_interrupted_and_prints_the_resume_command(demo, uni
     events = EventAccumulator(str(run_dir))
     events.Reload()
     assert [e.value for e in events.Scalars("epoch")] == [1, 2, 3]  # each epoch once across both processes
-    assert [e.step for e in events.Scalars("val/acc")] == [20, 40, 60]
+    assert [e.step for e in events.Scalars("val/acc")] == [12, 24, 36]
 
 
 def test_flags_that_change_the_run_are_refused_naming_each(uninterrupted: Path, capsys) -> None:

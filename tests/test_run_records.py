@@ -57,6 +57,7 @@ def test_a_text_write_failing_halfway_keeps_the_old_text(tmp_path: Path, monkeyp
     assert (tmp_path / "result.txt").read_text() == "acc: 0.9\n"
 
 
+@pytest.mark.slow
 def test_a_full_disk_while_saving_epoch_2_keeps_epoch_1_and_says_so(tiny_demo: Path, tmp_path: Path, monkeypatch,
                                                                     caplog) -> None:
     real_write = checkpoints.atomic_write_bytes
@@ -101,6 +102,7 @@ def test_status_and_run_info_of_a_finished_run(trained_run: Path) -> None:
     assert {"git_commit", "git_dirty", "torchvision", "cuda"} <= set(info)
 
 
+@pytest.mark.slow
 def test_code_patch_recreates_the_uncommitted_code(tiny_demo: Path, tmp_path: Path) -> None:
     project = copy_project(tmp_path / "project")
     git = ["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false"]
@@ -132,6 +134,7 @@ def test_evaluation_records_which_checkpoint_produced_it(trained_run: Path, tmp_
     assert json.loads((result_dir / "status.json").read_text())["status"] == "finished"
 
 
+@pytest.mark.slow
 def test_deterministic_runs_with_one_seed_give_identical_metrics(tiny_demo: Path, tmp_path: Path) -> None:
     for name in ("first", "second"):
         argv = tiny_train_argv(tiny_demo, tmp_path / name, epochs=2) + ["--deterministic", "--num_workers", "2"]

@@ -66,6 +66,7 @@ def three_runs(tmp_path: Path) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_exp_puts_the_run_in_its_folder_and_eval_still_finds_the_newest_run(tiny_demo: Path, tmp_path: Path) -> None:
     old = fake_run(tmp_path, "base_exp_old")
     os.utime(old, (1, 1))

@@ -146,6 +146,7 @@ def test_git_makes_a_repository_with_exactly_one_commit(template: Path, tmp_path
     assert git("ls-files").split() == project_files(template)
 
 
+@pytest.mark.slow
 def test_failed_git_commit_leaves_no_folder(template: Path, tmp_path: Path) -> None:
     """A pre-commit hook that refuses (set through git's environment config) makes the commit fail."""
     hooks = tmp_path / "hooks"
@@ -159,6 +160,7 @@ def test_failed_git_commit_leaves_no_folder(template: Path, tmp_path: Path) -> N
     assert not (tmp_path / "new").exists()
 
 
+@pytest.mark.slow
 def test_new_project_passes_its_own_tests(template: Path, tmp_path: Path) -> None:
     """The README's test command in the new project, on a fast part of its suite."""
     dest = tmp_path / "new"
@@ -185,6 +187,7 @@ def test_failed_new_project_leaves_no_folder(template: Path, tmp_path: Path, mon
 
 # --- a new model or data set -----------------------------------------------------------------
 
+@pytest.mark.slow
 def test_add_model_writes_package_entry_and_script_and_it_trains(project: Path) -> None:
     entry_before = (project / "model" / "model_entry.py").read_text()
     result = run_scaffold(["model", "scaffold_net"], cwd=project)
@@ -207,6 +210,7 @@ def test_add_model_writes_package_entry_and_script_and_it_trains(project: Path) 
     assert torch.load(run_dir / "best.pth")["model_kwargs"]["width"] == 8
 
 
+@pytest.mark.slow
 def test_add_dataset_writes_module_and_entry_and_it_trains(project: Path) -> None:
     entry_before = (project / "data" / "data_entry.py").read_text()
     result = run_scaffold(["dataset", "scaffold_set"], cwd=project)
@@ -227,6 +231,7 @@ def test_add_dataset_writes_module_and_entry_and_it_trains(project: Path) -> Non
     assert (saved["data_type"], saved["image_size"]) == ("scaffold_set", 16) and (run_dir / "best.pth").is_file()
 
 
+@pytest.mark.slow
 def test_generated_model_passes_the_model_tests(project: Path) -> None:
     """The project's own model tests (typed keywords, one score per class) cover the new model."""
     scaffold.add_model(project, "scaffold_net")

@@ -40,6 +40,7 @@ def test_every_script_is_an_experiment_pair_a_sweep_or_known() -> None:
             f"{name}: name experiment scripts train_<x>.sh / eval_<x>.sh / sweep_<x>.sh so the tests run them"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("train_script", TRAIN_SCRIPTS)
 def test_train_script_then_its_eval_script(project: Path, train_script: str) -> None:
     before = set((project / "checkpoints").iterdir())
@@ -67,6 +68,7 @@ def test_sweep_script_plans_its_grid_with_the_extra_flags(project: Path, sweep_s
     assert set((project / "checkpoints").iterdir()) == before  # nothing written
 
 
+@pytest.mark.slow
 def test_main_job_generates_the_demo_data_trains_and_evaluates(tmp_path: Path) -> None:
     """The README's first command, in a fresh copy: no data yet, 3 epochs instead of 10."""
     project = copy_project(tmp_path / "project")

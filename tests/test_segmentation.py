@@ -99,6 +99,7 @@ def test_a_mask_value_outside_the_classes_names_file_and_value() -> None:
         task.check_labels(label, ["a.png", "b.png"])
 
 
+@pytest.mark.slow
 def test_a_bad_mask_stops_training_with_exit_2(tiny_demo: Path, tmp_path: Path, capsys) -> None:
     data = Path(shutil.copytree(tiny_demo, tmp_path / "demo"))
     Image.new("L", (32, 32), 9).save(data / "masks/train/00002.png")
@@ -115,6 +116,7 @@ def test_a_classification_model_on_masks_is_a_clear_error(tiny_demo: Path, tmp_p
     assert list(tmp_path.iterdir()) == []  # found before the run directory was made
 
 
+@pytest.mark.slow
 def test_train_and_eval_write_results_that_match_the_saved_predictions(tiny_demo: Path, tmp_path: Path) -> None:
     assert train.main(seg_argv(tiny_demo, tmp_path, epochs=2)) == 0
     (run_dir,) = tmp_path.iterdir()
@@ -136,3 +138,24 @@ def test_train_and_eval_write_results_that_match_the_saved_predictions(tiny_demo
     assert float(result["miou"]) == pytest.approx(mean_iou(confusion), abs=1e-6)
     assert float(result["pixel_acc"]) == pytest.approx(overall_accuracy(confusion), abs=1e-6)
     assert len(list((result_dir / "viz").glob("*_overlay.png"))) == len(entries)
+
+
+def test_a_mask_list_for_classification_or_ids_for_segmentation_name_the_data_type(tiny_demo: Path) -> None:
+    from data.augment import Augment
+    from data.list_dataset import build_list_dataset, build_seg_list_dataset
+
+    with pytest.raises(UserError, match="--data_type list reads `<image> <class id>` lines, but .* holds mask "
+                                        "paths .* use --data_type seg_list"):
+        build_list_dataset(str(tiny_demo / "seg_val.txt"), False, Augment())
+    with pytest.raises(UserError, match="--data_type seg_list needs `<image> <mask>` lines, but .* holds class ids"):
+        build_seg_list_dataset(str(tiny_demo / "val.txt"), False, Augment())
+
+
+def test_a_classification_checkpoint_on_a_mask_list_says_what_does_not_fit(trained_run: Path, tiny_demo: Path,
+                                                                            capsys) -> None:
+    argv = ["--load_model_path", str(trained_run), "--val_list", str(tiny_demo / "seg_val.txt"), "--num_workers", "0"]
+    assert evaluate.main(argv) == 2
+    err = capsys.readouterr().err
+    assert "holds mask paths" in err and "seg_classes.txt" not in err
+    assert evaluate.main([*argv, "--data_type", "seg_list"]) == 2
+    assert "is a classification model, but --val_list" in capsys.readouterr().err

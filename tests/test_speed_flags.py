@@ -23,6 +23,7 @@ def a_batch(trainer: train.Trainer) -> dict:
     return trainer.evaluator.step(next(iter(trainer.evaluator.loader)))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("amp", ["bf16", "fp16"])
 def test_mixed_precision_trains_and_saves_its_loss_scaler(amp: str, tiny_demo: Path, tmp_path: Path) -> None:
     trainer = trained(tiny_train_argv(tiny_demo, tmp_path) + ["--amp", amp])
@@ -33,6 +34,7 @@ def test_mixed_precision_trains_and_saves_its_loss_scaler(amp: str, tiny_demo: P
     assert out["pred"].dtype == {"bf16": torch.bfloat16, "fp16": torch.float16}[amp]  # autocast was on
 
 
+@pytest.mark.slow
 def test_channels_last_lays_out_weights_and_images_as_nhwc(tiny_demo: Path, tmp_path: Path) -> None:
     trainer = trained(tiny_train_argv(tiny_demo, tmp_path) + ["--channels_last"])
     conv = trainer.model.features[0][0].weight
@@ -47,6 +49,7 @@ def linear_model(args, kwargs: dict) -> nn.Module:
     return nn.Sequential(nn.Flatten(), nn.Linear(kwargs["in_channels"] * 32 * 32, kwargs["num_classes"]))
 
 
+@pytest.mark.slow
 def test_two_accumulated_half_batches_equal_one_full_batch(tiny_demo, tmp_path, monkeypatch) -> None:
     monkeypatch.setattr(train, "select_model", linear_model)
     weights = []
@@ -70,6 +73,7 @@ def test_gradient_clipping_bounds_each_step(tiny_demo, tmp_path, monkeypatch) ->
     assert 0 < moved <= 3 * 0.001 + 1e-6  # 3 steps of lr 1 x a gradient of norm at most 0.001
 
 
+@pytest.mark.slow
 def test_per_step_curves_every_log_freq_steps(tiny_demo: Path, tmp_path: Path) -> None:
     trainer = trained(tiny_train_argv(tiny_demo, tmp_path, epochs=2) + ["--log_freq", "2"])
     events = EventAccumulator(str(trainer.run.path))

@@ -235,6 +235,7 @@ def test_dead_runs_are_resumed_and_live_ones_left_alone(tmp_path: Path, capsys) 
     assert "still running, started by an earlier sweep or by hand (left alone):" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_the_runs_of_a_sweep_aggregate_by_group(tmp_path: Path, capsys) -> None:
     assert run_sweep(tmp_path, "--grid", "lr=0.01,0.02", "--seeds", "0", "1", "2") == 0
     capsys.readouterr()

@@ -4,6 +4,7 @@ import csv
 import json
 from pathlib import Path
 
+import pytest
 import torch
 from helpers import run_bash, run_python, tiny_train_argv
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
@@ -67,6 +68,7 @@ def test_log_txt_holds_what_was_printed(trained_run: Path) -> None:
     assert f"Run directory: {trained_run}" in log and "Best val/acc" in log
 
 
+@pytest.mark.slow
 def test_train_py_as_a_user_runs_it_and_command_sh_reruns_it(tiny_demo: Path, tmp_path: Path) -> None:
     result = run_python(["train.py", *tiny_train_argv(tiny_demo, tmp_path), "--save_prefix", "cli"])
     assert result.returncode == 0, result.stderr
@@ -80,6 +82,7 @@ def test_train_py_as_a_user_runs_it_and_command_sh_reruns_it(tiny_demo: Path, tm
     assert first == second  # args.json holds the flags only; the folder is the run's own
 
 
+@pytest.mark.slow
 def test_bad_flag_exits_2_with_one_message_and_no_traceback(tmp_path: Path) -> None:
     result = run_python(["train.py", "--batch_size", "0", "--checkpoints_dir", str(tmp_path)])
     assert result.returncode == 2
@@ -87,6 +90,7 @@ def test_bad_flag_exits_2_with_one_message_and_no_traceback(tmp_path: Path) -> N
     assert "Traceback" not in result.stderr and list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.slow
 def test_bad_list_line_found_later_is_also_one_message(tiny_demo: Path, tmp_path: Path) -> None:
     bad_list = tmp_path / "train.txt"
     bad_list.write_text((tiny_demo / "train.txt").read_text() + "images/train/00000.png\n")
@@ -96,6 +100,7 @@ def test_bad_list_line_found_later_is_also_one_message(tiny_demo: Path, tmp_path
     assert f"Malformed line {bad_list}:61" in result.stderr and "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_unknown_monitor_is_reported_with_the_recorded_names(tiny_demo: Path, tmp_path: Path, caplog) -> None:
     assert train.main(tiny_train_argv(tiny_demo, tmp_path) + ["--monitor", "val/f1"]) == 2
     assert "--monitor val/f1 is not a recorded value; recorded: train/acc" in caplog.text
@@ -107,12 +112,14 @@ def test_a_diverging_loss_stops_the_run_naming_epoch_and_step(tiny_demo: Path, t
     assert "The loss became nan at epoch 1, step" in caplog.text
 
 
+@pytest.mark.slow
 def test_fine_tuning_from_a_run_directory_loads_its_best_weights(trained_run: Path, tiny_demo: Path,
                                                                  tmp_path: Path, caplog) -> None:
     assert train.main(tiny_train_argv(tiny_demo, tmp_path) + ["--load_model_path", str(trained_run)]) == 0
     assert f"Weights from {trained_run / 'best.pth'}: loaded 20 of the model's 20 tensors" in caplog.text
 
 
+@pytest.mark.slow
 def test_a_missing_image_read_by_a_worker_process_is_one_message(tiny_demo: Path, tmp_path: Path) -> None:
     bad_list = tmp_path / "train.txt"
     bad_list.write_text(f"{tiny_demo}/images/train/00000.png 0\n{tiny_demo}/gone.png 1\n")
@@ -124,6 +131,7 @@ def test_a_missing_image_read_by_a_worker_process_is_one_message(tiny_demo: Path
     assert "Traceback" not in result.stderr
 
 
+@pytest.mark.slow
 def test_a_last_batch_of_one_never_reaches_batchnorm(tiny_demo: Path, tmp_path: Path) -> None:
     """60 samples in batches of 59 would leave a batch of 1, which BatchNorm cannot train on."""
     argv = tiny_train_argv(tiny_demo, tmp_path) + ["--model_type", "resnet18"]
