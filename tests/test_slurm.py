@@ -13,6 +13,7 @@ failing job is not requeued.
 
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -26,6 +27,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 from helpers import EVENT_DEADLINE, REPO, copy_project, latest_checkpoint
+
+import options
 
 SCRIPT = "scripts/slurm_train.sh"
 
@@ -292,3 +295,11 @@ def test_outside_a_slurm_job_it_says_how_to_submit(tmp_path: Path) -> None:
     assert result.returncode == 2
     assert "not inside a Slurm job. From the project's root: sbatch scripts/slurm_train.sh" in result.stderr
 
+
+def test_the_sbatch_commands_of_docs_slurm_take_valid_train_flags() -> None:
+    """The doc's sbatch examples (those without a <placeholder>) pass train.py's checks."""
+    lines = [line.strip() for line in (REPO / "docs" / "slurm.md").read_text().splitlines()]
+    commands = [shlex.split(line) for line in lines if line.startswith("sbatch ") and "<" not in line]
+    assert len(commands) >= 2
+    for words in commands:
+        options.parse_train_args(words[words.index(SCRIPT) + 1:])  # exits on an unknown flag or a bad value
