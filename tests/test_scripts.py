@@ -17,7 +17,7 @@ import options
 TINY = ["--epochs", "1", "--batch_size", "16", "--num_workers", "0"]
 SCRIPTS = REPO / "scripts"
 # Not experiments: the set-up helper, the test runner (CI runs it) and the main job (tested below).
-NOT_EXPERIMENTS = {"setup_env.sh", "find_python.sh", "test.sh", "demo.sh"}
+NOT_EXPERIMENTS = {"setup_env.sh", "find_python.sh", "test.sh", "demo.sh", "slurm_train.sh"}  # tests/test_slurm.py
 TRAIN_SCRIPTS = sorted(p.name for p in SCRIPTS.glob("train_*.sh"))
 # Sweeps (python -m runs.sweep): checked here with --dry_run; tests/test_experiments_doc.py runs one.
 SWEEP_SCRIPTS = sorted(p.name for p in SCRIPTS.glob("sweep_*.sh"))
