@@ -68,9 +68,13 @@ def as_tested(command: str, project: Path, scratch: Path) -> str | None:
 
 
 def fresh_project(tmp_path: Path, tiny_demo: Path) -> Path:
-    """A copy of the project with the tiny demo set, and `my/` lists as the README's example uses."""
+    """A copy of the project with the tiny demo set, and the user's own files the examples
+    name: `my/` lists, a folder `my_pictures/` and a list `to_label.txt` of pictures."""
     project = copy_project(tmp_path / "project")
     shutil.copytree(tiny_demo, project / "data" / "demo")
+    shutil.copytree(tiny_demo / "images" / "val", project / "my_pictures")
+    (project / "to_label.txt").write_text("".join(f"my_pictures/{p.name}\n" for p in sorted(
+        (project / "my_pictures").iterdir())[:5]))
     (project / "my").mkdir()
     for name in ("train.txt", "val.txt", "classes.txt"):
         text = (tiny_demo / name).read_text()
