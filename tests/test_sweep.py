@@ -309,3 +309,11 @@ def stop_after_first_epoch(exp_dir: Path) -> None:
             os.kill(status["pid"], signal.SIGCONT)
         time.sleep(0.01)  # a polling interval
     raise AssertionError("the run never saved its first epoch")
+
+
+def test_folds_run_every_fold_of_every_point(tmp_path: Path, capsys) -> None:
+    assert run_sweep(tmp_path, "--grid", "lr=0.1,0.2", "--folds", "3", "--dry_run") == 0
+    out = capsys.readouterr().out
+    assert "6 points, 6 to run" in out
+    for fold in range(3):
+        assert f"--folds 3 --fold {fold}" in out
