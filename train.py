@@ -20,6 +20,7 @@ from argparse import Namespace
 
 import torch
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.utils.data import Dataset
 
 from data.augment import batch_mix, check_augment
 from data.data_entry import (
@@ -81,24 +82,13 @@ class Trainer:
         # The task (tasks.py) supplies the loss, label checks, metrics and pictures.
         self.task = select_task(train_set.task, train_set.num_classes, train_set.class_names, args.ignore_index)
         check_augment(augment_of(args), train_set.task)
-        self.model_kwargs = model_kwargs(args, train_set.num_classes, train_set.in_channels)
-        model = select_model(args, self.model_kwargs).to(self.device)
-        if args.load_model_path:
-            load_weights(model, args.load_model_path, strict=not args.load_not_strict)
-        check_model_fits(model, val_set[0]["image"], self.task.check_output, args.model_type)
+        model = self.build_model(train_set, val_set[0]["image"])
         self.model = equip_multi_gpu(speed_up(model, args.channels_last, args.compile), args.gpus)
         # --ema_decay: a running average of the weights, validated beside them (val_ema/...).
         self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema_decay),
                                  use_buffers=True) if args.ema_decay else None
         self.mix = batch_mix(augment_of(args), train_set.num_classes)  # --mixup / --cutmix
-        self.optimizer = build_optimizer(self.model.parameters(), args.optimizer, args.lr, args.momentum, args.beta,
-                                         args.weight_decay)
-        steps_per_epoch = math.ceil(len(self.train_loader) / args.accum_steps)  # optimizer steps
-        self.scheduler = build_scheduler(self.optimizer, args.scheduler, args.epochs, steps_per_epoch,
-                                         args.warmup_epochs, args.min_lr, args.lr_step_size or max(1, args.epochs // 3),
-                                         args.lr_gamma)
-        # Mixed precision: autocast in Evaluator.step; fp16 also scales the loss so gradients do not underflow.
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=args.amp == "fp16")
+        self.build_optimization()
         self.state = TrainingState(self.model, self.optimizer, self.scheduler, self.scaler, self.ema)
         loss_fn = self.task.loss(args.loss, args.label_smoothing)
         self.evaluator = Evaluator(self.model, val_loader, self.task, loss_fn, self.device, args.amp,
@@ -118,6 +108,28 @@ class Trainer:
             self.resume(resume)
         log.info(f"{args.model_type} ({sum(p.numel() for p in model.parameters()):,} parameters) on {self.device} "
                  f"x {world_size()} process(es); {len(train_set)} training and {len(val_set)} validation samples")
+
+    def build_model(self, data: Dataset, sample: torch.Tensor) -> torch.nn.Module:
+        """--model_type sized for the data, with --load_model_path's weights, and tried on a real
+        sample: a model that cannot take the data fails here, before anything is written."""
+        self.model_kwargs = model_kwargs(self.args, data.num_classes, data.in_channels)
+        model = select_model(self.args, self.model_kwargs).to(self.device)
+        if self.args.load_model_path:
+            load_weights(model, self.args.load_model_path, strict=not self.args.load_not_strict)
+        check_model_fits(model, sample, self.task.check_output, self.args.model_type)
+        return model
+
+    def build_optimization(self) -> None:
+        """The optimizer, its schedule over every optimizer step (--warmup_epochs, then
+        --scheduler) and, for --amp fp16, the loss scaler that keeps gradients from underflowing."""
+        args = self.args
+        self.optimizer = build_optimizer(self.model.parameters(), args.optimizer, args.lr, args.momentum, args.beta,
+                                         args.weight_decay)
+        steps_per_epoch = math.ceil(len(self.train_loader) / args.accum_steps)
+        step_epochs = args.lr_step_size or max(1, args.epochs // 3)
+        self.scheduler = build_scheduler(self.optimizer, args.scheduler, args.epochs, steps_per_epoch,
+                                         args.warmup_epochs, args.min_lr, step_epochs, args.lr_gamma)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=args.amp == "fp16")
 
     def train(self, run: RunDir) -> None:
         """Run the remaining epochs into `run`: train, validate, write curves and checkpoints.
