@@ -28,7 +28,7 @@ from utils.distributed import ShardSampler, cleanup_distributed, gather_to_main,
 from utils.errors import UserError
 from utils.logger import Recorder, setup_logging
 from utils.progress import ProgressBar
-from utils.run_dir import RunDir
+from utils.run_dir import RunDir, run_reporting
 from utils.run_info import file_sha256
 from utils.torch_utils import AMP_DTYPES, load_state_into, memory_format, model_state, select_device, speed_up
 
@@ -167,30 +167,21 @@ def main(argv: list[str] | None = None) -> int:
     init_distributed()  # under torchrun: join the other processes (no-op otherwise)
     setup_logging(is_main_process())  # on the screen now; into log.txt once the folder exists
     run = result_folder(args)
-    try:
-        evaluator, loader = build_evaluation(args, checkpoint)
+
+    def evaluate() -> None:
+        evaluator, loader = build_evaluation(args, checkpoint)  # bad input ends here, before the folder exists
         run.open(args, "eval.py", sys.argv[1:] if argv is None else argv,
                  info={"checkpoint": str(Path(args.load_model_path).resolve()),
                        "checkpoint_sha256": file_sha256(args.load_model_path)})
         log.info(f"Evaluating {args.load_model_path}{' (averaged weights)' if args.ema else ''}; "
                  f"results go to {run.path}")
         results_of = ResultWriter(evaluator.task, run.path, loader, args.save_viz, args.viz_freq)
-        results = evaluator.eval("eval", on_batch=results_of.add_batch, per_class=True)
-        results_of.write(results)
-        run.status.finished()
-    except UserError as error:
-        run.status.failed(error)
-        if args.debug:
-            raise
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except BaseException as error:
-        run.status.failed(error)
-        raise
+        results_of.write(evaluator.eval("eval", on_batch=results_of.add_batch, per_class=True))
+
+    try:
+        return run_reporting(run, args.debug, evaluate)
     finally:
-        run.close()
         cleanup_distributed()
-    return 0
 
 
 if __name__ == "__main__":

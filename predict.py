@@ -32,7 +32,7 @@ from tasks import ClassificationTask, SegmentationTask
 from utils.errors import UserError
 from utils.logger import setup_logging
 from utils.progress import ProgressBar
-from utils.run_dir import RunDir
+from utils.run_dir import RunDir, run_reporting
 from utils.run_info import file_sha256
 from utils.torch_utils import AMP_DTYPES, memory_format, select_device, speed_up
 from utils.viz import save_palette_mask
@@ -167,8 +167,9 @@ def main(argv: list[str] | None = None) -> int:
     args, checkpoint = parse_predict_args(argv)  # bad flags end here, with exit code 2
     setup_logging()  # on the screen now; into log.txt once the folder exists
     run = result_folder(args)
-    try:
-        model, task, loader, device = build_prediction(args, checkpoint)
+
+    def predict_all() -> None:
+        model, task, loader, device = build_prediction(args, checkpoint)  # bad input ends here, before the folder
         run.open(args, "predict.py", sys.argv[1:] if argv is None else argv,
                  info={"checkpoint": str(Path(args.load_model_path).resolve()),
                        "checkpoint_sha256": file_sha256(args.load_model_path)})
@@ -180,19 +181,8 @@ def main(argv: list[str] | None = None) -> int:
         finally:
             writer.close()
         log.info(f"{count} predictions written to {run.path}")
-        run.status.finished()
-    except UserError as error:
-        run.status.failed(error)
-        if args.debug:
-            raise
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    except BaseException as error:
-        run.status.failed(error)
-        raise
-    finally:
-        run.close()
-    return 0
+
+    return run_reporting(run, args.debug, predict_all)
 
 
 if __name__ == "__main__":

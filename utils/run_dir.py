@@ -20,6 +20,7 @@ import shlex
 import socket
 import sys
 from argparse import Namespace
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 
@@ -124,6 +125,27 @@ class RunDir:
         os.write(fd, f"pid {os.getpid()} on host {socket.gethostname()}, since {datetime.now():%Y-%m-%d %H:%M:%S}"
                  .encode())
         self._lock = fd
+
+
+def run_reporting(run: RunDir, debug: bool, work: Callable[[], None]) -> int:
+    """Do `work` (which opens `run`) and keep status.json true: finished, or failed with the
+    error. A UserError becomes one message and exit code 2 (its traceback with --debug); any
+    other exception is a bug, recorded and shown in full. The folder is closed either way."""
+    try:
+        work()
+        run.status.finished()
+    except UserError as error:
+        run.status.failed(error)
+        if debug:
+            raise
+        log.error(f"error: {error}")
+        return 2
+    except BaseException as error:
+        run.status.failed(error)
+        raise
+    finally:
+        run.close()
+    return 0
 
 
 def read_run_id(folder: Path) -> str | None:
