@@ -26,8 +26,8 @@ source scripts/find_python.sh
 export PYTHONUNBUFFERED=1
 OUT_DIR="${OUT:-$(mktemp -d -t gpu_check.XXXXXX)}"
 TEST_LIMIT=300   # seconds for all the GPU tests (about 2 minutes expected)
-BENCH_LIMIT=170  # seconds for the benchmark (about 1.5 minutes expected)
-BENCH_ARGS=(--device cuda --rounds 5 --max_seconds 45)
+BENCH_LIMIT=150  # seconds for the benchmark (about 1.5 minutes expected)
+BENCH_ARGS=(--device cuda --rounds 5 --max_seconds 35)  # 35 s of rounds a configuration, 2 of them
 
 has() { "$PYTHON" -c "import $1" 2>/dev/null; }
 
