@@ -46,6 +46,7 @@ check_prefetch_generator() {
 print_versions() {
     echo "== versions"
     if command -v nvidia-smi >/dev/null; then nvidia-smi; else echo "nvidia-smi: not found"; fi
+    echo "$(nproc) CPU cores; shared memory for DataLoader workers: $(df -h /dev/shm 2>/dev/null | awk 'NR==2 {print $2}')"
     "$PYTHON" - <<'EOF'
 import platform, torch, torch.distributed
 print(f"Python {platform.python_version()}, torch {torch.__version__}, CUDA {torch.version.cuda}, "
