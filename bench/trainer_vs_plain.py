@@ -12,7 +12,7 @@ peak memory and the compute efficiency the progress bar reports.
 
 CPU (the default without CUDA): base model, batch 64, 2 workers, the demo pictures decoded
 from disk every epoch; then `--in_memory` against disk. CUDA: resnet18 on the demo's 32x32
-pictures held in memory (--in_memory), batch 256, 10 workers, epochs of CIFAR-10's length (195
+pictures held in memory (--in_memory), batch 256, 12 workers, epochs of CIFAR-10's length (195
 training and 40 validation batches: the pictures repeated), in fp32 and in bf16 with
 channels_last. On CUDA it also times the template without its prefetch thread and the host
 time of each piece of the template's per-step bookkeeping (bench/step_overhead.py), so that
@@ -54,7 +54,7 @@ from utils.torch_utils import AMP_DTYPES, memory_format, unwrap_model  # noqa: E
 PRESETS = {
     "cpu": {"model_type": "base", "batch_size": 64, "num_workers": 2, "in_memory": False, "eval_passes": 5,
             "train_batches": 0, "val_batches": 0, "ablations": False, "configs": [[]]},
-    "cuda": {"model_type": "resnet18", "batch_size": 256, "num_workers": 10, "in_memory": True, "eval_passes": 3,
+    "cuda": {"model_type": "resnet18", "batch_size": 256, "num_workers": 12, "in_memory": True, "eval_passes": 3,
              "train_batches": 195, "val_batches": 40, "ablations": True,
              "configs": [[], ["--amp", "bf16", "--channels_last"]]},
 }
@@ -264,7 +264,7 @@ def parse_args() -> argparse.Namespace:
                         help="stop a configuration's rounds after this long, two at least (default: no limit)")
     parser.add_argument("--model_type", help="model to time (cpu: base, cuda: resnet18)")
     parser.add_argument("--batch_size", type=int, help="batch size (cpu: 64, cuda: 256)")
-    parser.add_argument("--num_workers", type=int, help="DataLoader workers (cpu: 2, cuda: 10)")
+    parser.add_argument("--num_workers", type=int, help="DataLoader workers (cpu: 2, cuda: 12)")
     parser.add_argument("--in_memory", action=argparse.BooleanOptionalAction,
                         help="pictures decoded once and held in memory (cpu: off, cuda: on)")
     parser.add_argument("--train_batches", type=int,
