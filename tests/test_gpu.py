@@ -157,15 +157,17 @@ def assert_same_run(ours: Path, theirs: Path) -> None:
     assert (ours / "metrics.csv").read_text() == (theirs / "metrics.csv").read_text()
 
 
-class TestReproducible:
-    @pytest.fixture(scope="class")
-    def deterministic_runs(self, demo: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-        runs = []
-        for name in ("first", "second"):
-            checkpoints = tmp_path_factory.mktemp(name)
-            runs.append(train(resume_flags(demo, checkpoints), checkpoints))
-        return runs
+@pytest.fixture(scope="module")
+def deterministic_runs(demo: Path, tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two runs with the same flags and seed (TestReproducible's only)."""
+    runs = []
+    for name in ("first", "second"):
+        checkpoints = tmp_path_factory.mktemp(name)
+        runs.append(train(resume_flags(demo, checkpoints), checkpoints))
+    return runs
 
+
+class TestReproducible:
     def test_two_deterministic_runs_are_identical(self, deterministic_runs: list[Path]) -> None:
         assert_same_run(*deterministic_runs)
 
