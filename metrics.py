@@ -24,16 +24,23 @@ def topk_accuracy(pred: Tensor, label: Tensor, k: int) -> Tensor:
     return (top == label.unsqueeze(1)).any(dim=1).float().mean()
 
 
+def confusion_bins(pred_class: Tensor, label: Tensor, num_classes: int, ignore_index: int | None = None) -> Tensor:
+    """Each sample's (or pixel's) bin in a flattened confusion matrix: label * num_classes +
+    predicted class, in one kernel; labels equal to `ignore_index` go to one extra, last bin."""
+    label = label.flatten().long()
+    index = torch.add(pred_class.flatten().long(), label, alpha=num_classes)
+    if ignore_index is not None:
+        index = torch.where(label == ignore_index, num_classes**2, index)
+    return index
+
+
 def confusion_matrix(pred_class: Tensor, label: Tensor, num_classes: int, ignore_index: int | None = None) -> Tensor:
     """Counts (num_classes x num_classes): row = true class, column = predicted class.
 
     Works for class ids of any shape (samples or pixels); labels equal to `ignore_index`
     are left out. Written with index_add_ and no boolean indexing: on a GPU, bincount and
     masks wait for the device, this does not."""
-    pred_class, label = pred_class.flatten().long(), label.flatten().long()
-    index = label * num_classes + pred_class
-    if ignore_index is not None:  # ignored pixels are counted in one extra bin, then dropped
-        index = torch.where(label == ignore_index, num_classes**2, index)
+    index = confusion_bins(pred_class, label, num_classes, ignore_index)
     counts = torch.zeros(num_classes**2 + 1, dtype=torch.long, device=index.device)
     counts.index_add_(0, index, torch.ones_like(index))
     return counts[:-1].view(num_classes, num_classes)
@@ -71,18 +78,26 @@ class ConfusionMeter:
         """`state`: the counts of a mid-epoch checkpoint, to continue an epoch exactly."""
         self.num_classes = num_classes
         self.ignore_index = ignore_index
-        self.confusion = state.clone() if state is not None else None
+        self.state = state
+        # The counts flattened, plus a last bin for ignored labels, added to in place: a step
+        # costs three small kernels and no new matrix (on a GPU the host's time per step counts).
+        self.bins: Tensor | None = None
 
     def update(self, pred_class: Tensor, label: Tensor) -> None:
-        counts = confusion_matrix(pred_class, label, self.num_classes, self.ignore_index)
-        if self.confusion is None:
-            self.confusion = counts
-        else:  # .to: counts restored from a checkpoint come on the CPU; moved once, then a no-op
-            self.confusion = self.confusion.to(counts.device) + counts
+        index = confusion_bins(pred_class, label, self.num_classes, self.ignore_index)
+        if self.bins is None:  # the first batch: made on its device
+            self.bins = torch.zeros(self.num_classes**2 + 1, dtype=torch.long, device=index.device)
+            if self.state is not None:  # a resumed epoch's counts so far, copied over once
+                self.bins[:-1] += self.state.flatten().to(index.device)
+        self.bins.index_add_(0, index, torch.ones_like(index))
 
     def counts(self) -> Tensor:
         """The summed counts on the CPU (zeros before the first batch); under torchrun,
-        summed over every process, so they cover the whole data set."""
-        if self.confusion is None:
-            self.confusion = torch.zeros(self.num_classes, self.num_classes, dtype=torch.long)
-        return sum_across_ranks(self.confusion).cpu()
+        summed over every process, so they cover the whole data set. A copy: later batches
+        are added in place."""
+        if self.bins is not None:
+            confusion = self.bins[:-1].view(self.num_classes, self.num_classes)
+        else:
+            confusion = self.state if self.state is not None else torch.zeros(
+                self.num_classes, self.num_classes, dtype=torch.long)
+        return sum_across_ranks(confusion).to("cpu", copy=True)

@@ -8,9 +8,16 @@ under pytest's temporary folders.
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import tiny_train_argv
 
 from data.demo_data import generate_demo_data
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Tests marked `gpu` need CUDA: skipped without it, so the suite on a CPU is unchanged."""
+    if item.get_closest_marker("gpu") and not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
 
 
 @pytest.fixture(scope="session")

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from loss import LOSSES, build_loss
-from metrics import accuracy, confusion_matrix, per_class_accuracy, topk_accuracy
+from metrics import ConfusionMeter, accuracy, confusion_matrix, per_class_accuracy, topk_accuracy
 from utils.errors import UserError
 from utils.logger import Recorder
 
@@ -31,6 +31,30 @@ def test_confusion_matrix_and_per_class_accuracy() -> None:
     per_class = per_class_accuracy(confusion)
     assert per_class[:3].tolist() == [1.0, 0.5, 1.0]
     assert per_class[3].isnan()  # no sample of class 3
+
+
+def test_confusion_meter_sums_batches_and_continues_from_saved_counts() -> None:
+    """Counted in place, batch after batch; a resumed epoch starts from its checkpoint's counts."""
+    meter = ConfusionMeter(4)
+    assert torch.equal(meter.counts(), torch.zeros(4, 4, dtype=torch.long))
+    meter.update(PRED[:2].argmax(1), LABEL[:2])
+    resumed = ConfusionMeter(4, state=meter.counts())
+    assert torch.equal(resumed.counts(), meter.counts())  # before its first batch
+    for each in (meter, resumed):
+        each.update(PRED[2:].argmax(1), LABEL[2:])
+        assert torch.equal(each.counts(), confusion_matrix(PRED.argmax(1), LABEL, num_classes=4))
+    ignored = ConfusionMeter(3, ignore_index=255)
+    ignored.update(torch.tensor([0, 1, 2]), torch.tensor([0, 255, 2]))
+    assert ignored.counts().sum() == 2 and ignored.counts().trace() == 2
+
+
+def test_recorder_continues_from_its_state_without_changing_it() -> None:
+    first = Recorder()
+    first.record({"loss": torch.tensor(2.0)}, n=3)
+    state = first.state_dict()
+    resumed = Recorder(state)
+    resumed.record({"loss": torch.tensor(6.0)}, n=1)
+    assert resumed.summary() == {"loss": 3.0} and state["sums"]["loss"].item() == 6.0
 
 
 def test_recorder_weights_batches_by_size() -> None:

@@ -16,8 +16,9 @@ import options
 
 TINY = ["--epochs", "1", "--batch_size", "16", "--num_workers", "0"]
 SCRIPTS = REPO / "scripts"
-# Not experiments: the set-up helper, the test runner (CI runs it) and the main job (tested below).
-NOT_EXPERIMENTS = {"setup_env.sh", "find_python.sh", "test.sh", "demo.sh", "slurm_train.sh"}  # tests/test_slurm.py
+# Not experiments: the set-up helpers, the test runner (CI runs it), the main job and the GPU
+# check (both tested below), and the Slurm job (tests/test_slurm.py).
+NOT_EXPERIMENTS = {"setup_env.sh", "find_python.sh", "test.sh", "demo.sh", "gpu_check.sh", "slurm_train.sh"}
 TRAIN_SCRIPTS = sorted(p.name for p in SCRIPTS.glob("train_*.sh"))
 # Sweeps (python -m runs.sweep): checked here with --dry_run; tests/test_experiments_doc.py runs one.
 SWEEP_SCRIPTS = sorted(p.name for p in SCRIPTS.glob("sweep_*.sh"))
@@ -101,3 +102,12 @@ def test_pycharm_run_configurations_point_at_existing_scripts(config: Path) -> N
 
 def test_there_is_a_train_and_an_eval_configuration() -> None:
     assert {p.name for p in (REPO / ".run").glob("*.run.xml")} >= {"train.run.xml", "eval.run.xml"}
+
+
+def test_gpu_check_without_a_gpu_checks_its_set_up_and_skips(tmp_path: Path) -> None:
+    """scripts/gpu_check.sh runs where a GPU is (issue 17); on a CPU, or dry, it only says what it
+    would run, so CI keeps its syntax and set-up checks honest."""
+    result = run_bash(SCRIPTS / "gpu_check.sh", env={"GPU_CHECK_DRY": "1", "OUT": str(tmp_path)})
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "skipped. On a GPU it would run" in result.stdout and "-m pytest -m gpu tests/" in result.stdout
+    assert "skipped" in (tmp_path / "gpu_check.log").read_text()

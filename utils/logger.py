@@ -29,14 +29,20 @@ class Recorder:
 
     def __init__(self, state: dict | None = None) -> None:
         """Empty, or continuing from `state_dict()` (an epoch resumed mid-way)."""
-        self.sums: dict[str, torch.Tensor] = dict(state["sums"]) if state else {}
+        self.sums: dict[str, torch.Tensor] = {k: v.clone() for k, v in state["sums"].items()} if state else {}
         self.counts: dict[str, int] = dict(state["counts"]) if state else {}
 
     def record(self, values: dict[str, torch.Tensor | float], n: int) -> None:
-        """Add one batch: `values` are means over the batch's `n` samples."""
+        """Add one batch: `values` are means over the batch's `n` samples. In place, one kernel
+        a value (on a GPU the host's time per step counts); value x n is exact in float64."""
         for name, value in values.items():
-            value = torch.as_tensor(value).detach().double() * n
-            self.sums[name] = self.sums[name] + value if name in self.sums else value
+            value = torch.as_tensor(value).detach()
+            total = self.sums.get(name)
+            if total is not None and total.device == value.device:
+                total.add_(value, alpha=n)
+            else:  # the first batch, or sums restored on the CPU for values on the GPU
+                weighted = value.double() * n
+                self.sums[name] = weighted if total is None else weighted + total
             self.counts[name] = self.counts.get(name, 0) + n
 
     def state_dict(self) -> dict:
