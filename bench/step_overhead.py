@@ -54,11 +54,11 @@ def bookkeeping(trainer: Trainer) -> dict[str, Callable[[], object]]:
     }
 
 
-def progress_bar_microseconds(prefetch: bool, repeats: int = 3 * REPEATS) -> float:
-    """Per batch: the ProgressBar's timing, tqdm update and (with `prefetch`) the thread hand-over."""
+def progress_bar_microseconds(repeats: int = 3 * REPEATS) -> float:
+    """Per batch: the ProgressBar's timing and tqdm update."""
     items = list(range(repeats))
     start = time.perf_counter()
-    for _ in ProgressBar(items, "progress bar alone", prefetch=prefetch):
+    for _ in ProgressBar(items, "progress bar alone"):
         pass
     return (time.perf_counter() - start) / repeats * 1e6
 
@@ -66,8 +66,7 @@ def progress_bar_microseconds(prefetch: bool, repeats: int = 3 * REPEATS) -> flo
 def print_step_overhead(trainer: Trainer, plain_step_us: float) -> None:
     """The pieces' host time per step, and their sum as a share of the plain loop's step."""
     pieces = {name: host_microseconds(function) for name, function in bookkeeping(trainer).items()}
-    prefetch = trainer.args.num_workers > 0  # as train_per_epoch decides
-    pieces["progress bar" + (" with its prefetch thread" if prefetch else "")] = progress_bar_microseconds(prefetch)
+    pieces["progress bar"] = progress_bar_microseconds()
     print(f"host time per training step, each piece of the template's bookkeeping alone (plain loop's whole "
           f"step: {plain_step_us:.0f} us):")
     for name, microseconds in pieces.items():

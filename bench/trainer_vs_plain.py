@@ -4,7 +4,7 @@
     python bench/trainer_vs_plain.py --device cuda [--rounds 5] # GPU: resnet18, 32x32 from memory, batch 256
 
 In one process, with the same model, data, batch size and seed, it alternates epochs of
-(a) the template's Trainer (`train_per_epoch`, `val_per_epoch`: progress bar, prefetching,
+(a) the template's Trainer (`train_per_epoch`, `val_per_epoch`: progress bar,
 per-sample seeds, label checks, exact metrics, TensorBoard curves and pictures) and (b) a
 plain loop of the pytorch/examples kind, and prints for each configuration the median epoch
 time of both, the ratio template / plain for training and for evaluation, images per second,
@@ -14,8 +14,8 @@ CPU (the default without CUDA): base model, batch 64, 2 workers, the demo pictur
 from disk every epoch; then `--in_memory` against disk. CUDA: resnet18 on the demo's 32x32
 pictures held in memory (--in_memory), batch 256, 12 workers, epochs of CIFAR-10's length (195
 training and 40 validation batches: the pictures repeated), in fp32 and in bf16 with
-channels_last. On CUDA it also times the template without its prefetch thread and the host
-time of each piece of the template's per-step bookkeeping (bench/step_overhead.py), so that
+channels_last. On CUDA it also times the host time of each piece of the template's per-step
+bookkeeping (bench/step_overhead.py), so that
 a ratio above 1 comes with its likely cause. Timed regions end with torch.cuda.synchronize()
 (here only: the template itself never waits for the GPU). Run it on a quiet machine: other
 work on the cores skews both sides.
@@ -40,7 +40,6 @@ from torch.utils.data import DataLoader, Dataset
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere
 
-import eval as eval_module  # noqa: E402
 import train  # noqa: E402
 from bench.step_overhead import print_step_overhead  # noqa: E402
 from data.demo_data import ensure_demo_data  # noqa: E402
@@ -48,7 +47,6 @@ from data.views import Part  # noqa: E402
 from options import parse_train_args  # noqa: E402
 from train import Trainer  # noqa: E402
 from utils.logger import Logger  # noqa: E402
-from utils.progress import ProgressBar  # noqa: E402
 from utils.torch_utils import AMP_DTYPES, memory_format, unwrap_model  # noqa: E402
 
 PRESETS = {
@@ -155,28 +153,13 @@ def plain_sides(trainer: Trainer) -> dict[str, Callable[[int], object]]:
             "plain eval": lambda e: plain_eval_epoch(model, val_loader, device, amp_dtype, layout)}
 
 
-def without_prefetch(function: Callable[[int], object]) -> Callable[[int], object]:
-    """`function` with the template's progress bars reading batches in the calling thread."""
-    def bar(batches, desc: str, prefetch: bool = True, **kwargs) -> ProgressBar:
-        return ProgressBar(batches, desc, prefetch=False, **kwargs)
-
-    def run(epoch: int) -> object:
-        with patch.object(train, "ProgressBar", bar), patch.object(eval_module, "ProgressBar", bar):
-            return function(epoch)
-    return run
-
-
-def template_sides(trainer: Trainer, ablations: bool, efficiency: list[float]) -> dict[str, Callable[[int], object]]:
-    """The template's epochs; with `ablations`, also without the prefetch thread."""
+def template_sides(trainer: Trainer, efficiency: list[float]) -> dict[str, Callable[[int], object]]:
+    """The template's training and validation epochs."""
     def train_epoch(epoch: int) -> None:
         trainer.train_per_epoch(epoch)
         efficiency.append(trainer.logger.scalars.get("time/data_efficiency", float("nan")))
 
-    sides = {"template train": train_epoch, "template eval": trainer.val_per_epoch}
-    if ablations and trainer.args.num_workers > 0:
-        sides["no-prefetch train"] = without_prefetch(trainer.train_per_epoch)
-        sides["no-prefetch eval"] = without_prefetch(trainer.val_per_epoch)
-    return sides
+    return {"template train": train_epoch, "template eval": trainer.val_per_epoch}
 
 
 def measure(sides: dict[str, Callable[[int], object]], args: argparse.Namespace) -> dict[str, list]:
@@ -215,9 +198,6 @@ def report(name: str, runs: dict[str, list], trainer: Trainer, efficiency: list[
         print(f"{part:5s}  template {seconds['template']:7.3f} s   plain {seconds['plain']:7.3f} s   ratio "
               f"{ratios[part]:.3f}   images/s template {per_second['template']:,.0f}, plain {per_second['plain']:,.0f}"
               f"   peak memory template {memory['template']:.0f} MiB, plain {memory['plain']:.0f} MiB")
-        if f"no-prefetch {part}" in runs:
-            alone = statistics.median(t for t, _ in runs[f"no-prefetch {part}"])
-            print(f"       template without its prefetch thread {alone:7.3f} s   ratio {alone / seconds['plain']:.3f}")
     compute = statistics.median(efficiency) if efficiency else float("nan")
     print(f"compute efficiency (progress bar, median of the template's training epochs): {compute:.1%}")
     print(f"SUMMARY {name.replace(' ', '+')} train_ratio={ratios['train']:.3f} eval_ratio={ratios['eval']:.3f} "
@@ -227,11 +207,11 @@ def report(name: str, runs: dict[str, list], trainer: Trainer, efficiency: list[
 
 
 def compare(args: argparse.Namespace, config: list[str], folder: Path) -> None:
-    """Template against plain loop (and the ablations) for one configuration of flags."""
+    """Template against plain loop (and the bookkeeping's cost) for one configuration of flags."""
     name = " ".join(flag.removeprefix("--") for flag in config) or "fp32"
     trainer = template_trainer(args, config, folder, args.in_memory)
     efficiency: list[float] = []
-    sides = template_sides(trainer, args.ablations, efficiency) | plain_sides(trainer)
+    sides = template_sides(trainer, efficiency) | plain_sides(trainer)
     runs = measure(sides, args)
     report(name, runs, trainer, efficiency[1:])  # the first is the warm-up's
     if args.ablations:
@@ -276,8 +256,7 @@ def parse_args() -> argparse.Namespace:
                         help="time this one --amp setting (default: cpu none; cuda none, then bf16 + channels_last)")
     parser.add_argument("--channels_last", action=argparse.BooleanOptionalAction, help="with --amp: NHWC or not")
     parser.add_argument("--ablations", action=argparse.BooleanOptionalAction,
-                        help="also time the template without its prefetch thread, and its per-step bookkeeping "
-                             "(cpu: off, cuda: on)")
+                        help="also time each piece of the template's per-step bookkeeping (cpu: off, cuda: on)")
     args = parser.parse_args()
     if args.device == "auto":
         args.device = "cuda" if torch.cuda.is_available() else "cpu"

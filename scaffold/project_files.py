@@ -13,7 +13,7 @@ from pathlib import Path
 
 # Never part of a project: history, environments, caches, IDE state.
 SKIPPED_DIR_NAMES = {".git", ".venv", "__pycache__", ".pytest_cache", ".ruff_cache", ".hypothesis",
-                     ".mypy_cache", ".idea", ".gpu_deps"}
+                     ".mypy_cache", ".idea"}
 # Generated or downloaded data, relative to the project root.
 SKIPPED_DIRS = {"data/demo", "data/downloads"}
 SKIPPED_SUFFIXES = {".pyc"}

@@ -9,13 +9,8 @@
 #
 #   bash scripts/gpu_check.sh                   # PYTHON=python3 by default where there is no .venv/
 #
-# On a device machine (repository root of a copy of the working tree): run it as above, with the
-# folder .gpu_deps/ carried along. Nothing is installed or downloaded there; a Python without
-# prefetch_generator (a single pure-Python module that utils/progress.py imports) gets
-# .gpu_deps/ put on PYTHONPATH. .gpu_deps/ is git-ignored; make it once where pip works:
-#   python -m pip download --no-deps --no-binary=:all: prefetch_generator==1.0.3 -d .gpu_deps
-#   tar xzf .gpu_deps/prefetch_generator-1.0.3.tar.gz -C .gpu_deps --strip-components=1 \
-#       prefetch_generator-1.0.3/prefetch_generator
+# On a machine with a Python that has torch, torchvision, tensorboard, tqdm and pytest (a GPU
+# image), run it as above from the repository's root; nothing is installed or downloaded.
 # With OUT set, its files go to $OUT/: gpu_check.log (everything printed), junit.xml (the tests),
 # bench.txt (the benchmark's figures) and bench_stderr.txt. Without a CUDA GPU, or with
 # GPU_CHECK_DRY=1, it checks its set-up, says what it would run, and exits 0.
@@ -30,18 +25,6 @@ BENCH_LIMIT=150  # seconds for the benchmark (about 1.5 minutes expected)
 BENCH_ARGS=(--device cuda --rounds 5 --max_seconds 35)  # 35 s of rounds a configuration, 2 of them
 
 has() { "$PYTHON" -c "import $1" 2>/dev/null; }
-
-check_prefetch_generator() {
-    has prefetch_generator && return 0
-    if [ -f .gpu_deps/prefetch_generator/__init__.py ]; then
-        export PYTHONPATH="$PWD/.gpu_deps${PYTHONPATH:+:$PYTHONPATH}"
-        echo "prefetch_generator: from .gpu_deps/ (not installed in $PYTHON)"
-        has prefetch_generator && return 0
-    fi
-    echo "error: $PYTHON cannot import prefetch_generator, and .gpu_deps/prefetch_generator/ is missing:"
-    echo "       carry .gpu_deps/ along (see the top of scripts/gpu_check.sh for how it is made)."
-    return 2
-}
 
 print_versions() {
     echo "== versions"
@@ -107,7 +90,6 @@ EOF
 }
 
 main() {
-    check_prefetch_generator || return 2
     local gpus
     if ! gpus=$("$PYTHON" -c "import torch; print(torch.cuda.device_count())"); then
         echo "error: $PYTHON cannot import torch; set PYTHON to the Python that has it."

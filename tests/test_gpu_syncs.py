@@ -83,7 +83,7 @@ def argv(demo: Path, checkpoints: Path, task: list[str], workers: int) -> list[s
 CASES = {
     "classification": (CLASSIFICATION, [], 0),
     "classification bf16 channels_last": (CLASSIFICATION, ["--amp", "bf16", "--channels_last"], 0),
-    # Batches pinned by the loader's thread and handed over by the prefetch thread, as on a real GPU run.
+    # Batches pinned by the loader's pin-memory thread, as on a real GPU run.
     "classification 2 workers": (CLASSIFICATION, [], 2),
     "classification fp16": (CLASSIFICATION, ["--amp", "fp16"], 0),
     "segmentation": (SEGMENTATION, [], 0),
