@@ -58,8 +58,10 @@ class ClassificationTask:
             results |= {f"acc/{n}": v for n, v in zip(self.class_names, per_class_accuracy(confusion).tolist())}
         return results
 
-    def pictures(self, image: Tensor, label: Tensor, pred: Tensor) -> Tensor:
-        return classification_grid(denormalize(image), label.cpu(), pred.detach().cpu())
+    def pictures(self, image: Tensor, label: Tensor, pred: Tensor, count: int = 32) -> Tensor:
+        """A grid of the first `count` samples for TensorBoard; only those leave the GPU."""
+        image, label, pred = image[:count], label[:count], pred[:count]
+        return classification_grid(denormalize(image), label.cpu(), pred.detach().cpu(), max_images=count)
 
     def save_pictures(self, image: Tensor, label: Tensor, pred: Tensor, folder: Path, indices: list[int]) -> None:
         pictures = denormalize(image)
@@ -115,8 +117,10 @@ class SegmentationTask:
             results |= {f"iou/{name}": value for name, value in zip(self.class_names, iou.tolist())}
         return results
 
-    def pictures(self, image: Tensor, label: Tensor, pred: Tensor) -> Tensor:
-        return segmentation_grid(denormalize(image), label.cpu(), pred.detach().cpu())
+    def pictures(self, image: Tensor, label: Tensor, pred: Tensor, count: int = 8) -> Tensor:
+        """Input | prediction | truth of the first `count` samples; only those leave the GPU."""
+        image, label, pred = image[:count], label[:count], pred[:count]
+        return segmentation_grid(denormalize(image), label.cpu(), pred.detach().cpu(), max_images=count)
 
     def save_pictures(self, image: Tensor, label: Tensor, pred: Tensor, folder: Path, indices: list[int]) -> None:
         save_segmentation_pngs(denormalize(image), label.cpu(), pred.detach().cpu(), folder, indices)
