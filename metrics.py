@@ -12,11 +12,6 @@ from torch import Tensor
 from utils.distributed import sum_across_ranks
 
 
-def accuracy(pred: Tensor, label: Tensor) -> Tensor:
-    """Fraction of samples whose highest score is the true class. pred: (N, C), label: (N,)."""
-    return (pred.argmax(dim=1) == label).float().mean()
-
-
 def topk_accuracy(pred: Tensor, label: Tensor, k: int) -> Tensor:
     """Fraction of samples whose true class is among the `k` highest scores."""
     k = min(k, pred.shape[1])

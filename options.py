@@ -32,7 +32,7 @@ from utils.distributed import launched_by_torchrun, launched_world_size
 from utils.errors import UserError
 from utils.optim import OPTIMIZERS, SCHEDULERS, schedule_depends_on_length
 from utils.run_dir import check_folder_name, read_run_id
-from utils.run_search import find_run_dirs, is_run_dir
+from utils.run_search import is_run_dir, runs_newest_first
 from utils.signature_flags import add_signature_flags
 from utils.torch_utils import read_checkpoint
 
@@ -552,7 +552,7 @@ def eval_checkpoint_path(first: Namespace) -> Path:
 def newest_matching_run(checkpoints_dir: str, wanted: dict[str, str]) -> str:
     """The newest run under `checkpoints_dir` trained with the `wanted` flag values (by the
     time of its args.json, which only training writes)."""
-    runs = sorted(find_run_dirs(checkpoints_dir), key=lambda p: (p / "args.json").stat().st_mtime, reverse=True)
+    runs = runs_newest_first(checkpoints_dir)
     if not runs:
         raise UserError(f"No --load_model_path given and no run directory under {checkpoints_dir}/ "
                         "to take the newest from; train first or pass a checkpoint path.")

@@ -15,7 +15,15 @@ from torch import Tensor, nn
 
 from data.augment import denormalize
 from loss import NO_IGNORE, build_loss
-from metrics import ConfusionMeter, confusion_matrix, overall_accuracy, per_class_accuracy, per_class_iou, topk_accuracy
+from metrics import (
+    ConfusionMeter,
+    confusion_matrix,
+    mean_iou,
+    overall_accuracy,
+    per_class_accuracy,
+    per_class_iou,
+    topk_accuracy,
+)
 from utils.errors import UserError
 from utils.viz import classification_grid, save_classification_pngs, save_segmentation_pngs, segmentation_grid
 
@@ -111,10 +119,9 @@ class SegmentationTask:
         return {}
 
     def results(self, confusion: Tensor, per_class: bool) -> dict[str, float]:
-        iou = per_class_iou(confusion)
-        results = {"miou": iou.nanmean().item(), "pixel_acc": overall_accuracy(confusion)}
+        results = {"miou": mean_iou(confusion), "pixel_acc": overall_accuracy(confusion)}
         if per_class:
-            results |= {f"iou/{name}": value for name, value in zip(self.class_names, iou.tolist())}
+            results |= {f"iou/{name}": v for name, v in zip(self.class_names, per_class_iou(confusion).tolist())}
         return results
 
     def pictures(self, image: Tensor, label: Tensor, pred: Tensor, count: int = 8) -> Tensor:

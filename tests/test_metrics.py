@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from loss import LOSSES, build_loss
-from metrics import ConfusionMeter, accuracy, confusion_matrix, per_class_accuracy, topk_accuracy
+from metrics import ConfusionMeter, confusion_matrix, overall_accuracy, per_class_accuracy, topk_accuracy
 from utils.errors import UserError
 from utils.logger import Recorder
 
@@ -14,7 +14,7 @@ LABEL = torch.tensor([0, 1, 1, 2])
 
 
 def test_accuracy() -> None:
-    assert accuracy(PRED, LABEL).item() == 0.75
+    assert overall_accuracy(confusion_matrix(PRED.argmax(1), LABEL, PRED.shape[1])) == 0.75
 
 
 def test_topk_accuracy() -> None:

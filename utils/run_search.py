@@ -75,10 +75,16 @@ def _is_visible_dir(entry: os.DirEntry) -> bool:
 
 def newest_run_dir(root: str | Path) -> Path | None:
     """The most recently started (or resumed) run directory under `root`, experiment folders
-    included: by the time of its args.json, which only training writes (an evaluation adds a
-    folder inside a run, which would change the run folder's own time). A run whose args.json
-    vanished while looking counts as the oldest."""
-    return max(find_run_dirs(root), key=_args_time, default=None)
+    included (see `runs_newest_first`)."""
+    return next(iter(runs_newest_first(root)), None)
+
+
+def runs_newest_first(root: str | Path) -> list[Path]:
+    """The run directories under `root`, the most recently started (or resumed) first: by the
+    time of their args.json, which only training writes (an evaluation adds a folder inside a
+    run, which would change the run folder's own time). A run whose args.json vanished while
+    looking counts as the oldest."""
+    return sorted(find_run_dirs(root), key=_args_time, reverse=True)
 
 
 def _args_time(run_dir: Path) -> float:
