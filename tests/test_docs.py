@@ -28,7 +28,7 @@ from helpers import EVENT_DEADLINE, REPO, copy_project
 import eval as evaluate
 import predict
 import train
-from utils.run_search import newest_run_dir
+from utils.run_search import runs_newest_first
 
 ENTRY_POINTS = {"train.py": train.main, "eval.py": evaluate.main, "predict.py": predict.main}
 
@@ -52,7 +52,7 @@ def as_tested(command: str, project: Path, scratch: Path) -> str | None:
     script = re.match(r"(?:\w+=\S+ )*bash (scripts/\S+\.sh)", command)
     if script and (REPO / script.group(1)).is_file() and "scripts/demo.sh" not in command:
         return None  # the template's own experiment scripts: tests/test_scripts.py runs every one
-    newest = newest_run_dir(project / "checkpoints")
+    newest = next(iter(runs_newest_first(project / "checkpoints")), None)
     if "<run dir" in command:
         assert newest is not None, f"{command}: no run yet to stand for <run dir>"
         command = command.replace("checkpoints/<run dir>", newest.relative_to(project).as_posix())

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from runs import listing
-from utils.run_search import find_run_dirs, is_run_dir, newest_run_dir
+from utils.run_search import find_run_dirs, is_run_dir, runs_newest_first
 
 
 def make_run(folder: Path) -> Path:
@@ -54,8 +54,8 @@ def test_two_links_to_one_run_list_it_once_and_a_linked_in_folder_is_searched(tm
 def test_newest_run_is_the_one_whose_args_were_written_last(tmp_path: Path) -> None:
     old, new = make_run(tmp_path / "z_old"), make_run(tmp_path / "exp" / "a_new")
     os.utime(old / "args.json", (1, 1))
-    assert newest_run_dir(tmp_path) == new
-    assert newest_run_dir(tmp_path / "missing") is None
+    assert runs_newest_first(tmp_path)[0] == new
+    assert runs_newest_first(tmp_path / "missing") == []
 
 
 def test_a_folder_that_cannot_be_read_is_skipped_and_named(tmp_path: Path, monkeypatch, capsys) -> None:

@@ -18,7 +18,7 @@ import eval as evaluate
 import options
 import train
 from runs import listing as runs
-from utils.run_search import find_run_dirs, newest_run_dir
+from utils.run_search import find_run_dirs, runs_newest_first
 
 ARGS = {"model_type": "base", "data_type": "list", "lr": 0.003, "epochs": 3, "seed": 42, "exp": None,
         "monitor": "val/acc", "monitor_mode": "max", "num_workers": 2, "gpus": None, "batch_size": 64}
@@ -78,7 +78,7 @@ def test_exp_puts_the_run_in_its_folder_and_eval_still_finds_the_newest_run(tiny
     # The evaluation's folder (newer, with its own args.json) is not taken for a run.
     args, _ = options.parse_eval_args(["--checkpoints_dir", str(tmp_path)])
     assert args.load_model_path == str(run_dir / "best.pth") and (result_dir / "args.json").is_file()
-    assert newest_run_dir(tmp_path) == run_dir
+    assert runs_newest_first(tmp_path)[0] == run_dir
     assert sorted(find_run_dirs(tmp_path)) == sorted([old, run_dir])
 
 
@@ -100,8 +100,8 @@ def test_evaluations_of_loose_checkpoints_are_not_runs(tmp_path: Path) -> None:
     (loose_eval / "args.json").write_text("{}")
     os.utime(run, (1, 1))
     assert list(find_run_dirs(tmp_path)) == [run]
-    assert newest_run_dir(tmp_path) == run
-    assert newest_run_dir(tmp_path / "missing") is None
+    assert runs_newest_first(tmp_path)[0] == run
+    assert runs_newest_first(tmp_path / "missing") == []
 
 
 def test_table_shows_the_differing_args_best_value_and_newest_evaluation(three_runs: Path, capsys) -> None:

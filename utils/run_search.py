@@ -73,12 +73,6 @@ def _is_visible_dir(entry: os.DirEntry) -> bool:
         return False
 
 
-def newest_run_dir(root: str | Path) -> Path | None:
-    """The most recently started (or resumed) run directory under `root`, experiment folders
-    included (see `runs_newest_first`)."""
-    return next(iter(runs_newest_first(root)), None)
-
-
 def runs_newest_first(root: str | Path) -> list[Path]:
     """The run directories under `root`, the most recently started (or resumed) first: by the
     time of their args.json, which only training writes (an evaluation adds a folder inside a
