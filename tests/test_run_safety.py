@@ -171,3 +171,16 @@ def test_printed_commands_work_without_python_on_the_path(tiny_demo: Path, tmp_p
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     rerun = subprocess.run(["bash", str(run_dir / "command.sh")], env=bare, capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr[-2000:]
+
+
+def test_a_folder_without_write_permission_is_one_message_also_for_root(tiny_demo, tmp_path, capsys,
+                                                                         monkeypatch) -> None:
+    """Root writes into read-only folders, so the refusal is simulated where the folder is made."""
+    import errno
+
+    def refuse(self, *args, **kwargs):
+        raise PermissionError(errno.EACCES, "Permission denied", str(self))
+
+    monkeypatch.setattr(Path, "mkdir", refuse)
+    err = refused(tiny_train_argv(tiny_demo, tmp_path / "read_only"), capsys)
+    assert f"No permission to write in {tmp_path / 'read_only'} (Permission denied); choose a writable folder" in err
