@@ -15,7 +15,9 @@ validation set's mean IoU from one confusion matrix.
 
 - `speed`: in one process, epochs of the template (Trainer.run_epoch: training, validation,
   curves, pictures, checkpoints, as `train.py` runs them) alternate with epochs of the plain
-  loop (training + validation); prints the median epoch times and their ratio.
+  loop (training + validation); prints the median epoch times, the median of the paired
+  ratios, and the CPU seconds of each (this process and its loader workers): on a machine
+  whose cores are all busy, the wall-time ratio approaches the CPU ratio.
 - `parts`: where a template epoch's time goes, each part timed alone over one epoch's work:
   decoding, paired transforms, the loader as the Trainer iterates it, the model's forward,
   backward and step, the per-step bookkeeping (label check, metrics, confusion matrix), the
@@ -159,6 +161,22 @@ def plain_beside(trainer: Trainer, data: Path) -> PlainLoop:
     return PlainLoop(data, trainer.args.batch_size, trainer.args.lr, trainer.args.seed, model=model)
 
 
+def cpu_seconds() -> float:
+    """CPU seconds used so far by this process (every thread) and its live child processes (the
+    loaders' workers): the work an epoch costs, which other programs on the cores do not
+    change as they change its wall time (with one intra-op thread, which never spin-waits)."""
+    total = time.process_time()
+    tick = os.sysconf("SC_CLK_TCK")
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended meanwhile
+            continue
+        if int(fields[1]) == os.getpid():  # fields after the name: state, ppid, ..., utime (12), stime (13)
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def speed(args: argparse.Namespace, flags: list[str]) -> None:
     """Epochs of the plain loop and of each template configuration, interleaved, the order
     rotating every round; round 0 warms up and is dropped."""
@@ -170,14 +188,16 @@ def speed(args: argparse.Namespace, flags: list[str]) -> None:
         for config, trainer in trainers.items():
             sides[f"template {config}".strip()] = trainer.run_epoch
         times: dict[str, list[float]] = {name: [] for name in sides}
+        cpu: dict[str, list[float]] = {name: [] for name in sides}
         names = list(sides)
         for round_index in range(args.rounds + 1):
             shift = round_index % len(names)
             for name in names[shift:] + names[:shift]:
-                start = time.perf_counter()
+                start, start_cpu = time.perf_counter(), cpu_seconds()
                 sides[name](round_index + 1)
                 if round_index:
                     times[name].append(time.perf_counter() - start)
+                    cpu[name].append(cpu_seconds() - start_cpu)
         for trainer in trainers.values():
             trainer.writer.wait()
             trainer.run.close()
@@ -186,8 +206,10 @@ def speed(args: argparse.Namespace, flags: list[str]) -> None:
           "ratio: the median of each round's template / plain epoch (paired, so drift cancels)")
     for name, seconds in times.items():
         ratios = [mine / plain for mine, plain in zip(seconds, times["plain"])]
+        cpu_ratio = statistics.median(cpu[name]) / statistics.median(cpu["plain"])
         print(f"{name:40s} {statistics.median(seconds):7.3f} s (min {min(seconds):.3f}, max {max(seconds):.3f})   "
-              f"ratio {statistics.median(ratios):.3f} (min {min(ratios):.3f}, max {max(ratios):.3f})")
+              f"ratio {statistics.median(ratios):.3f} (min {min(ratios):.3f}, max {max(ratios):.3f})   "
+              f"CPU {statistics.median(cpu[name]):7.3f} s, ratio {cpu_ratio:.3f}")
 
 
 class PartTimers:
