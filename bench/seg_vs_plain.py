@@ -3,8 +3,8 @@
 Needs a real segmentation set in the list format; the digits set (bench/digits_data.py, which
 needs scikit-learn) is the reference:
 
-    python bench/seg_vs_plain.py speed --data /tmp/digits [--rounds 8] [-- <train.py flags>]
-    python bench/seg_vs_plain.py parts --data /tmp/digits [-- <train.py flags>]
+    python bench/seg_vs_plain.py speed --data /tmp/digits [--rounds 8] [--config=--in_memory ...] [-- <train.py flags>]
+    python bench/seg_vs_plain.py parts --data /tmp/digits [--rounds 3] [-- <train.py flags>]
     python bench/seg_vs_plain.py plain --data /tmp/digits --epochs 25 [--seed 0]
 
 The plain loop is what a new user writes by hand: the pictures and masks decoded once into
@@ -18,15 +18,18 @@ validation set's mean IoU from one confusion matrix.
   loop (training + validation); prints the median epoch times, the median of the paired
   ratios, and the CPU seconds of each (this process and its loader workers): on a machine
   whose cores are all busy, the wall-time ratio approaches the CPU ratio.
-- `parts`: where a template epoch's time goes, each part timed alone over one epoch's work:
-  decoding, paired transforms, the loader as the Trainer iterates it, the model's forward,
-  backward and step, the per-step bookkeeping (label check, metrics, confusion matrix), the
-  TensorBoard pictures, validation and the checkpoint save.
+- `parts`: where a template epoch's time goes, each part timed as a real epoch runs (its
+  functions wrapped in timers here, not in the template): the wait for batches, forward,
+  backward, optimizer step, per-step bookkeeping (label check, metrics, confusion matrix),
+  TensorBoard pictures, validation, curves and the checkpoint save; then, measured alone, what
+  the loader's workers do each epoch: decoding pictures and masks, the paired transforms.
 - `plain`: the plain loop alone, as a program: the mean IoU of every epoch (the curve to
   compare `train.py`'s metrics.csv with) and its time.
 
-Flags after `--` go to the template's Trainer (default: --batch_size 32 --optimizer adam, the
-issue's setting). Run it on a quiet machine: other work on the cores skews both sides.
+Flags after `--` go to the template's Trainer (besides --batch_size 32 --optimizer adam, the
+issue's setting). Run it on a quiet machine: other work on the cores skews both sides. On a
+busy one, `OMP_NUM_THREADS=1` makes the figures repeatable (two intra-op threads wait for each
+other whenever the scheduler takes one off its core).
 """
 
 import argparse
@@ -376,7 +379,8 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=16, help="plain: the U-Net's width (default: %(default)s)")
     parser.add_argument("--up", default=None, help="plain: the U-Net's upsampling (default: the model's)")
     parser.add_argument("--seed", type=int, default=0, help="plain: seed (default: %(default)s)")
-    parser.add_argument("--rounds", type=int, default=8, help="speed: measured epochs a side (default: %(default)s)")
+    parser.add_argument("--rounds", type=int, default=8,
+                        help="speed, parts: measured epochs a side (default: %(default)s)")
     parser.add_argument("--config", action="append",
                         help="speed: a template configuration (extra train.py flags, one string) to time "
                              "beside the plain loop; repeat for several (default: the flags after --)")
