@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from data.data_entry import build_dataset, eval_set_name, select_eval_loader
+from metrics import predicted_class
 from model.model_entry import check_model_fits, equip_multi_gpu, model_kwargs, select_model
 from options import parse_eval_args
 from tasks import ClassificationTask, SegmentationTask, select_task
@@ -55,7 +56,7 @@ class Evaluator:
             self.task.check_labels(batch["label"], batch["path"])
             out = self.step(batch)
             recorder.record(self.compute_metrics(out), n=len(out["label"]))
-            meter.update(out["pred"].argmax(1), out["label"])
+            meter.update(predicted_class(out["pred"]), out["label"])
             if on_batch is not None:
                 on_batch(i, out | {"path": batch["path"]})
         return recorder.summary() | self.task.results(meter.counts(), per_class)

@@ -29,6 +29,15 @@ def confusion_bins(pred_class: Tensor, label: Tensor, num_classes: int, ignore_i
     return index
 
 
+def predicted_class(scores: Tensor) -> Tensor:
+    """The class with the highest score, along dimension 1: (N, C) -> (N,), (N, C, H, W) -> (N, H, W).
+
+    `max(dim=1).indices`, not `argmax(dim=1)`: the same indices (the first maximum on ties),
+    but on the CPU, across the channels of (N, C, H, W) scores, argmax takes 10 to 30 times as
+    long (20 ms for 32 x 11 x 32 x 32 scores), which the confusion matrix would pay every step."""
+    return scores.max(dim=1).indices
+
+
 def confusion_matrix(pred_class: Tensor, label: Tensor, num_classes: int, ignore_index: int | None = None) -> Tensor:
     """Counts (num_classes x num_classes): row = true class, column = predicted class.
 

@@ -297,6 +297,10 @@ def parse_train_args(argv: list[str] | None = None) -> tuple[Namespace, Resume |
     except UserError as error:
         Parser("train.py").error(str(error))
     if resume is not None:
+        # A flag added to the template after the run started (e.g. a new model parameter) takes
+        # its default, which by design keeps the old behaviour: it is no change of the run.
+        saved = {action.dest: action.default for action in parser._actions if action.option_strings
+                 and action.dest not in saved and action.dest != "help"} | saved
         # argparse fills in defaults only for names the namespace lacks: the saved values stay.
         args = parser.parse_args(argv, namespace=Namespace(**saved))
     else:

@@ -32,7 +32,7 @@ from data.data_entry import (
     training_sets,
 )
 from eval import Evaluator
-from metrics import ConfusionMeter
+from metrics import ConfusionMeter, predicted_class
 from model.model_entry import check_model_fits, equip_multi_gpu, model_kwargs, select_model
 from options import Resume, parse_train_args
 from tasks import select_task
@@ -186,7 +186,7 @@ class Trainer:
 
             metrics = self.evaluator.compute_metrics(out)
             recorder.record(metrics, n=len(out["label"]))
-            meter.update(out["pred"].detach().argmax(1), out["label"])
+            meter.update(predicted_class(out["pred"].detach()), out["label"])
             self.report_step(bar, metrics, recorder, epoch, i, lr)
             if i == 0:
                 self.logger.save_imgs(self.evaluator.gen_imgs_to_write(out, "train"), self.global_step)

@@ -30,6 +30,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
+from torchvision.transforms import v2
 
 from data.augment import Augment, eval_transform, train_transform
 from data.demo_data import ensure_demo_data
@@ -255,25 +256,36 @@ class ListDataset(Dataset):
 
 
 class MemListDataset(ListDataset):
-    """A `ListDataset` whose pictures (and masks) are decoded once, when it is built.
+    """A `ListDataset` whose pictures (and masks) are decoded once, when it is built, and kept
+    at `image_size` (resized then, as the transform would each time: the same pixels).
 
-    Why: small data sets spend most of an epoch decoding the same files again. Random
-    augmentation still runs on every read."""
+    Why: small data sets spend most of an epoch decoding (and resizing) the same files again.
+    The transform passed in must not resize; random augmentation still runs on every read."""
 
-    def __init__(self, list_path: str | Path, transform: Callable, dense: bool | None = None) -> None:
+    def __init__(self, list_path: str | Path, transform: Callable, dense: bool | None = None,
+                 image_size: int | None = None) -> None:
         super().__init__(list_path, transform, dense)
-        self.cache = [ListDataset.load_raw(self, i) for i in range(len(self))]
+        resize = v2.Resize((image_size, image_size), antialias=True) if image_size else None
+        self.cache = []
+        for index in range(len(self)):
+            image, label = ListDataset.load_raw(self, index)
+            if resize is not None and self.dense:
+                image, label = resize(tv_tensors.Image(image), tv_tensors.Mask(label))
+                image, label = image.as_subclass(torch.Tensor), label.as_subclass(torch.Tensor)
+            elif resize is not None:
+                image = resize(image)
+            self.cache.append((image, label))
 
     def load_raw(self, index: int) -> tuple[torch.Tensor, int | torch.Tensor]:
-        """The decoded picture and label from memory instead of disk."""
+        """The decoded (and resized) picture and label from memory instead of disk."""
         return self.cache[index]
 
 
 def build_list_dataset(list_path: str, train: bool, augment: Augment, image_size: int = 32,
                        in_memory: bool = False) -> ListDataset:
     """Registry builder (see data/data_entry.py): `<image> <class id>` lines, pictures resized
-    to `image_size`; `in_memory` decodes every picture once, at start-up, and keeps it (faster
-    epochs for sets that fit in memory: about H x W x 3 bytes a sample)."""
+    to `image_size`; `in_memory` decodes every picture once, at start-up, and keeps it resized
+    (faster epochs for sets that fit in memory: 3 x image_size² bytes a sample)."""
     return open_list(list_path, train, augment, image_size, in_memory, dense=False)
 
 
@@ -289,8 +301,11 @@ def open_list(list_path: str, train: bool, augment: Augment, image_size: int, in
     if image_size < 1:
         raise UserError(f"--image_size {image_size} must be 1 or more.")
     ensure_demo_data(list_path)
-    transform = train_transform(augment, image_size) if train else eval_transform(image_size)
-    return (MemListDataset if in_memory else ListDataset)(list_path, transform, dense)
+    resize = not in_memory  # held in memory, the pictures are resized once, when decoded
+    transform = train_transform(augment, image_size, resize) if train else eval_transform(image_size, resize)
+    if in_memory:
+        return MemListDataset(list_path, transform, dense, image_size)
+    return ListDataset(list_path, transform, dense)
 
 
 def wrong_kind_of_list(list_path: Path, where: str, dense: bool) -> str:

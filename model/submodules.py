@@ -50,12 +50,24 @@ def double_conv(in_channels: int, out_channels: int) -> nn.Sequential:
 class UpBlock(nn.Module):
     """Upsample to the skip connection's size, concatenate it, then a double conv.
 
-    Upsampling to the skip's exact size (not a fixed factor of 2) accepts any input size."""
+    `up="bilinear"`: fixed bilinear interpolation, the channels kept; `up="transposed"`: a
+    learned 2 x 2 transposed convolution that also halves the channels, so the double conv
+    after it has fewer inputs (less compute). Either way the output takes the skip's exact
+    size (not a fixed factor of 2), so any input size is accepted."""
 
-    def __init__(self, in_channels: int, skip_channels: int, out_channels: int) -> None:
+    def __init__(self, in_channels: int, skip_channels: int, out_channels: int, up: str = "bilinear") -> None:
         super().__init__()
+        if up not in ("bilinear", "transposed"):
+            raise ValueError(f"up must be 'bilinear' or 'transposed', not {up!r}")
+        self.up = up
+        if up == "transposed":
+            self.upsample = nn.ConvTranspose2d(in_channels, in_channels // 2, kernel_size=2, stride=2)
+            in_channels //= 2
         self.conv = double_conv(in_channels + skip_channels, out_channels)
 
     def forward(self, x: Tensor, skip: Tensor) -> Tensor:
-        x = nn.functional.interpolate(x, size=skip.shape[2:], mode="bilinear", align_corners=False)
+        if self.up == "transposed":
+            x = self.upsample(x, output_size=skip.shape[2:])  # an odd skip size gets the extra row
+        else:
+            x = nn.functional.interpolate(x, size=skip.shape[2:], mode="bilinear", align_corners=False)
         return self.conv(torch.cat([x, skip], dim=1))

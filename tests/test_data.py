@@ -7,9 +7,17 @@ import torch
 from PIL import Image
 
 from data import demo_data
-from data.augment import eval_transform
+from data.augment import Augment, eval_transform
 from data.data_entry import DATASETS, build_dataset, select_eval_loader, select_train_loader
-from data.list_dataset import ListDataset, MemListDataset, load_image, load_mask, read_list_file
+from data.list_dataset import (
+    ListDataset,
+    MemListDataset,
+    build_list_dataset,
+    build_seg_list_dataset,
+    load_image,
+    load_mask,
+    read_list_file,
+)
 from options import parse_train_args, train_parser
 from utils.errors import UserError
 
@@ -89,13 +97,25 @@ def test_missing_and_broken_images_name_path_and_line(tmp_path: Path) -> None:
         dataset[1]
 
 
-def test_mem_list_gives_the_same_samples_as_list(tiny_demo: Path) -> None:
-    on_disk = ListDataset(tiny_demo / "val.txt", eval_transform(32))
-    in_memory = MemListDataset(tiny_demo / "val.txt", eval_transform(32))
-    assert len(in_memory.cache) == len(on_disk) == 30
-    for index in (0, 7, 29):
-        assert torch.equal(on_disk[index]["image"], in_memory[index]["image"])
-        assert on_disk[index]["label"] == in_memory[index]["label"]
+@pytest.mark.parametrize("list_name", ["train.txt", "seg_train.txt"])
+@pytest.mark.parametrize("image_size", [32, 48, 20])  # the demo's own size, larger, smaller
+def test_in_memory_gives_the_same_samples_as_from_disk(tiny_demo: Path, list_name: str, image_size: int) -> None:
+    """Held in memory, pictures and masks are resized once; every read, augmented or not, is
+    the one a read from disk gives."""
+    build = build_seg_list_dataset if list_name.startswith("seg") else build_list_dataset
+    augment = Augment(crop_padding=4, hflip=0.5)
+    for train in (True, False):
+        on_disk = build(str(tiny_demo / list_name), train, augment, image_size)
+        in_memory = build(str(tiny_demo / list_name), train, augment, image_size, in_memory=True)
+        assert isinstance(in_memory, MemListDataset) and len(in_memory.cache) == len(on_disk)
+        assert in_memory.cache[0][0].shape == (3, image_size, image_size)  # kept at the size trained on
+        for index in (0, 7, len(on_disk) - 1):
+            torch.manual_seed(index)
+            expected = on_disk[index]
+            torch.manual_seed(index)
+            got = in_memory[index]
+            assert torch.equal(expected["image"], got["image"])
+            assert torch.equal(torch.as_tensor(expected["label"]), torch.as_tensor(got["label"]))
 
 
 def test_demo_data_is_deterministic_and_balanced(tmp_path: Path, tiny_demo: Path) -> None:

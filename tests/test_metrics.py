@@ -4,7 +4,14 @@ import pytest
 import torch
 
 from loss import LOSSES, build_loss
-from metrics import ConfusionMeter, confusion_matrix, overall_accuracy, per_class_accuracy, topk_accuracy
+from metrics import (
+    ConfusionMeter,
+    confusion_matrix,
+    overall_accuracy,
+    per_class_accuracy,
+    predicted_class,
+    topk_accuracy,
+)
 from utils.errors import UserError
 from utils.logger import Recorder
 
@@ -21,6 +28,18 @@ def test_topk_accuracy() -> None:
     assert topk_accuracy(PRED, LABEL, k=1).item() == 0.75
     assert topk_accuracy(PRED, LABEL, k=2).item() == 1.0  # sample 1: class 1 is second best
     assert topk_accuracy(PRED, LABEL, k=10).item() == 1.0  # k larger than the classes
+
+
+def test_predicted_class_is_the_first_highest_score_per_sample_and_pixel() -> None:
+    assert predicted_class(PRED).tolist() == [0, 2, 1, 2]
+    scores = torch.zeros(2, 3, 4, 5)
+    scores[0, 2, 1, 3] = scores[1, 1, 0, 0] = 1.0
+    scores[1, 2, 0, 0] = 1.0  # a tie: the first of the highest scores, as argmax
+    expected = torch.zeros(2, 4, 5, dtype=torch.long)
+    expected[0, 1, 3], expected[1, 0, 0] = 2, 1
+    assert torch.equal(predicted_class(scores), expected)
+    scores = torch.randn(3, 11, 7, 9)
+    assert torch.equal(predicted_class(scores), scores.argmax(1))
 
 
 def test_confusion_matrix_and_per_class_accuracy() -> None:

@@ -37,6 +37,17 @@ def test_every_segmentation_model_scores_every_pixel(name: str, in_channels: int
         assert model(torch.randn(2, in_channels, height, width)).shape == (2, 6, height, width)
 
 
+@pytest.mark.parametrize("up", ["bilinear", "transposed"])
+def test_the_unet_upsamples_either_way_to_any_size(up: str) -> None:
+    model = build("unet", 6, 3, "--up", up)
+    model.eval()
+    with torch.no_grad():
+        for height, width in [(32, 32), (27, 45), (17, 9)]:
+            assert model(torch.randn(2, 3, height, width)).shape == (2, 6, height, width)
+    learned = [name for name in model.state_dict() if "upsample" in name]
+    assert bool(learned) == (up == "transposed")  # bilinear: the tensors of checkpoints made before --up
+
+
 @pytest.mark.parametrize("name", list(MODELS))
 def test_models_take_typed_keywords_never_args(name: str) -> None:
     parameters = inspect.signature(MODELS[name]).parameters

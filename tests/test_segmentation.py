@@ -2,6 +2,7 @@
 metrics against hand-computed values, clear mask errors, and a real train + eval."""
 
 import csv
+import json
 import shutil
 from pathlib import Path
 
@@ -159,3 +160,16 @@ def test_a_classification_checkpoint_on_a_mask_list_says_what_does_not_fit(train
     assert "holds mask paths" in err and "seg_classes.txt" not in err
     assert evaluate.main([*argv, "--data_type", "seg_list"]) == 2
     assert "is a classification model, but --val_list" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_a_unet_run_from_before_the_up_flag_resumes_and_evaluates(tiny_demo: Path, tmp_path: Path) -> None:
+    assert train.main(seg_argv(tiny_demo, tmp_path) + ["--scheduler", "none"]) == 0
+    (run_dir,) = tmp_path.iterdir()
+    checkpoint = torch.load(run_dir / "last.pth")
+    assert checkpoint["args"].pop("up") == "bilinear" and checkpoint["model_kwargs"].pop("up") == "bilinear"
+    torch.save(checkpoint, run_dir / "last.pth")  # as the run was saved before UNet had `up`
+    assert train.main(["--resume", str(run_dir), "--epochs", "2"]) == 0
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["resumes"][-1]["changed_args"] == {"epochs": {"was": 1, "now": 2}}  # `up` took its default
+    assert evaluate.main(["--load_model_path", str(run_dir / "last.pth"), "--num_workers", "0"]) == 0
