@@ -51,7 +51,7 @@ class Evaluator:
         under torchrun). `on_batch(i, out)` sees each batch's outputs (eval.py writes them)."""
         self.model.eval()
         recorder, meter = Recorder(), self.task.meter()
-        for i, batch in enumerate(ProgressBar(self.loader, desc, prefetch=self.loader.num_workers > 0)):
+        for i, batch in enumerate(ProgressBar(self.loader, desc)):
             self.task.check_labels(batch["label"], batch["path"])
             out = self.step(batch)
             recorder.record(self.compute_metrics(out), n=len(out["label"]))

@@ -143,7 +143,7 @@ def predict(model: nn.Module, loader: DataLoader, device: torch.device, writer: 
     """Every picture once, batch by batch, each batch handed to `writer`; returns the count."""
     model.eval()
     amp_dtype, done = AMP_DTYPES[amp], 0
-    for batch in ProgressBar(loader, "predict", prefetch=loader.num_workers > 0):
+    for batch in ProgressBar(loader, "predict"):
         image = batch["image"].to(device, non_blocking=True, memory_format=memory_format(channels_last))
         with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
             pred = model(image)

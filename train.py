@@ -158,7 +158,7 @@ class Trainer:
         first = self.step_in_epoch  # > 0 only when resuming mid-epoch
         self.train_loader.sampler.set_epoch(epoch, skip=first * self.args.batch_size)
         steps = first + len(self.train_loader)
-        bar = ProgressBar(self.train_loader, desc=f"train {epoch}", prefetch=self.args.num_workers > 0)
+        bar = ProgressBar(self.train_loader, desc=f"train {epoch}")
         for i, batch in enumerate(bar, start=first):
             self.task.check_labels(batch["label"], batch["path"])
             if self.mix is not None:  # mixed images; soft targets for the loss, the labels for metrics

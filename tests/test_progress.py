@@ -6,7 +6,7 @@ from utils.progress import ProgressBar
 
 
 def test_efficiency_appears_once_measured_and_follows_every_step() -> None:
-    bar = ProgressBar(range(5), "test", prefetch=False)
+    bar = ProgressBar(range(5), "test")
     postfixes = []
     for i, _ in enumerate(bar):
         if i == 0:

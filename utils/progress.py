@@ -1,31 +1,30 @@
-"""The batch loop's iterator: background prefetch, a tqdm bar, and compute efficiency.
+"""The batch loop's iterator: a tqdm bar, and compute efficiency.
+
+No prefetch thread of its own: the DataLoader's worker processes already prepare batches
+ahead (`prefetch_factor`, 2 per worker), so a thread would only move the hand-over of ready
+batches off the main thread, and on a small machine it competes with the training step for
+the cores and the GIL (measured: bench/epoch_breakdown.py, docs/performance.md).
 
 Compute efficiency = compute time / (compute time + time spent waiting for data). Near
 100% the model is the bottleneck; much lower, the input pipeline is (raise --num_workers,
-or try `--data_type mem_list`). The time between handing out a batch and being asked for
+or try `--in_memory`). The time between handing out a batch and being asked for
 the next counts as compute; on a GPU that is host time, which is what waiting competes with.
 """
 
 import time
 from collections.abc import Iterable, Iterator
 
-from prefetch_generator import BackgroundGenerator
 from tqdm import tqdm
 
 from utils.distributed import is_main_process
 
 
 class ProgressBar:
-    """Iterate `batches` through a prefetch thread inside a tqdm bar, timing the data wait."""
+    """Iterate `batches` inside a tqdm bar, timing the data wait."""
 
-    def __init__(self, batches: Iterable, desc: str, prefetch: bool = True, max_prefetch: int = 2) -> None:
-        """`prefetch=False` reads in the calling thread: use it when batches are made in this
-        process (--num_workers 0), where a thread would share torch's random generator with
-        the training step, and, on a CPU, bring no speed (the GIL serialises the two)."""
+    def __init__(self, batches: Iterable, desc: str) -> None:
         self.batches = batches
         self.desc = desc
-        self.prefetch = prefetch
-        self.max_prefetch = max_prefetch
         self.wait_time = 0.0
         self.compute_time = 0.0
         self.values: dict[str, str] = {}  # what `show` put on the bar
@@ -34,8 +33,7 @@ class ProgressBar:
     def __iter__(self) -> Iterator:
         total = len(self.batches) if hasattr(self.batches, "__len__") else None
         self.bar = tqdm(total=total, desc=self.desc, dynamic_ncols=True, leave=False, disable=not is_main_process())
-        source = BackgroundGenerator(self.batches, max_prefetch=self.max_prefetch) if self.prefetch else self.batches
-        iterator = iter(source)
+        iterator = iter(self.batches)
         handed_out = None
         try:
             while True:
