@@ -8,16 +8,17 @@ after `--` are added) in this process, with timers put around the Trainer's part
 outside (the product has none), and prints seconds per epoch (the mean over the epochs after
 the first, which also starts the workers):
 
-  main process, wall seconds: waiting for data, forward + loss, backward, optimizer step,
+  main process, wall and CPU seconds: waiting for data, forward + loss, backward, optimizer step,
   the per-step bookkeeping (label check, batch metrics, Recorder, ConfusionMeter, the
   progress bar's loss and the per-step curves), TensorBoard pictures, validation, the
   epoch's curves (TensorBoard, metrics.csv) and checkpoint (status.json, serialising,
   waiting for the previous write), and what is left: the loop itself and tqdm;
   in the background: the checkpoint write and fsync (wall, its own thread), the prefetch
   thread (utils/progress.py, CPU seconds), when the progress bar runs one;
-  in the data workers: per-sample seeding, decoding and the transform, timed per item in this
-  process (one thread, as a worker runs) and multiplied by the samples an epoch reads:
-  CPU seconds that, on a 2-core machine, the workers take from the training step;
+  in the data workers: their CPU seconds per epoch (read from /proc), and what per-sample
+  seeding, decoding and the transform cost, timed per item in this process (one thread, as a
+  worker runs) and multiplied by the samples an epoch reads: CPU seconds that, on a 2-core
+  machine, the workers take from the training step;
   start-up: from this script's first line (imports included) to the first batch, and the
   first epoch's time beyond the others (worker start, warm-up).
 """
@@ -30,6 +31,7 @@ STARTED = time.perf_counter()
 import argparse  # noqa: E402
 import contextlib  # noqa: E402
 import functools  # noqa: E402
+import os  # noqa: E402
 import statistics  # noqa: E402
 import tempfile  # noqa: E402
 import threading  # noqa: E402
@@ -52,14 +54,18 @@ from data.augment import Augment, train_transform  # noqa: E402
 from data.list_dataset import ListDataset, load_image  # noqa: E402
 from data.seeded_sampling import sample_seed, seed_generators  # noqa: E402
 
-totals: dict[tuple[int, str], float] = defaultdict(float)  # (epoch, part) -> seconds
+totals: dict[tuple[int, str], float] = defaultdict(float)  # (epoch, part) -> wall seconds
+cpu_totals: dict[tuple[int, str], float] = defaultdict(float)  # (epoch, part) -> CPU seconds of this process
 state = {"epoch": 0, "phase": "train", "first_batch": None}
 lock = threading.Lock()
 
 
-def add(part: str, seconds: float, epoch: int | None = None) -> None:
+def add(part: str, seconds: float, epoch: int | None = None, cpu: float | None = None) -> None:
     with lock:
-        totals[(state["epoch"] if epoch is None else epoch, part)] += seconds
+        key = (state["epoch"] if epoch is None else epoch, part)
+        totals[key] += seconds
+        if cpu is not None:
+            cpu_totals[key] += cpu
 
 
 def timer(owner: object, name: str, part: str | None = None, phase: str | None = None) -> None:
@@ -72,11 +78,12 @@ def timer(owner: object, name: str, part: str | None = None, phase: str | None =
         previous = state["phase"]
         if phase:
             state["phase"] = phase
-        start = time.perf_counter()
+        start, cpu = time.perf_counter(), time.process_time()
         try:
             return original(*args, **kwargs)
         finally:
-            add(f"{previous if phase is None else phase}: {part or name}", time.perf_counter() - start)
+            add(f"{previous if phase is None else phase}: {part or name}", time.perf_counter() - start,
+                cpu=time.process_time() - cpu)
             state["phase"] = previous
 
     setattr(owner, name, wrapped)
@@ -89,11 +96,12 @@ def instrument() -> None:
 
     def run_epoch(self, epoch):
         state["epoch"] = epoch
-        start = time.perf_counter()
+        start, cpu, workers = time.perf_counter(), time.process_time(), worker_cpu(self)
         try:
             return original_epoch(self, epoch)
         finally:
-            add("epoch", time.perf_counter() - start)
+            add("epoch", time.perf_counter() - start, cpu=time.process_time() - cpu)
+            add("workers: CPU of the DataLoader workers (measured)", worker_cpu(self) - workers)
             state["epoch"] = 0  # what runs between and after the epochs counts for none of them
 
     T.run_epoch = run_epoch
@@ -152,6 +160,21 @@ def instrument() -> None:
     utils.progress.ProgressBar.__iter__ = bar_iter
 
 
+def worker_cpu(trainer) -> float:
+    """User + system CPU seconds so far of the persistent worker processes of the training and
+    validation loaders (read from /proc; 0 before they start)."""
+    total = 0.0
+    for loader in (trainer.train_loader, trainer.evaluator.loader):
+        iterator = getattr(loader, "_iterator", None)  # the persistent workers' iterator, once started
+        for worker in getattr(iterator, "_workers", []):
+            try:
+                fields = Path(f"/proc/{worker.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    return total
+
+
 def worker_costs(train_list: str, val_list: str, extra: list[str]) -> dict[str, float]:
     """CPU seconds per epoch of what the workers do, from per-item timings in this process."""
     torch.set_num_threads(1)  # as in a DataLoader worker
@@ -183,27 +206,38 @@ def per_item(function, count: int, rounds: int = 5) -> float:
 
 
 def report(epochs: int, ready: float, workers: dict[str, float]) -> None:
-    """Means over the epochs after the first (means, unlike medians, add up)."""
+    """Means over the epochs after the first (means, unlike medians, add up). Two columns for
+    the main process: wall seconds, and CPU seconds of the whole process (all its threads:
+    torch's own, and the background threads while the part ran)."""
     measured = range(2, epochs + 1)
     parts = sorted({part for _, part in totals}, key=order)
-    per_epoch = {part: statistics.mean(totals.get((e, part), 0.0) for e in measured) for part in parts}
-    first = totals.get((1, "epoch"), 0.0)
-    print(f"\nseconds per epoch, mean of epochs 2-{epochs} (main process: wall; background and workers: as marked)")
+
+    def mean(table: dict, part: str) -> float:
+        return statistics.mean(table.get((e, part), 0.0) for e in measured)
+
+    wall = {part: mean(totals, part) for part in parts}
+    cpu = {part: mean(cpu_totals, part) if any((e, part) in cpu_totals for e in measured) else None
+           for part in parts}
+    print(f"\nseconds per epoch, mean of epochs 2-{epochs}: wall | CPU of the main process (background "
+          "threads and workers: as marked)")
     for part in parts:
-        print(f"  {part:62s} {per_epoch[part]:7.3f}")
+        shown = f"{cpu[part]:7.3f}" if cpu[part] is not None else "       "
+        print(f"  {part:62s} {wall[part]:7.3f} | {shown}")
     train_parts = [p for p in parts if p.startswith("train: ") and p != "train: total"]
-    loop = per_epoch["train: total"] - sum(per_epoch[p] for p in train_parts)
-    print(f"  {'train: the rest (loop, progress bar)':62s} {loop:7.3f}")
-    end = per_epoch["epoch"] - per_epoch["train: total"] - per_epoch["val: total"]
-    print(f"  {'end of epoch (curves, checkpoint, log line)':62s} {end:7.3f}")
+    for name, table in (("wall", wall), ("cpu", cpu)):
+        loop = table["train: total"] - sum(table[p] or 0.0 for p in train_parts)
+        end = table["epoch"] - table["train: total"] - table["val: total"]
+        print(f"  {'train: the rest (loop, progress bar), ' + name:62s} {loop:7.3f}")
+        print(f"  {'end of epoch (curves, checkpoint, log line), ' + name:62s} {end:7.3f}")
     for name, seconds in workers.items():
         print(f"  {name:62s} {seconds:7.3f}")
-    print(f"  {'start-up: script start to the first batch':62s} {ready:7.3f}")
-    print(f"  {'start-up: first epoch beyond the mean epoch':62s} {first - per_epoch['epoch']:7.3f}")
+    first = totals.get((1, "epoch"), 0.0)
+    print(f"  {'start-up: script start to the first batch (wall)':62s} {ready:7.3f}")
+    print(f"  {'start-up: first epoch beyond the mean epoch (wall)':62s} {first - wall['epoch']:7.3f}")
 
 
 def order(part: str) -> tuple[int, str]:
-    ranks = ("epoch", "train: total", "train:", "val: total", "val:", "end:", "background")
+    ranks = ("epoch", "train: total", "train:", "val: total", "val:", "end:", "background", "workers")
     return next(i for i, prefix in enumerate(ranks) if part.startswith(prefix)), part
 
 
