@@ -135,7 +135,8 @@ def add_train_flags(parser: ArgumentParser) -> None:
     group.add_argument("--clip_grad", type=float, default=0.0,
                        help="clip the gradient norm to this value before each step; 0 = off (default: %(default)s)")
     group.add_argument("--ema_decay", type=float, default=0.0,
-                       help="keep an exponential moving average of the weights with this decay, e.g. 0.999, "
+                       help="keep an exponential moving average of the weights with this decay, e.g. 0.999 "
+                            "(ramped up over the first steps as min(D, (1 + n) / (10 + n))), "
                             "validated every epoch as val_ema/...; 0 = off (default: %(default)s)")
     add_schedule_flags(parser)
     add_checkpoint_flags(parser)

@@ -19,7 +19,7 @@ import time
 from argparse import Namespace
 
 import torch
-from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import Dataset
 
 from data.augment import batch_mix, check_augment
@@ -48,7 +48,7 @@ from utils.distributed import (
 )
 from utils.errors import UserError
 from utils.logger import Logger, Recorder, setup_logging
-from utils.optim import build_optimizer, build_scheduler
+from utils.optim import build_optimizer, build_scheduler, ema_update_with_warmup
 from utils.progress import ProgressBar
 from utils.run_dir import RunDir, experiment_dir, launcher, run_dir_name
 from utils.stop_signals import StopRequested, StopSignals
@@ -84,8 +84,8 @@ class Trainer:
         check_augment(augment_of(args), train_set.task)
         model = self.build_model(train_set, val_set[0]["image"])
         self.model = equip_multi_gpu(speed_up(model, args.channels_last, args.compile), args.gpus)
-        # --ema_decay: a running average of the weights, validated beside them (val_ema/...).
-        self.ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(args.ema_decay),
+        # --ema_decay: a running average of the weights (its decay ramps up), validated beside them (val_ema/...).
+        self.ema = AveragedModel(model, multi_avg_fn=ema_update_with_warmup(args.ema_decay),
                                  use_buffers=True) if args.ema_decay else None
         self.mix = batch_mix(augment_of(args), train_set.num_classes)  # --mixup / --cutmix
         self.build_optimization()

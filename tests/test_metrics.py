@@ -1,7 +1,8 @@
-"""metrics.py, loss.py and the Recorder: values checked against numbers worked out by hand."""
+"""metrics.py, loss.py, the Recorder and the EMA update: values checked against numbers worked out by hand."""
 
 import pytest
 import torch
+from torch.optim.swa_utils import AveragedModel
 
 from loss import LOSSES, build_loss
 from metrics import (
@@ -14,6 +15,7 @@ from metrics import (
 )
 from utils.errors import UserError
 from utils.logger import Recorder
+from utils.optim import ema_update_with_warmup
 
 # 4 samples, 3 classes. Argmax: 0, 2, 1, 2. Labels: 0, 1, 1, 2 -> samples 0, 2, 3 right.
 PRED = torch.tensor([[5.0, 1.0, 0.0], [0.0, 2.0, 3.0], [1.0, 4.0, 2.0], [0.0, 1.0, 9.0]])
@@ -114,3 +116,18 @@ def test_l1_and_mse_compare_probabilities_with_one_hot_targets() -> None:
 def test_unknown_loss_lists_the_valid_names() -> None:
     with pytest.raises(UserError, match="Unknown --loss 'focal'; valid names: cross_entropy"):
         build_loss("focal")
+
+
+def test_ema_decay_ramps_up_to_the_flag_and_averages_buffers() -> None:
+    # --ema_decay 0.9: the n-th update after the first keeps min(0.9, (1 + n) / (10 + n)) of the average.
+    model = torch.nn.BatchNorm1d(1)
+    ema = AveragedModel(model, multi_avg_fn=ema_update_with_warmup(0.9), use_buffers=True)
+    expected = 0.0
+    for n, value in enumerate([0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0]):
+        model.weight.data.fill_(value)
+        ema.update_parameters(model)
+        keep = min(0.9, (1 + n) / (10 + n)) if n else 0.0  # the first update copies the weights
+        expected = keep * expected + (1 - keep) * value
+        assert ema.module.weight.item() == pytest.approx(expected, rel=1e-6)
+    assert ema.n_averaged.item() == 7
+    assert ema.module.num_batches_tracked.dtype == torch.long  # integer buffers stay integers
