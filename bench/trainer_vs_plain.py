@@ -19,6 +19,10 @@ bookkeeping (bench/step_overhead.py), so that
 a ratio above 1 comes with its likely cause. Timed regions end with torch.cuda.synchronize()
 (here only: the template itself never waits for the GPU). Run it on a quiet machine: other
 work on the cores skews both sides.
+
+Segmentation has its own script, bench/seg_vs_plain.py (the U-Net on a real mask set, a plain
+loop with pictures and masks in memory, per-part times and the mIoU curve): its data, model
+and metric share nothing with the classification sides here.
 """
 
 import argparse
