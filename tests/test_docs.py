@@ -7,7 +7,8 @@ flags appended (the last value of a flag wins) for 2 epochs of one batch on the 
 set; `<run dir>` stands for the newest run. A plain `python train.py|eval.py|predict.py ...`
 calls that script's main() in this process, from the copy's folder (the same code, without
 a new interpreter's start-up; after `python -m scaffold` changed the copy's code, a new
-process runs it); everything else runs in bash. Skipped: the test suite itself, benchmarks
+process runs it); everything else runs in bash. Skipped: the test suite itself and the tests a
+document names (the suite runs them), benchmarks
 (bench/), the template's own experiment scripts (tests/test_scripts.py runs each),
 `runs.reproduce` (tests/test_reproduce.py runs it in a git repository), and
 docs/experiments.md, whose commands tests/test_experiments_doc.py runs. Commands that need
@@ -36,7 +37,7 @@ pytestmark = pytest.mark.slow
 DOCS = ["README.md", *sorted(p.relative_to(REPO).as_posix() for p in (REPO / "docs").glob("*.md")
                              if p.name != "experiments.md")]
 SHORT = "--epochs 2 --batch_size 16 --num_workers 0 --limit_train_batches 1 --limit_val_batches 1"
-SKIPPED = ("bash scripts/test.sh", "python bench/", "python -m runs.reproduce")
+SKIPPED = ("bash scripts/test.sh", "python -m pytest", "python bench/", "python -m runs.reproduce")
 
 
 def commands(doc: str) -> list[str]:
