@@ -62,7 +62,7 @@ def ema_update_with_warmup(decay: float) -> Callable[[list[torch.Tensor], list[t
 
     @torch.no_grad()
     def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
-        n = num_averaged.double()
+        n = num_averaged.float()
         keep = torch.clamp((1 + n) / (10 + n), max=decay)  # a tensor on the device: nothing is read back
         if averaged[0].is_floating_point():
             keep = keep.to(averaged[0].dtype)
