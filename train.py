@@ -19,7 +19,6 @@ import time
 from argparse import Namespace
 
 import torch
-from torch.optim.swa_utils import AveragedModel
 from torch.utils.data import Dataset
 
 from data.augment import batch_mix, check_augment
@@ -46,9 +45,10 @@ from utils.distributed import (
     sync_buffers_from_main,
     world_size,
 )
+from utils.ema import EmaModel
 from utils.errors import UserError
 from utils.logger import Logger, Recorder, setup_logging
-from utils.optim import build_optimizer, build_scheduler, ema_update_with_warmup
+from utils.optim import build_optimizer, build_scheduler
 from utils.progress import ProgressBar
 from utils.run_dir import RunDir, experiment_dir, launcher, run_dir_name
 from utils.stop_signals import StopRequested, StopSignals
@@ -85,8 +85,7 @@ class Trainer:
         model = self.build_model(train_set, val_set[0]["image"])
         self.model = equip_multi_gpu(speed_up(model, args.channels_last, args.compile), args.gpus)
         # --ema_decay: a running average of the weights (its decay ramps up), validated beside them (val_ema/...).
-        self.ema = AveragedModel(model, multi_avg_fn=ema_update_with_warmup(args.ema_decay),
-                                 use_buffers=True) if args.ema_decay else None
+        self.ema = EmaModel(model, args.ema_decay) if args.ema_decay else None
         self.mix = batch_mix(augment_of(args), train_set.num_classes)  # --mixup / --cutmix
         self.build_optimization()
         self.state = TrainingState(self.model, self.optimizer, self.scheduler, self.scaler, self.ema)

@@ -86,6 +86,8 @@ CASES = {
     # Batches pinned by the loader's pin-memory thread, as on a real GPU run.
     "classification 2 workers": (CLASSIFICATION, [], 2),
     "classification fp16": (CLASSIFICATION, ["--amp", "fp16"], 0),
+    # The EMA update after every step (utils/ema.py: torch's own AveragedModel update waits).
+    "classification ema": (CLASSIFICATION, ["--ema_decay", "0.99"], 0),
     "segmentation": (SEGMENTATION, [], 0),
     "segmentation bf16": (SEGMENTATION, ["--amp", "bf16"], 0),
 }

@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from torch.optim.swa_utils import AveragedModel
 
 from loss import LOSSES, build_loss
 from metrics import (
@@ -13,9 +12,9 @@ from metrics import (
     predicted_class,
     topk_accuracy,
 )
+from utils.ema import EmaModel
 from utils.errors import UserError
 from utils.logger import Recorder
-from utils.optim import ema_update_with_warmup
 
 # 4 samples, 3 classes. Argmax: 0, 2, 1, 2. Labels: 0, 1, 1, 2 -> samples 0, 2, 3 right.
 PRED = torch.tensor([[5.0, 1.0, 0.0], [0.0, 2.0, 3.0], [1.0, 4.0, 2.0], [0.0, 1.0, 9.0]])
@@ -118,16 +117,19 @@ def test_unknown_loss_lists_the_valid_names() -> None:
         build_loss("focal")
 
 
-def test_ema_decay_ramps_up_to_the_flag_and_averages_buffers() -> None:
-    # --ema_decay 0.9: the n-th update after the first keeps min(0.9, (1 + n) / (10 + n)) of the average.
+@pytest.mark.parametrize("decay", [0.9, 0.3])  # 0.3: the ramp reaches the flag's value at the 3rd update
+def test_ema_decay_ramps_up_to_the_flag_and_averages_buffers(decay: float) -> None:
+    # The n-th update after the first keeps min(decay, (1 + n) / (10 + n)) of the average.
     model = torch.nn.BatchNorm1d(1)
-    ema = AveragedModel(model, multi_avg_fn=ema_update_with_warmup(0.9), use_buffers=True)
-    expected = 0.0
+    ema = EmaModel(model, decay)
+    weight = steps = 0.0
     for n, value in enumerate([0.0, 10.0, 20.0, 30.0, 40.0, 50.0, 60.0]):
         model.weight.data.fill_(value)
+        model.num_batches_tracked.fill_(100 * (n + 1))
         ema.update_parameters(model)
-        keep = min(0.9, (1 + n) / (10 + n)) if n else 0.0  # the first update copies the weights
-        expected = keep * expected + (1 - keep) * value
-        assert ema.module.weight.item() == pytest.approx(expected, rel=1e-6)
+        keep = min(decay, (1 + n) / (10 + n)) if n else 0.0  # the first update copies the weights
+        weight, steps = keep * weight + (1 - keep) * value, int(keep * steps + (1 - keep) * 100 * (n + 1))
+        assert ema.module.weight.item() == pytest.approx(weight, rel=1e-6)
+        assert ema.module.num_batches_tracked.item() == pytest.approx(steps, abs=1)  # integers stay integers
     assert ema.n_averaged.item() == 7
-    assert ema.module.num_batches_tracked.dtype == torch.long  # integer buffers stay integers
+    assert ema.module.num_batches_tracked.dtype == torch.long

@@ -5,8 +5,6 @@ smooth curves (TensorBoard's `train_step/lr`). Built only from torch's own sched
 LinearLR for the warmup, then CosineAnnealingLR or StepLR, joined by SequentialLR.
 """
 
-from collections.abc import Callable
-
 import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, SequentialLR, StepLR
 
@@ -52,24 +50,3 @@ def schedule_depends_on_length(scheduler: str, lr_step_size: int | None) -> bool
     cosine always; step when its step size is derived from --epochs."""
     return scheduler == "cosine" or (scheduler == "step" and lr_step_size is None)
 
-
-def ema_update_with_warmup(decay: float) -> Callable[[list[torch.Tensor], list[torch.Tensor], torch.Tensor], None]:
-    """AveragedModel's `multi_avg_fn` for --ema_decay: the decay ramps up as
-    min(decay, (1 + n) / (10 + n)) after n updates (TensorFlow's ExponentialMovingAverage with
-    num_updates). With a fixed 0.999 the average of a 1,000-step run would still hold 37% of
-    the random start; with the ramp it follows the early, fast-changing weights closely.
-    Computed on the device from AveragedModel's own count: no read from a GPU, exact on resume."""
-
-    @torch.no_grad()
-    def update(averaged: list[torch.Tensor], current: list[torch.Tensor], num_averaged: torch.Tensor) -> None:
-        n = num_averaged.float()
-        keep = torch.clamp((1 + n) / (10 + n), max=decay)  # a tensor on the device: nothing is read back
-        if averaged[0].is_floating_point():
-            keep = keep.to(averaged[0].dtype)
-            torch._foreach_mul_(averaged, keep)
-            torch._foreach_add_(averaged, torch._foreach_mul(current, 1 - keep))
-        else:  # integer buffers (BatchNorm's num_batches_tracked), truncated as in torch's own EMA
-            for each, new in zip(averaged, current, strict=True):
-                each.copy_(each * keep + new * (1 - keep))
-
-    return update
