@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
 import torch
 
 from scaffold.project_files import project_files
@@ -22,6 +23,17 @@ REPO = Path(__file__).resolve().parents[1]
 # How long a test waits for an event (a file, a log line) before it fails: generous, so a
 # busy machine only makes the suite slower, never red.
 EVENT_DEADLINE = 600
+
+# Tests that start torchrun go to one pytest-xdist worker, one after another (scripts/test.sh
+# runs `--dist loadgroup`): before torch 2.11 every torchrun listens on port 29500, and two at
+# once on one machine would collide.
+ONE_TORCHRUN_AT_A_TIME = pytest.mark.xdist_group("torchrun")
+
+
+def with_torchrun_mark(names: list[str], folder: Path) -> list:
+    """`names` of files in `folder` as test parameters, those that start torchrun marked."""
+    return [pytest.param(name, marks=ONE_TORCHRUN_AT_A_TIME) if "torch.distributed.run" in
+            (folder / name).read_text(encoding="utf-8") else name for name in names]
 
 
 def tiny_train_argv(demo: Path, checkpoints: Path, epochs: int = 1) -> list[str]:

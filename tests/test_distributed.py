@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import REPO, run_python, tiny_train_argv
+from helpers import ONE_TORCHRUN_AT_A_TIME, REPO, run_python, tiny_train_argv
 
 import eval as evaluate
 
-pytestmark = pytest.mark.slow  # torchrun processes
+pytestmark = [pytest.mark.slow, ONE_TORCHRUN_AT_A_TIME]  # torchrun processes
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import EVENT_DEADLINE, REPO, copy_project
+from helpers import EVENT_DEADLINE, REPO, copy_project, with_torchrun_mark
 
 import eval as evaluate
 import predict
@@ -49,6 +49,9 @@ def commands(doc: str) -> list[str]:
 def as_tested(command: str, project: Path, scratch: Path) -> str | None:
     """The command as this test runs it (see the module docstring), or None to skip it."""
     if command.startswith(SKIPPED):
+        named = [word for word in command.split() if word.startswith("tests/")]
+        missing = [word for word in named if not (REPO / word.split("::")[0]).exists()]
+        assert not missing, f"{command}: no such test file {missing}"  # the suite runs the others
         return None
     script = re.match(r"(?:\w+=\S+ )*bash (scripts/\S+\.sh)", command)
     if script and (REPO / script.group(1)).is_file() and "scripts/demo.sh" not in command:
@@ -99,7 +102,7 @@ def run(command: str, project: Path, env: dict, in_process: bool) -> tuple[int, 
     return result.returncode, result.stdout[-2000:] + result.stderr[-2000:]
 
 
-@pytest.mark.parametrize("doc", DOCS)
+@pytest.mark.parametrize("doc", with_torchrun_mark(DOCS, REPO))
 def test_every_command_of_the_docs_runs_as_written(doc: str, tiny_demo: Path, tmp_path: Path, monkeypatch) -> None:
     project = fresh_project(tmp_path, tiny_demo)
     monkeypatch.chdir(project)

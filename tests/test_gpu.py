@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import REPO, run_python, start_and_stop
+from helpers import ONE_TORCHRUN_AT_A_TIME, REPO, run_python, start_and_stop
 
 from data.demo_data import generate_demo_data
 
@@ -107,6 +107,7 @@ class TestCompile:
 TORCHRUN = ("-m", "torch.distributed.run", "--nproc_per_node=1")
 
 
+@ONE_TORCHRUN_AT_A_TIME
 class TestMultiGpu:
     def test_torchrun_one_process_trains_and_evaluates(self, demo: Path, tmp_path: Path) -> None:
         """What a user types; with one process the template runs as a single process (no NCCL:

@@ -10,7 +10,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
-from helpers import REPO, copy_project, run_bash
+from helpers import REPO, copy_project, run_bash, with_torchrun_mark
 
 import options
 
@@ -42,7 +42,7 @@ def test_every_script_is_an_experiment_pair_a_sweep_or_known() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("train_script", TRAIN_SCRIPTS)
+@pytest.mark.parametrize("train_script", with_torchrun_mark(TRAIN_SCRIPTS, SCRIPTS))
 def test_train_script_then_its_eval_script(project: Path, train_script: str) -> None:
     before = set((project / "checkpoints").iterdir())
     result = run_bash(project / "scripts" / train_script, TINY, cwd=project)
