@@ -49,4 +49,3 @@ def schedule_depends_on_length(scheduler: str, lr_step_size: int | None) -> bool
     """Whether the schedule is planned over --epochs (so a changed --epochs would change it):
     cosine always; step when its step size is derived from --epochs."""
     return scheduler == "cosine" or (scheduler == "step" and lr_step_size is None)
-
