@@ -93,8 +93,9 @@ def add_common_flags(parser: ArgumentParser) -> None:
                        help="GPU ids to use; several = DataParallel; -1 = CPU (default: GPU 0 if present)")
     group.add_argument("--seed", type=int, default=42,
                        help="seed for python, numpy and torch (default: %(default)s)")
-    group.add_argument("--num_workers", type=int, default=2,
-                       help="DataLoader worker processes; 0 loads in the main process (default: %(default)s)")
+    group.add_argument("--num_workers", type=int, default=None,
+                       help="DataLoader worker processes; 0 loads in the main process (default: 2; 0 for an "
+                            "--in_memory set read a batch at a time, which workers would only slow down)")
     group.add_argument("--batch_size", type=int, default=64,
                        help="samples per batch (per process under torchrun) (default: %(default)s)")
     group.add_argument("--checkpoints_dir", default="checkpoints",
@@ -530,7 +531,7 @@ def check_predict_args(args: Namespace, checkpoint: dict) -> None:
     play no part, and may be gone by the time a model is used."""
     for name in ("batch_size", "top_k"):
         check_positive(args, name)
-    if args.num_workers < 0:
+    if args.num_workers is not None and args.num_workers < 0:
         raise UserError(f"--num_workers {args.num_workers} is negative; use 0 or more.")
     if not Path(args.input).exists():
         raise UserError(f"--input {args.input} does not exist; {INPUT_HINT}.")
@@ -587,7 +588,7 @@ def resolve_checkpoint(path: str, checkpoints_dir: str, file_name: str = "best.p
 def check_common_args(args: Namespace) -> None:
     """Value checks shared by training and evaluation; raise UserError naming the flag."""
     check_positive(args, "batch_size")
-    if args.num_workers < 0:
+    if args.num_workers is not None and args.num_workers < 0:
         raise UserError(f"--num_workers {args.num_workers} is negative; use 0 or more.")
     if reads_lists(args.data_type):
         check_list_exists("--val_list", args.val_list)

@@ -65,6 +65,20 @@ def eval_transform(image_size: int, resize: bool = True) -> v2.Compose:
     return v2.Compose([*steps, v2.ToDtype(torch.float32, scale=True), v2.Normalize(MEAN, STD)])
 
 
+# Steps that do the same to every sample (no random draw), so a batch can go through them at once.
+FIXED_STEPS = (v2.Resize, v2.CenterCrop, v2.ToDtype, v2.Normalize, v2.Grayscale, v2.ToImage, v2.ToPureTensor,
+               v2.Identity)
+
+
+def is_fixed(transform: v2.Transform) -> bool:
+    """Whether `transform` does the same to every sample, so that it can run on a whole batch
+    at once (data/list_dataset.py's in-memory sets do). A step not in FIXED_STEPS counts as
+    random: an augmentation added to `train_transform` is never applied batch-wide by mistake."""
+    if isinstance(transform, v2.Compose):
+        return all(is_fixed(step) for step in transform.transforms)
+    return isinstance(transform, FIXED_STEPS)
+
+
 def denormalize(images: torch.Tensor) -> torch.Tensor:
     """Undo `Normalize`: RGB pictures in [0, 1] (grey becomes 3 channels), on the CPU, to draw."""
     images = images.detach().float().cpu()

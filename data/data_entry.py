@@ -116,19 +116,29 @@ def _loader(dataset: Dataset, args: Namespace, sampler: Sampler | None, drop_las
     if drop_last and len(sampler) < args.batch_size:
         raise UserError(f"--batch_size {args.batch_size} is larger than the {len(sampler)} training samples "
                         f"each process gets, so no full batch exists; use a smaller --batch_size.")
+    workers = worker_count(args.num_workers, dataset)
     return DataLoader(
         dataset,
         batch_size=args.batch_size,
         sampler=sampler,
         drop_last=drop_last,
-        num_workers=args.num_workers,
+        num_workers=workers,
         pin_memory=torch.cuda.is_available(),
-        persistent_workers=args.num_workers > 0,
+        persistent_workers=workers > 0,
         worker_init_fn=ignore_ctrl_c,
         # Workers' base seed comes from here, not from torch's global generator, which the
         # training step owns (per-sample seeds make the workers' own streams irrelevant).
         generator=torch.Generator().manual_seed(args.seed),
     )
+
+
+def worker_count(num_workers: int | None, dataset: Dataset) -> int:
+    """--num_workers, or by default 2; but none for a set read a batch at a time from memory:
+    with nothing to decode or augment, a worker would only copy each batch once more, and its
+    process would take CPU from the model's threads."""
+    if num_workers is not None:
+        return num_workers
+    return 0 if getattr(dataset, "reads_batches", False) else 2
 
 
 def ignore_ctrl_c(worker_id: int) -> None:

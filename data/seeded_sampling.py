@@ -63,6 +63,13 @@ class SeededDataset(DatasetView):
     def __len__(self) -> int:
         return len(self.dataset)
 
+    def __getitems__(self, keys: list[tuple[int, int]]) -> list[dict]:
+        """A batch: read at once, unseeded, where reading draws nothing random (an in-memory set
+        with no augmentation); else sample by sample, each with its seed."""
+        if self.reads_batches:
+            return self.dataset.__getitems__([index for index, _ in keys])
+        return [self[key] for key in keys]
+
     def __getitem__(self, key: tuple[int, int]) -> dict:
         index, seed = key
         if get_worker_info() is not None:  # a worker process: its generators serve only the data

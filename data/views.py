@@ -1,6 +1,7 @@
 """Data sets seen through another: a part of one (a fold, the batches of --overfit_batches)
 or one read with per-sample seeds. They pass on the attributes the Trainer sizes the model
-and picks the task from: num_classes, in_channels, class_names and task."""
+and picks the task from: num_classes, in_channels, class_names and task; and batch reads
+(`__getitems__`, which the DataLoader calls when a data set has it)."""
 
 from collections.abc import Iterable
 
@@ -29,6 +30,11 @@ class DatasetView(Dataset):
     def task(self) -> str:
         return self.dataset.task
 
+    @property
+    def reads_batches(self) -> bool:
+        """Whether `__getitems__` reads a whole batch at once (see MemListDataset); unknown: no."""
+        return getattr(self.dataset, "reads_batches", False)
+
 
 class Part(DatasetView):
     """The samples of `dataset` at `indices`, in that order."""
@@ -42,3 +48,9 @@ class Part(DatasetView):
 
     def __getitem__(self, index: int) -> dict:
         return self.dataset[self.indices[index]]
+
+    def __getitems__(self, indices: list[int]) -> list[dict]:
+        """A batch, read at once where the data set can (as torch's Subset does)."""
+        if self.reads_batches:
+            return self.dataset.__getitems__([self.indices[index] for index in indices])
+        return [self.dataset[self.indices[index]] for index in indices]

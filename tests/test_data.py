@@ -5,10 +5,11 @@ from pathlib import Path
 import pytest
 import torch
 from PIL import Image
+from torchvision.transforms import v2
 
 from data import demo_data
-from data.augment import Augment, eval_transform
-from data.data_entry import DATASETS, build_dataset, select_eval_loader, select_train_loader
+from data.augment import Augment, eval_transform, is_fixed, train_transform
+from data.data_entry import DATASETS, build_dataset, select_eval_loader, select_train_loader, training_sets
 from data.list_dataset import (
     ListDataset,
     MemListDataset,
@@ -107,8 +108,8 @@ def test_in_memory_gives_the_same_samples_as_from_disk(tiny_demo: Path, list_nam
     for train in (True, False):
         on_disk = build(str(tiny_demo / list_name), train, augment, image_size)
         in_memory = build(str(tiny_demo / list_name), train, augment, image_size, in_memory=True)
-        assert isinstance(in_memory, MemListDataset) and len(in_memory.cache) == len(on_disk)
-        assert in_memory.cache[0][0].shape == (3, image_size, image_size)  # kept at the size trained on
+        assert isinstance(in_memory, MemListDataset) and len(in_memory.images) == len(on_disk)
+        assert in_memory.images.shape[1:] == (3, image_size, image_size)  # kept at the size trained on
         for index in (0, 7, len(on_disk) - 1):
             torch.manual_seed(index)
             expected = on_disk[index]
@@ -116,6 +117,48 @@ def test_in_memory_gives_the_same_samples_as_from_disk(tiny_demo: Path, list_nam
             got = in_memory[index]
             assert torch.equal(expected["image"], got["image"])
             assert torch.equal(torch.as_tensor(expected["label"]), torch.as_tensor(got["label"]))
+
+
+@pytest.mark.parametrize("list_name", ["train.txt", "seg_train.txt"])
+@pytest.mark.parametrize("flags", [(), ("--folds", "3"), ("--overfit_batches", "2"), ("--hflip", "0.5")])
+def test_in_memory_batches_equal_the_batches_read_from_disk(tiny_demo: Path, list_name: str, flags: tuple) -> None:
+    """Without augmentation an in-memory set is read a batch at a time (__getitems__, through
+    the fold and seeding views); with it, sample by sample. Either way the loaders give the
+    batches that reading each sample from disk gives."""
+    kind = ["--data_type", "seg_list", "--model_type", "unet"] if list_name.startswith("seg") else []
+    val_name = list_name.replace("train", "val")
+    lists = ["--train_list", str(tiny_demo / list_name), "--val_list", str(tiny_demo / val_name)]
+    batches = {}
+    for memory in ((), ("--in_memory",)):
+        args = data_args(tiny_demo, *kind, *lists, *flags, *memory)
+        train_set, val_set = training_sets(args)
+        train_loader, val_loader = select_train_loader(args, train_set), select_eval_loader(args, val_set)
+        train_loader.sampler.set_epoch(2)
+        batches[memory] = list(train_loader) + list(val_loader)
+    assert training_sets(args)[0].reads_batches is ("--hflip" not in flags)  # the in-memory training set
+    assert len(batches[()]) == len(batches[("--in_memory",)]) > 2
+    for disk, memory in zip(batches[()], batches[("--in_memory",)]):
+        assert disk["path"] == memory["path"]
+        assert torch.equal(disk["image"], memory["image"]) and torch.equal(disk["label"], memory["label"])
+        assert disk["label"].dtype == memory["label"].dtype == torch.long
+
+
+@pytest.mark.parametrize(("flags", "workers"), [((), 2), (("--in_memory",), 0), (("--in_memory", "--hflip", "0.5"), 2),
+                                               (("--in_memory", "--num_workers", "1"), 1), (("--num_workers", "0"), 0)])
+def test_loader_workers_default_to_none_for_sets_read_a_batch_at_a_time(tiny_demo: Path, flags: tuple,
+                                                                        workers: int) -> None:
+    args = data_args(tiny_demo, *flags)
+    args.num_workers = None if "--num_workers" not in flags else args.num_workers  # data_args passes 0
+    assert select_train_loader(args, build_dataset(args, train=True)).num_workers == workers
+    eval_workers = workers if "--num_workers" in flags else (0 if "--in_memory" in flags else 2)
+    assert select_eval_loader(args, build_dataset(args, train=False)).num_workers == eval_workers
+
+
+def test_only_transforms_that_draw_nothing_random_are_applied_to_a_batch_at_once() -> None:
+    assert is_fixed(train_transform(Augment(), 32)) and is_fixed(eval_transform(32, resize=False))
+    assert not is_fixed(train_transform(Augment(hflip=0.5), 32))
+    assert not is_fixed(v2.Compose([v2.ToDtype(torch.float32, scale=True), v2.ColorJitter(0.4)]))  # added by hand
+    assert is_fixed(train_transform(Augment(mixup=0.2), 32))  # mixup mixes whole batches later, in the Trainer
 
 
 def test_demo_data_is_deterministic_and_balanced(tmp_path: Path, tiny_demo: Path) -> None:
