@@ -27,6 +27,7 @@ from tasks import ClassificationTask, SegmentationTask, select_task
 from utils.atomic import atomic_write_text
 from utils.distributed import ShardSampler, cleanup_distributed, gather_to_main, init_distributed, is_main_process
 from utils.errors import UserError
+from utils.host_memory import keep_freed_memory
 from utils.logger import Recorder, setup_logging
 from utils.progress import ProgressBar
 from utils.run_dir import RunDir, run_reporting
@@ -165,6 +166,7 @@ def result_folder(args: Namespace) -> RunDir:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; a UserError becomes one message on stderr and exit code 2."""
     args, checkpoint = parse_eval_args(argv)  # bad flags end here, with exit code 2
+    keep_freed_memory()  # CPU batches reuse freed memory instead of faulting it in again
     init_distributed()  # under torchrun: join the other processes (no-op otherwise)
     setup_logging(is_main_process())  # on the screen now; into log.txt once the folder exists
     run = result_folder(args)

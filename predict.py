@@ -30,6 +30,7 @@ from model.model_entry import check_model_fits, equip_multi_gpu
 from options import parse_predict_args
 from tasks import ClassificationTask, SegmentationTask
 from utils.errors import UserError
+from utils.host_memory import keep_freed_memory
 from utils.logger import setup_logging
 from utils.progress import ProgressBar
 from utils.run_dir import RunDir, run_reporting
@@ -165,6 +166,7 @@ def result_folder(args: Namespace) -> RunDir:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; a UserError becomes one message on stderr and exit code 2."""
     args, checkpoint = parse_predict_args(argv)  # bad flags end here, with exit code 2
+    keep_freed_memory()  # CPU batches reuse freed memory instead of faulting it in again
     setup_logging()  # on the screen now; into log.txt once the folder exists
     run = result_folder(args)
 

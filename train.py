@@ -47,6 +47,7 @@ from utils.distributed import (
 )
 from utils.ema import EmaModel
 from utils.errors import UserError
+from utils.host_memory import keep_freed_memory
 from utils.logger import Logger, Recorder, setup_logging
 from utils.optim import build_optimizer, build_scheduler
 from utils.progress import ProgressBar
@@ -325,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
     stopped by Ctrl-C / SIGTERM / SIGUSR1 (saved; the resume command is printed)."""
     argv = sys.argv[1:] if argv is None else argv
     args, resume = parse_train_args(argv)  # bad flags end here, with exit code 2
+    keep_freed_memory()  # CPU steps reuse freed memory instead of faulting it in again
     init_distributed()  # under torchrun: join the other processes (no-op otherwise)
     setup_logging(is_main_process())  # on the screen now; into log.txt once the folder exists
     run = run_folder(args, resume)

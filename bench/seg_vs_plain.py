@@ -59,6 +59,7 @@ from model.unet import UNet  # noqa: E402
 from options import parse_train_args  # noqa: E402
 from train import Trainer  # noqa: E402
 from utils.checkpoints import CheckpointWriter  # noqa: E402
+from utils.host_memory import keep_freed_memory  # noqa: E402
 from utils.logger import Logger, Recorder  # noqa: E402
 from utils.progress import ProgressBar  # noqa: E402
 from utils.run_dir import RunDir  # noqa: E402
@@ -381,12 +382,17 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="plain: seed (default: %(default)s)")
     parser.add_argument("--rounds", type=int, default=8,
                         help="speed, parts: measured epochs a side (default: %(default)s)")
+    parser.add_argument("--default_malloc", action="store_true",
+                        help="leave glibc's malloc as it is (train.py keeps freed memory: utils/host_memory.py); "
+                             "both sides share this process, so both get the same either way")
     parser.add_argument("--config", action="append",
                         help="speed: a template configuration (extra train.py flags, one string) to time "
                              "beside the plain loop; repeat for several (default: the flags after --)")
     argv = sys.argv[1:]
     flags = argv[argv.index("--") + 1:] if "--" in argv else []
     args = parser.parse_args(argv[:argv.index("--")] if "--" in argv else argv)
+    kept = not args.default_malloc and keep_freed_memory()  # as train.py does
+    print(f"freed memory kept for reuse (utils/host_memory.py): {'yes' if kept else 'no'}", flush=True)
     if args.mode == "plain":
         plain(args)
     elif args.mode == "speed":

@@ -5,11 +5,12 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import start_training, tiny_train_argv
+from helpers import REPO, run_python, start_training, tiny_train_argv
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch import nn
 
 import train
+from utils.host_memory import USER_SETTINGS, is_glibc
 
 
 def trained(argv: list[str]) -> train.Trainer:
@@ -82,3 +83,39 @@ def test_per_step_curves_every_log_freq_steps(tiny_demo: Path, tmp_path: Path) -
     # each epoch are logged, after global steps 1, 3 and 4, 6.
     assert [e.step for e in events.Scalars("train_step/loss")] == [1, 3, 4, 6]
     assert [e.step for e in events.Scalars("train_step/lr")] == [1, 3, 4, 6]
+
+
+FAULTS_PER_STEPS = """
+import resource, sys
+import torch
+from model.unet import UNet
+from utils.host_memory import keep_freed_memory
+print(keep_freed_memory() if sys.argv[1] == "kept" else False)
+torch.set_num_threads(1)
+model, image, mask = UNet(4, width=8), torch.randn(16, 3, 32, 32), torch.zeros(16, 32, 32, dtype=torch.long)
+for step in range(13):
+    if step == 3:  # warmed up
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    torch.nn.functional.cross_entropy(model(image), mask).backward()
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults)
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not is_glibc(), reason="glibc's malloc only")
+def test_training_steps_reuse_freed_memory_instead_of_faulting_it_in_again() -> None:
+    """utils/host_memory.py: with glibc's defaults every step maps its activations afresh
+    (thousands of page faults a step); kept, the same steps take next to none."""
+    counts = {}
+    for mode in ("default", "kept"):
+        done = run_python(["-c", FAULTS_PER_STEPS, mode], env={"PYTHONPATH": str(REPO)})
+        assert done.returncode == 0, done.stderr
+        applied, faults = done.stdout.split()
+        assert applied == str(mode == "kept")
+        counts[mode] = int(faults)
+    assert counts["default"] > 5_000 and counts["kept"] < counts["default"] / 20, counts
+    check = "from utils.host_memory import keep_freed_memory; print(keep_freed_memory())"
+    assert run_python(["-c", check], env={"PYTHONPATH": str(REPO)}).stdout.strip() == "True"
+    for name, value in zip(USER_SETTINGS, ("65536", "65536", "glibc.malloc.trim_threshold=0", "libjemalloc.so.2")):
+        done = run_python(["-c", check], env={"PYTHONPATH": str(REPO), name: value})
+        assert done.stdout.strip() == "False", (name, done.stderr)  # the user's own settings or allocator win
