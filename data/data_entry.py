@@ -54,9 +54,17 @@ def build_dataset(args: Namespace, train: bool, list_path: str | None = None) ->
     """The training set (augmented, from --train_list) or the evaluation set (--val_list)."""
     list_path = list_path or (args.train_list if train else args.val_list)
     augment = augment_of(args) if train else Augment()
+    flags = vars(args)
+    if flags.get("in_memory") is None and uses_few_batches(args):  # not worth decoding the whole set first
+        flags = flags | {"in_memory": False}
     with main_process_first():  # under torchrun, one process downloads or draws the demo set
-        return call_with_flags(DATASETS[args.data_type], vars(args),
+        return call_with_flags(DATASETS[args.data_type], flags,
                                supplied=supplied_to(args.data_type, list_path=list_path, train=train, augment=augment))
+
+
+def uses_few_batches(args: Namespace) -> bool:
+    """Whether a training run reads only a few batches of its sets (the debug flags)."""
+    return any(getattr(args, name, 0) for name in ("fast_dev_run", "limit_train_batches", "overfit_batches"))
 
 
 def supplied_to(data_type: str, **available: object) -> dict[str, object]:

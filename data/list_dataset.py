@@ -19,6 +19,7 @@ lists), one name a line, the first naming class id 0; without it, a class-id lis
 become what, and what is refused).
 """
 
+import logging
 import os
 import re
 from collections.abc import Callable
@@ -37,8 +38,11 @@ from data.demo_data import ensure_demo_data
 from data.image_files import file_problem, open_picture, to_class_ids, to_rgb
 from utils.errors import UserError
 
+log = logging.getLogger(__name__)
+
 CLASS_ID = re.compile(r"-?[0-9]+")  # ASCII digits only: str.isdigit() also accepts "²"
 MAX_CLASSES = 1_000_000
+IN_MEMORY_LIMIT = 512 * 2**20  # bytes: --in_memory's default holds a list in memory up to this size
 LIST_HINT = "A list file has one `<image path> <label>` line per sample."
 
 
@@ -305,30 +309,42 @@ class MemListDataset(ListDataset):
 
 
 def build_list_dataset(list_path: str, train: bool, augment: Augment, image_size: int = 32,
-                       in_memory: bool = False) -> ListDataset:
+                       in_memory: bool | None = None) -> ListDataset:
     """Registry builder (see data/data_entry.py): `<image> <class id>` lines, pictures resized
-    to `image_size`; `in_memory` decodes every picture once, at start-up, and keeps it resized
-    (faster epochs for sets that fit in memory: 3 x image_size² bytes a sample)."""
+    to `image_size`. `in_memory` decodes every picture once, at start-up, and keeps it resized
+    (3 x image_size² bytes a sample); by default (None), when the set takes at most
+    IN_MEMORY_LIMIT so: a small set is then not decoded again every epoch."""
     return open_list(list_path, train, augment, image_size, in_memory, dense=False)
 
 
 def build_seg_list_dataset(list_path: str, train: bool, augment: Augment, image_size: int = 32,
-                           in_memory: bool = False) -> ListDataset:
+                           in_memory: bool | None = None) -> ListDataset:
     """Registry builder for segmentation: `<image> <mask>` lines, the same flags."""
     return open_list(list_path, train, augment, image_size, in_memory, dense=True)
 
 
-def open_list(list_path: str, train: bool, augment: Augment, image_size: int, in_memory: bool,
+def open_list(list_path: str, train: bool, augment: Augment, image_size: int, in_memory: bool | None,
               dense: bool) -> ListDataset:
     """A list data set of one kind; the demo lists are generated here on first use."""
     if image_size < 1:
         raise UserError(f"--image_size {image_size} must be 1 or more.")
     ensure_demo_data(list_path)
-    resize = not in_memory  # held in memory, the pictures are resized once, when decoded
-    transform = train_transform(augment, image_size, resize) if train else eval_transform(image_size, resize)
-    if in_memory:
-        return MemListDataset(list_path, transform, dense, image_size)
-    return ListDataset(list_path, transform, dense)
+    if not in_memory:
+        transform = train_transform(augment, image_size) if train else eval_transform(image_size)
+        on_disk = ListDataset(list_path, transform, dense)
+        size = memory_size(on_disk, image_size)
+        if in_memory is False or size > IN_MEMORY_LIMIT:
+            return on_disk
+        log.info(f"Holding the {len(on_disk):,} pictures of {list_path} in memory ({size / 2**20:.1f} MiB at "
+                 f"--image_size {image_size}); --no-in_memory decodes them every epoch instead.")
+    # Held in memory, the pictures are resized once, when decoded: the transform does not resize.
+    transform = train_transform(augment, image_size, resize=False) if train else eval_transform(image_size, False)
+    return MemListDataset(list_path, transform, dense, image_size)
+
+
+def memory_size(dataset: ListDataset, image_size: int) -> int:
+    """Bytes a list set takes held in memory: a uint8 picture (and mask) per sample."""
+    return len(dataset) * (3 + dataset.dense) * image_size**2
 
 
 def wrong_kind_of_list(list_path: Path, where: str, dense: bool) -> str:

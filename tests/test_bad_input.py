@@ -184,8 +184,9 @@ def test_resume_whose_weights_do_not_fit_its_model(earlier, tiny_demo, tmp_path,
 
 def test_a_failed_run_records_the_error(earlier, tiny_demo, tmp_path, capsys) -> None:
     bad = write_list(tmp_path / "lists", "gone.png 1\n")
-    assert_refused(["--train_list", str(bad), "--save_prefix", "doomed", "--batch_size", "1"], "does not exist",
-                   earlier, tiny_demo, capsys)
+    # Read from disk, the missing picture is found during the first epoch, with the run's folder open.
+    assert_refused(["--train_list", str(bad), "--save_prefix", "doomed", "--batch_size", "1", "--no-in_memory"],
+                   "does not exist", earlier, tiny_demo, capsys)
     (failed,) = earlier.parent.glob("base_doomed_*")
     status = json.loads((failed / "status.json").read_text())
     assert status["status"] == "failed" and "UserError: The image" in status["error"]

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-from data import demo_data
+from data import demo_data, list_dataset
 from data.augment import Augment, eval_transform, is_fixed, train_transform
 from data.data_entry import DATASETS, build_dataset, select_eval_loader, select_train_loader, training_sets
 from data.list_dataset import (
@@ -129,28 +129,29 @@ def test_in_memory_batches_equal_the_batches_read_from_disk(tiny_demo: Path, lis
     val_name = list_name.replace("train", "val")
     lists = ["--train_list", str(tiny_demo / list_name), "--val_list", str(tiny_demo / val_name)]
     batches = {}
-    for memory in ((), ("--in_memory",)):
+    for memory in (("--no-in_memory",), ("--in_memory",)):
         args = data_args(tiny_demo, *kind, *lists, *flags, *memory)
         train_set, val_set = training_sets(args)
         train_loader, val_loader = select_train_loader(args, train_set), select_eval_loader(args, val_set)
         train_loader.sampler.set_epoch(2)
         batches[memory] = list(train_loader) + list(val_loader)
     assert training_sets(args)[0].reads_batches is ("--hflip" not in flags)  # the in-memory training set
-    assert len(batches[()]) == len(batches[("--in_memory",)]) > 2
-    for disk, memory in zip(batches[()], batches[("--in_memory",)]):
+    assert len(batches[("--no-in_memory",)]) == len(batches[("--in_memory",)]) > 2
+    for disk, memory in zip(batches[("--no-in_memory",)], batches[("--in_memory",)]):
         assert disk["path"] == memory["path"]
         assert torch.equal(disk["image"], memory["image"]) and torch.equal(disk["label"], memory["label"])
         assert disk["label"].dtype == memory["label"].dtype == torch.long
 
 
-@pytest.mark.parametrize(("flags", "workers"), [((), 2), (("--in_memory",), 0), (("--in_memory", "--hflip", "0.5"), 2),
-                                               (("--in_memory", "--num_workers", "1"), 1), (("--num_workers", "0"), 0)])
+@pytest.mark.parametrize(("flags", "workers"), [
+    (("--no-in_memory",), 2), ((), 0), (("--hflip", "0.5"), 2), (("--num_workers", "1"), 1),
+    (("--no-in_memory", "--num_workers", "0"), 0)])
 def test_loader_workers_default_to_none_for_sets_read_a_batch_at_a_time(tiny_demo: Path, flags: tuple,
                                                                         workers: int) -> None:
     args = data_args(tiny_demo, *flags)
     args.num_workers = None if "--num_workers" not in flags else args.num_workers  # data_args passes 0
     assert select_train_loader(args, build_dataset(args, train=True)).num_workers == workers
-    eval_workers = workers if "--num_workers" in flags else (0 if "--in_memory" in flags else 2)
+    eval_workers = workers if "--num_workers" in flags else (2 if "--no-in_memory" in flags else 0)
     assert select_eval_loader(args, build_dataset(args, train=False)).num_workers == eval_workers
 
 
@@ -209,10 +210,17 @@ def test_eval_loader_keeps_list_order(tiny_demo: Path) -> None:
     assert paths == [str(entry.image) for entry in read_list_file(tiny_demo / "val.txt")]
 
 
-def test_in_memory_is_a_flag_of_the_list_data_sets(tiny_demo: Path) -> None:
-    args = data_args(tiny_demo, "--in_memory")
-    assert isinstance(build_dataset(args, train=False), MemListDataset)
-    assert type(build_dataset(data_args(tiny_demo), train=False)) is ListDataset
+def test_in_memory_is_a_flag_of_the_list_data_sets_and_by_default_holds_small_sets(tiny_demo: Path,
+                                                                                   monkeypatch) -> None:
+    assert isinstance(build_dataset(data_args(tiny_demo, "--in_memory"), train=False), MemListDataset)
+    assert type(build_dataset(data_args(tiny_demo, "--no-in_memory"), train=False)) is ListDataset
+    assert isinstance(build_dataset(data_args(tiny_demo), train=True), MemListDataset)  # 60 pictures: 0.2 MB
+    for debug in (["--fast_dev_run"], ["--limit_train_batches", "2"], ["--overfit_batches", "1"]):  # a few batches
+        assert type(build_dataset(data_args(tiny_demo, *debug), train=True)) is ListDataset
+        assert isinstance(build_dataset(data_args(tiny_demo, *debug, "--in_memory"), train=True), MemListDataset)
+    monkeypatch.setattr(list_dataset, "IN_MEMORY_LIMIT", 60 * 3 * 32**2 - 1)  # one byte too small
+    assert type(build_dataset(data_args(tiny_demo), train=True)) is ListDataset
+    assert isinstance(build_dataset(data_args(tiny_demo), train=False), MemListDataset)  # 30 pictures fit
 
 
 @pytest.mark.parametrize("data_type", list(DATASETS))
