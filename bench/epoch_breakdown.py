@@ -251,7 +251,7 @@ def main() -> None:
     instrument()
     with tempfile.TemporaryDirectory() as checkpoints:
         argv = ["--model_type", "resnet18", "--train_list", args.train_list, "--val_list", args.val_list,
-                "--epochs", str(args.epochs), "--checkpoints_dir", checkpoints, *args.extra]
+                "--epochs", str(args.epochs), "--checkpoints_dir", checkpoints, "--no-in_memory", *args.extra]
         with contextlib.redirect_stderr(open("/dev/null", "w")):  # the progress bars
             code = train.main(argv)
         if code:

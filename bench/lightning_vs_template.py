@@ -173,8 +173,10 @@ def run_plain(args: argparse.Namespace) -> None:
 
 def side_command(side: str, template_dir: Path | None, epochs: int, out: Path, args: argparse.Namespace) -> list[str]:
     if template_dir is not None:
+        # From disk, as the other two sides read (small lists are otherwise held in memory).
         return [args.python, str(template_dir / "train.py"), "--model_type", "resnet18", "--train_list",
-                args.train_list, "--val_list", args.val_list, "--epochs", str(epochs), "--checkpoints_dir", str(out)]
+                args.train_list, "--val_list", args.val_list, "--epochs", str(epochs), "--checkpoints_dir", str(out),
+                "--no-in_memory"]
     return [args.python, str(Path(__file__).resolve()), "side", side, "--epochs", str(epochs), "--out", str(out),
             "--train_list", args.train_list, "--val_list", args.val_list]
 

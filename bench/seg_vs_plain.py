@@ -3,7 +3,7 @@
 Needs a real segmentation set in the list format; the digits set (bench/digits_data.py, which
 needs scikit-learn) is the reference:
 
-    python bench/seg_vs_plain.py speed --data /tmp/digits [--rounds 8] [--config=--in_memory ...] [-- <train.py flags>]
+    python bench/seg_vs_plain.py speed --data /tmp/digits [--rounds 8] [--config=--no-in_memory ...] [-- <flags>]
     python bench/seg_vs_plain.py parts --data /tmp/digits [--rounds 3] [-- <train.py flags>]
     python bench/seg_vs_plain.py plain --data /tmp/digits --epochs 25 [--seed 0]
 
@@ -22,7 +22,7 @@ validation set's mean IoU from one confusion matrix.
   functions wrapped in timers here, not in the template): the wait for batches, forward,
   backward, optimizer step, per-step bookkeeping (label check, metrics, confusion matrix),
   TensorBoard pictures, validation, curves and the checkpoint save; then, measured alone, what
-  the loader's workers do each epoch: decoding pictures and masks, the paired transforms.
+  the loader does each epoch: decoding pictures and masks (from disk), reading the batches.
 - `plain`: the plain loop alone, as a program: the mean IoU of every epoch (the curve to
   compare `train.py`'s metrics.csv with) and its time.
 
@@ -47,6 +47,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torch.utils.data import DataLoader
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere
@@ -307,20 +308,23 @@ def epoch_parts(trainer: Trainer, epoch: int) -> dict[str, float]:
 
 def isolated_data_costs(trainer: Trainer) -> dict[str, float]:
     """Seconds, in this process alone, to decode every training and validation sample (image
-    and mask) and to run the paired transforms on them: work the loader does each epoch."""
-    seconds = {"decode image + mask": 0.0, "paired transforms": 0.0}
-    for dataset in (trainer.train_loader.dataset, trainer.evaluator.loader.dataset):
+    and mask: what reading from disk costs every epoch) and to read every batch as the loaders
+    do (in memory: whole batches where the set reads batches, else the paired transforms
+    sample by sample): work the loader does each epoch, in its workers if it has any."""
+    seconds = {"decode image + mask": 0.0, "reading the batches": 0.0}
+    for loader in (trainer.train_loader, trainer.evaluator.loader):
+        dataset = loader.dataset
         while not isinstance(dataset, ListDataset):
             dataset = dataset.dataset
         start = time.perf_counter()
-        raw = [ListDataset.load_raw(dataset, i) for i in range(len(dataset))]
-        seconds["decode image + mask"] += time.perf_counter() - start
-        start = time.perf_counter()
         for i in range(len(dataset)):
-            dataset.load_raw = lambda _, item=raw[i]: item
-            dataset[i]
-        del dataset.load_raw
-        seconds["paired transforms"] += time.perf_counter() - start
+            ListDataset.load_raw(dataset, i)
+        seconds["decode image + mask"] += time.perf_counter() - start
+        in_process = DataLoader(loader.dataset, batch_sampler=loader.batch_sampler, collate_fn=loader.collate_fn)
+        start = time.perf_counter()
+        for _ in in_process:
+            pass
+        seconds["reading the batches"] += time.perf_counter() - start
     return seconds
 
 
@@ -347,7 +351,7 @@ def parts(args: argparse.Namespace, flags: list[str]) -> None:
                     rows[name].append(value)
         trainer.writer.wait()
         trainer.run.close()
-        alone = {name: [] for name in ("decode image + mask", "paired transforms")}
+        alone = {name: [] for name in ("decode image + mask", "reading the batches")}
         for _ in range(3):
             for name, value in isolated_data_costs(trainer).items():
                 alone[name].append(value)
@@ -363,7 +367,7 @@ def parts(args: argparse.Namespace, flags: list[str]) -> None:
     for name in ("plain training", "plain validation", "plain epoch"):
         print(f"| {name} | {statistics.median(rows[name]):.3f} | |")
     print(f"| ratio template / plain | {epoch / statistics.median(rows['plain epoch']):.3f} | |")
-    print("Measured alone in this process (the loader's workers do this each epoch, beside the model):")
+    print("Measured alone in this process (what the loader does each epoch, in its workers if it has any):")
     for name, values in alone.items():
         print(f"| {name}, all {len(trainer.train_loader.dataset) + len(trainer.evaluator.loader.dataset)} "
               f"samples | {statistics.median(values):.3f} | |")

@@ -124,7 +124,7 @@ def template_trainer(args: argparse.Namespace, config: list[str], folder: Path, 
     argv = ["--model_type", args.model_type, "--batch_size", str(args.batch_size),
             "--num_workers", str(args.num_workers), "--checkpoints_dir", str(folder), "--epochs", "1000",
             "--optimizer", "adam", "--scheduler", "none", "--seed", "0",
-            "--gpus", "0" if args.device == "cuda" else "-1", *(["--in_memory"] if in_memory else []), *config]
+            "--gpus", "0" if args.device == "cuda" else "-1", "--in_memory" if in_memory else "--no-in_memory", *config]
     train_args, _ = parse_train_args(argv)
     real_sets = train.training_sets
 
