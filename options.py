@@ -40,8 +40,8 @@ from utils.torch_utils import read_checkpoint
 # args unless given on its command line.
 INHERITED_BY_EVAL = ("model_type", "data_type", "val_list", "ignore_index")
 # Flags a resumed run may change: they alter neither the model, the data nor the updates.
-HARMLESS_ON_RESUME = ("epochs", "num_workers", "print_freq", "log_freq", "save_freq", "save_every_steps",
-                      "gpus", "debug", "checkpoints_dir", "patience", "min_delta")
+HARMLESS_ON_RESUME = ("epochs", "num_workers", "in_memory", "print_freq", "log_freq", "save_freq",
+                      "save_every_steps", "gpus", "debug", "checkpoints_dir", "patience", "min_delta")
 # Flags that say how a run was started, not what it computes: not taken over by --config.
 NOT_CONFIG = ("resume", "config")
 
@@ -369,9 +369,11 @@ def config_argv(parser: Parser, config: dict, source: str | None) -> list[str]:
     words = []
     for name, value in config.items():
         action = actions[name]
+        if value is None:  # the flag's own default (e.g. --in_memory's: by the set's size)
+            continue
         if isinstance(action, BooleanOptionalAction):
             words.append(f"--{name}" if value else f"--no-{name}")
-        elif value is not None:
+        else:
             values = value if isinstance(value, list) else [value]
             words += [f"--{name}", *map(str, values)]
     parser.context = f"--config {source}: "  # a bad value in the file is reported as coming from it

@@ -20,7 +20,8 @@ incomplete training batch dropped), no augmentation (resize and normalise), Adam
 weight decay 1e-4) with a cosine schedule stepped every batch, validation and a checkpoint
 (weights and optimizer) every epoch.
 
-  template    python train.py --model_type resnet18 --train_list ... --val_list ... (defaults)
+  template    python train.py --model_type resnet18 --train_list ... --val_list ... (defaults, but
+              --no-in_memory: pictures read from disk every epoch, as the other sides read them)
   lightning   a LightningModule and Trainer.fit: the default logger (TensorBoard), the default
               checkpointing (ModelCheckpoint: every epoch) and progress bar, the 2 sanity-check
               validation batches; its loaders use persistent workers, as Lightning advises
@@ -28,7 +29,8 @@ weight decay 1e-4) with a cosine schedule stepped every batch, validation and a 
               of model and optimizer every epoch, workers restarted every epoch (no
               persistent workers), a log line every 10 batches
 
-Each is timed as a whole process (start-up included) for 1 and for 4 epochs; the marginal
+All three keep freed memory for reuse (utils/host_memory.py: train.py does; the other two
+sides call it here). Each is timed as a whole process (start-up included) for 1 and for 4 epochs; the marginal
 epoch is (T(4) - T(1)) / 3, which leaves start-up and the first epoch's warm-up out. Two
 clocks: wall seconds (what the issue asks about; only meaningful on a quiet machine) and CPU
 seconds of the process and its DataLoader workers (the work done: on a shared machine it
@@ -53,6 +55,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the template's utils/, from anywhere
+from utils.host_memory import keep_freed_memory  # noqa: E402
+
 BATCH_SIZE, NUM_WORKERS, LR, WEIGHT_DECAY, NUM_CLASSES = 64, 2, 3e-3, 1e-4, 10
 
 
@@ -277,6 +282,7 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the outputs and log.txt")
     args = parser.parse_args()
     if args.command == "side":
+        keep_freed_memory()  # as train.py does: no side is favoured by the allocator
         {"lightning": run_lightning, "plain": run_plain}[args.name](args)
         return
     for path in (args.train_list, args.val_list):

@@ -50,6 +50,7 @@ from data.demo_data import ensure_demo_data  # noqa: E402
 from data.views import Part  # noqa: E402
 from options import parse_train_args  # noqa: E402
 from train import Trainer  # noqa: E402
+from utils.host_memory import keep_freed_memory  # noqa: E402
 from utils.logger import Logger  # noqa: E402
 from utils.torch_utils import AMP_DTYPES, memory_format, unwrap_model  # noqa: E402
 
@@ -285,7 +286,8 @@ def main() -> None:
     args = parse_args()
     os.chdir(ROOT)  # the demo lists are relative to the project folder
     ensure_demo_data("data/demo/train.txt")
-    print(describe_machine(args.device), flush=True)
+    kept = keep_freed_memory()  # as train.py does; both sides share this process
+    print(describe_machine(args.device) + f"; freed memory kept for reuse: {'yes' if kept else 'no'}", flush=True)
     with tempfile.TemporaryDirectory() as folder:
         for config in args.configs:
             compare(args, config, Path(folder))

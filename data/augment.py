@@ -8,6 +8,7 @@ together, so flips and crops also serve segmentation; transforms that would chan
 values (colour policies, erasing, mixing) are refused there (see `check_augment`).
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -70,7 +71,7 @@ FIXED_STEPS = (v2.Resize, v2.CenterCrop, v2.ToDtype, v2.Normalize, v2.Grayscale,
                v2.Identity)
 
 
-def is_fixed(transform: v2.Transform) -> bool:
+def is_fixed(transform: Callable) -> bool:
     """Whether `transform` does the same to every sample, so that it can run on a whole batch
     at once (data/list_dataset.py's in-memory sets do). A step not in FIXED_STEPS counts as
     random: an augmentation added to `train_transform` is never applied batch-wide by mistake."""

@@ -55,16 +55,19 @@ def build_dataset(args: Namespace, train: bool, list_path: str | None = None) ->
     list_path = list_path or (args.train_list if train else args.val_list)
     augment = augment_of(args) if train else Augment()
     flags = vars(args)
-    if flags.get("in_memory") is None and uses_few_batches(args):  # not worth decoding the whole set first
+    if flags.get("in_memory") is None and uses_few_batches(args, train):  # not worth decoding the whole set first
         flags = flags | {"in_memory": False}
-    with main_process_first():  # under torchrun, one process downloads or draws the demo set
-        return call_with_flags(DATASETS[args.data_type], flags,
-                               supplied=supplied_to(args.data_type, list_path=list_path, train=train, augment=augment))
+    supplied = supplied_to(args.data_type, list_path=list_path, train=train, augment=augment)
+    if reads_lists(args.data_type):  # local files: every process reads (decodes) its own at once
+        return call_with_flags(DATASETS[args.data_type], flags, supplied=supplied)
+    with main_process_first():  # under torchrun, one process downloads the set, then the others read it
+        return call_with_flags(DATASETS[args.data_type], flags, supplied=supplied)
 
 
-def uses_few_batches(args: Namespace) -> bool:
-    """Whether a training run reads only a few batches of its sets (the debug flags)."""
-    return any(getattr(args, name, 0) for name in ("fast_dev_run", "limit_train_batches", "overfit_batches"))
+def uses_few_batches(args: Namespace, train: bool) -> bool:
+    """Whether a run reads only a few batches of this set (the debug flags)."""
+    names = ("fast_dev_run", "overfit_batches", "limit_train_batches" if train else "limit_val_batches")
+    return any(getattr(args, name, 0) for name in names)
 
 
 def supplied_to(data_type: str, **available: object) -> dict[str, object]:
@@ -141,12 +144,13 @@ def _loader(dataset: Dataset, args: Namespace, sampler: Sampler | None, drop_las
 
 
 def worker_count(num_workers: int | None, dataset: Dataset) -> int:
-    """--num_workers, or by default 2; but none for a set read a batch at a time from memory:
-    with nothing to decode or augment, a worker would only copy each batch once more, and its
-    process would take CPU from the model's threads."""
+    """--num_workers, or by default 2; but none, on a machine without a GPU, for a set read a
+    batch at a time from memory: with nothing to decode or augment, a worker would only copy
+    each batch once more, and its process would take CPU from the model's threads. (With a
+    GPU, workers prepare the next batches while the host drives the training step.)"""
     if num_workers is not None:
         return num_workers
-    return 0 if getattr(dataset, "reads_batches", False) else 2
+    return 0 if getattr(dataset, "reads_batches", False) and not torch.cuda.is_available() else 2
 
 
 def ignore_ctrl_c(worker_id: int) -> None:

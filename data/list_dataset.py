@@ -32,10 +32,12 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
+from tqdm import tqdm
 
 from data.augment import Augment, eval_transform, is_fixed, train_transform
 from data.demo_data import ensure_demo_data
 from data.image_files import file_problem, open_picture, to_class_ids, to_rgb
+from utils.distributed import is_main_process, main_process_first
 from utils.errors import UserError
 
 log = logging.getLogger(__name__)
@@ -269,23 +271,29 @@ class MemListDataset(ListDataset):
     Without it (evaluation; training with no augmentation, the default) the DataLoader reads
     a whole batch at once (`__getitems__`), as a hand-written loop over tensors would."""
 
-    def __init__(self, list_path: str | Path, transform: Callable, dense: bool | None = None,
-                 image_size: int | None = None) -> None:
+    def __init__(self, list_path: str | Path, transform: Callable, dense: bool | None, image_size: int) -> None:
         super().__init__(list_path, transform, dense)
-        self.reads_batches = is_fixed(transform)  # else: sample by sample, for per-sample random draws
-        resize = v2.Resize((image_size, image_size), antialias=True) if image_size else None
-        samples = [self._decode(index, resize) for index in range(len(self))]
-        self.images = torch.stack([image for image, _ in samples])  # (N, 3, H, W) uint8
-        self.labels = torch.stack([label for _, label in samples]) if self.dense else \
-            torch.tensor([label for _, label in samples])  # (N, 1, H, W) uint8 masks, or (N,) class ids
+        resize = v2.Resize((image_size, image_size), antialias=True)
+        self.images = torch.empty((len(self), 3, image_size, image_size), dtype=torch.uint8)
+        # (N, 1, H, W) uint8 masks, or (N,) class ids
+        self.labels = torch.empty((len(self), 1, image_size, image_size), dtype=torch.uint8) if self.dense else \
+            torch.tensor([entry.label for entry in self.entries])
+        for index in tqdm(range(len(self)), desc=f"decoding {self.list_path.name}", leave=False, mininterval=1,
+                          disable=not is_main_process()):
+            image, label = ListDataset.load_raw(self, index)
+            if self.dense:  # in one call, so that the picture and its mask are resized alike
+                image, label = resize(tv_tensors.Image(image), tv_tensors.Mask(label))
+                self.labels[index] = label
+            else:
+                image = resize(image)
+            self.images[index] = image
         self.paths = [str(entry.image) for entry in self.entries]
 
-    def _decode(self, index: int, resize: v2.Resize | None) -> tuple[torch.Tensor, int | torch.Tensor]:
-        image, label = ListDataset.load_raw(self, index)
-        if resize is not None and self.dense:
-            image, label = resize(tv_tensors.Image(image), tv_tensors.Mask(label))
-            return image.as_subclass(torch.Tensor), label.as_subclass(torch.Tensor)
-        return (resize(image) if resize is not None else image), label
+    @property
+    def reads_batches(self) -> bool:
+        """Whether a batch is read at once: only when the transform draws nothing random (else
+        each sample is read and augmented on its own, with its own seed)."""
+        return is_fixed(self.transform)
 
     def load_raw(self, index: int) -> tuple[torch.Tensor, int | torch.Tensor]:
         """The decoded (and resized) picture and label from memory instead of disk."""
@@ -313,7 +321,8 @@ def build_list_dataset(list_path: str, train: bool, augment: Augment, image_size
     """Registry builder (see data/data_entry.py): `<image> <class id>` lines, pictures resized
     to `image_size`. `in_memory` decodes every picture once, at start-up, and keeps it resized
     (3 x image_size² bytes a sample); by default (None), when the set takes at most
-    IN_MEMORY_LIMIT so: a small set is then not decoded again every epoch."""
+    IN_MEMORY_LIMIT so: a small set is then not decoded again every epoch (data/data_entry.py
+    passes False for the debug flags that read a few batches only)."""
     return open_list(list_path, train, augment, image_size, in_memory, dense=False)
 
 
@@ -328,7 +337,8 @@ def open_list(list_path: str, train: bool, augment: Augment, image_size: int, in
     """A list data set of one kind; the demo lists are generated here on first use."""
     if image_size < 1:
         raise UserError(f"--image_size {image_size} must be 1 or more.")
-    ensure_demo_data(list_path)
+    with main_process_first():  # under torchrun, one process draws the demo set
+        ensure_demo_data(list_path)
     if not in_memory:
         transform = train_transform(augment, image_size) if train else eval_transform(image_size)
         on_disk = ListDataset(list_path, transform, dense)

@@ -31,7 +31,7 @@ FRONT = ("run", "exp", "status", "started", "duration", "model_type", "data_type
 PROGRESS = ("epoch", "best", "best_epoch")
 # Arguments that say where or how fast a run went, not what it computed; never a column of
 # the text table (CSV has them). run_dir and resume differ for every run.
-NOT_COMPARED = ("run_dir", "resume", "checkpoints_dir", "save_prefix", "num_workers", "print_freq",
+NOT_COMPARED = ("run_dir", "resume", "checkpoints_dir", "save_prefix", "num_workers", "in_memory", "print_freq",
                 "save_freq", "save_every_steps", "gpus", "debug")
 MAX_TEXT_WIDTH = 40  # longer text cells (list file paths) keep their end
 

@@ -1,6 +1,7 @@
 """data/: the list datasets, the demo generator, the loaders and the registry."""
 
 from pathlib import Path
+from unittest.mock import patch
 
 import pytest
 import torch
@@ -153,6 +154,9 @@ def test_loader_workers_default_to_none_for_sets_read_a_batch_at_a_time(tiny_dem
     assert select_train_loader(args, build_dataset(args, train=True)).num_workers == workers
     eval_workers = workers if "--num_workers" in flags else (2 if "--no-in_memory" in flags else 0)
     assert select_eval_loader(args, build_dataset(args, train=False)).num_workers == eval_workers
+    gpu_workers = eval_workers if "--num_workers" in flags else 2  # a GPU machine: workers read ahead
+    with patch.object(torch.cuda, "is_available", lambda: True):
+        assert select_eval_loader(args, build_dataset(args, train=False)).num_workers == gpu_workers
 
 
 def test_only_transforms_that_draw_nothing_random_are_applied_to_a_batch_at_once() -> None:

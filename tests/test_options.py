@@ -155,6 +155,9 @@ def test_config_takes_every_flag_and_the_command_line_wins(trained_run: Path) ->
     args = parse_train(["--config", str(trained_run), "--lr", "0.01"])
     saved = json.loads((trained_run / "args.json").read_text())
     assert args.lr == 0.01 and args.epochs == saved["epochs"] == 2 and args.train_list == saved["train_list"]
+    assert {name: value for name, value in vars(args).items() if name in saved and name not in ("lr", "config")} == \
+        {name: value for name, value in saved.items() if name not in ("lr", "config")}  # None stays None
+    assert saved["in_memory"] is None  # the default, by the set's size: --config keeps it so
 
 
 def test_config_with_unknown_or_invalid_keys_names_them(trained_run: Path, tmp_path: Path, capsys) -> None:

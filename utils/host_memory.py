@@ -30,6 +30,7 @@ def keep_freed_memory() -> bool:
 
 
 def is_glibc() -> bool:
+    """Whether this process runs on the GNU C library, whose malloc mallopt tunes."""
     try:
         return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
     except (ValueError, OSError, AttributeError):  # not a GNU C library, or no confstr (Windows)
