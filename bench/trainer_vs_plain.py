@@ -2,6 +2,7 @@
 
     python bench/trainer_vs_plain.py [--rounds 12]             # CPU: the figures in README.md
     python bench/trainer_vs_plain.py --device cuda [--rounds 5] # GPU: resnet18, 32x32 from memory, batch 256
+    python bench/trainer_vs_plain.py --task segmentation [--seg_data /tmp/digits] [--rounds 8]
 
 In one process, with the same model, data, batch size and seed, it alternates epochs of
 (a) the template's Trainer (`train_per_epoch`, `val_per_epoch`: progress bar,
@@ -20,9 +21,11 @@ a ratio above 1 comes with its likely cause. Timed regions end with torch.cuda.s
 (here only: the template itself never waits for the GPU). Run it on a quiet machine: other
 work on the cores skews both sides.
 
-Segmentation has its own script, bench/seg_vs_plain.py (the U-Net on a real mask set, a plain
-loop with pictures and masks in memory, per-part times and the mIoU curve): its data, model
-and metric share nothing with the classification sides here.
+Segmentation (`--task segmentation [--seg_data /tmp/digits]`) runs bench/seg_vs_plain.py's
+`speed` mode: the template's unet (batch 32, Adam) against a plain loop with pictures and masks
+in memory, epochs interleaved in one process. That script also breaks an epoch into parts and
+gives the plain loop's mIoU curve; its data, model and metric share nothing with the
+classification sides here.
 """
 
 import argparse
@@ -45,6 +48,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere
 
 import train  # noqa: E402
+from bench import seg_vs_plain  # noqa: E402
 from bench.step_overhead import print_step_overhead  # noqa: E402
 from data.demo_data import ensure_demo_data  # noqa: E402
 from data.views import Part  # noqa: E402
@@ -244,6 +248,12 @@ def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                         help="where to train; auto: cuda when there is a GPU (default: %(default)s)")
+    parser.add_argument("--task", choices=["classification", "segmentation"], default="classification",
+                        help="segmentation: the unet on --seg_data's mask lists against a plain loop, as "
+                             "`bench/seg_vs_plain.py speed` times them (default: %(default)s)")
+    parser.add_argument("--seg_data", type=Path, default=ROOT / "data" / "demo",
+                        help="--task segmentation: a folder with seg_train.txt, seg_val.txt and seg_classes.txt "
+                             "(default: the demo set; bench/digits_data.py writes a real one)")
     parser.add_argument("--rounds", type=int, default=5, help="measured epochs per side (default: %(default)s)")
     parser.add_argument("--max_seconds", type=float, default=0,
                         help="stop a configuration's rounds after this long, two at least (default: no limit)")
@@ -288,6 +298,9 @@ def main() -> None:
     ensure_demo_data("data/demo/train.txt")
     kept = keep_freed_memory()  # as train.py does; both sides share this process
     print(describe_machine(args.device) + f"; freed memory kept for reuse: {'yes' if kept else 'no'}", flush=True)
+    if args.task == "segmentation":  # bench/seg_vs_plain.py's speed mode: the template's unet against a plain loop
+        seg_vs_plain.speed(argparse.Namespace(data=args.seg_data, rounds=args.rounds, config=None), [])
+        return
     with tempfile.TemporaryDirectory() as folder:
         for config in args.configs:
             compare(args, config, Path(folder))
