@@ -94,8 +94,8 @@ def add_common_flags(parser: ArgumentParser) -> None:
     group.add_argument("--seed", type=int, default=42,
                        help="seed for python, numpy and torch (default: %(default)s)")
     group.add_argument("--num_workers", type=int, default=None,
-                       help="DataLoader worker processes; 0 loads in the main process (default: 2; 0 for an "
-                            "--in_memory set read a batch at a time, which workers would only slow down)")
+                       help="DataLoader worker processes; 0 loads in the main process (default: 2; without a "
+                            "GPU, 0 for an in-memory set read a batch at a time, which workers would only slow down)")
     group.add_argument("--batch_size", type=int, default=64,
                        help="samples per batch (per process under torchrun) (default: %(default)s)")
     group.add_argument("--checkpoints_dir", default="checkpoints",
