@@ -151,8 +151,8 @@ def build_evaluation(args: Namespace, checkpoint: dict) -> tuple[Evaluator, torc
     model, task = load_model(args, checkpoint, kwargs, data.task)
     check_model_fits(model.to(device), data[0]["image"], task.check_output, args.model_type)
     model = equip_multi_gpu(speed_up(model.to(device), args.channels_last, args.compile), args.gpus, training=False)
-    saved_loss = checkpoint.get("args", {})
-    loss_fn = task.loss(saved_loss.get("loss", "cross_entropy"))
+    saved = checkpoint.get("args", {})
+    loss_fn = task.loss(saved.get("loss", "cross_entropy"))  # a run saved before --loss had a task default: CE
     return Evaluator(model, loader, task, loss_fn, device, args.amp, args.channels_last), loader
 
 

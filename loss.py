@@ -85,7 +85,8 @@ def build_loss(name: str, ignore_index: int = NO_IGNORE, label_smoothing: float 
     if name not in LOSSES:
         raise UserError(f"Unknown --loss {name!r}; valid names: {', '.join(LOSSES)}.")
     if label_smoothing and name != "cross_entropy":
-        raise UserError(f"--label_smoothing {label_smoothing} applies to --loss cross_entropy only, not {name}.")
+        raise UserError(f"--label_smoothing {label_smoothing} applies to --loss cross_entropy only, not {name}; "
+                        "add --loss cross_entropy to smooth its labels.")
     if name == "cross_entropy":
         return nn.CrossEntropyLoss(ignore_index=ignore_index, label_smoothing=label_smoothing)
     return LOSSES[name](ignore_index)

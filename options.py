@@ -126,8 +126,9 @@ def add_train_flags(parser: ArgumentParser) -> None:
                        help="SGD momentum; Adam/AdamW beta1 (default: %(default)s)")
     group.add_argument("--beta", type=float, default=0.999, help="Adam/AdamW beta2 (default: %(default)s)")
     group.add_argument("--weight_decay", type=float, default=1e-4, help="weight decay (default: %(default)s)")
-    group.add_argument("--loss", default="cross_entropy", choices=list(LOSSES),
-                       help="loss, a name in loss.py (default: %(default)s)")
+    group.add_argument("--loss", default=None, choices=list(LOSSES),
+                       help="loss, a name in loss.py (default: the task's: cross_entropy for classification, "
+                            "ce_dice for segmentation)")
     group.add_argument("--label_smoothing", type=float, default=0.0,
                        help="cross entropy's label smoothing, e.g. 0.1 (default: %(default)s)")
     group.add_argument("--accum_steps", type=int, default=1,
@@ -618,7 +619,7 @@ def check_train_args(args: Namespace) -> None:
         if not 0 <= getattr(args, name) <= 1:
             raise UserError(f"--{name} {getattr(args, name)} is a probability: it must be in [0, 1].")
     check_schedule(args)
-    if (args.mixup or args.cutmix) and args.loss not in SOFT_TARGET_LOSSES:
+    if (args.mixup or args.cutmix) and args.loss not in (None, *SOFT_TARGET_LOSSES):  # None: classification's CE
         raise UserError(f"--mixup / --cutmix make soft targets, which --loss {args.loss} does not take; use "
                         f"--loss {' or '.join(SOFT_TARGET_LOSSES)}.")
     if args.monitor is not None and not args.monitor.startswith(("train/", "val/", "val_ema/")):

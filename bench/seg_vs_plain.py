@@ -27,9 +27,10 @@ validation set's mean IoU from one confusion matrix.
   compare `train.py`'s metrics.csv with) and its time.
 
 Flags after `--` go to the template's Trainer (besides --batch_size 32 --optimizer adam, the
-issue's setting). Run it on a quiet machine: other work on the cores skews both sides. On a
-busy one, `OMP_NUM_THREADS=1` makes the figures repeatable (two intra-op threads wait for each
-other whenever the scheduler takes one off its core).
+issue's setting, and --loss cross_entropy, the plain loop's). Run it on a quiet machine:
+other work on the cores skews both sides. On a busy one, `OMP_NUM_THREADS=1` makes the
+figures repeatable (two intra-op threads wait for each other whenever the scheduler takes
+one off its core).
 """
 
 import argparse
@@ -66,7 +67,9 @@ from utils.progress import ProgressBar  # noqa: E402
 from utils.run_dir import RunDir  # noqa: E402
 from utils.torch_utils import unwrap_model  # noqa: E402
 
-ISSUE_FLAGS = ["--batch_size", "32", "--optimizer", "adam"]
+# The issue's setting, and the plain loop's loss (the template's default for segmentation,
+# ce_dice, adds a Dice term: time it with --config="--loss ce_dice").
+ISSUE_FLAGS = ["--batch_size", "32", "--optimizer", "adam", "--loss", "cross_entropy"]
 
 
 # ---------------------------------------------------------------------------- the plain loop
