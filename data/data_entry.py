@@ -18,6 +18,7 @@ train.py/eval.py are the only readers of `args` on the data side.
 
 import signal
 from argparse import Namespace
+from contextlib import nullcontext
 from pathlib import Path
 
 import torch
@@ -57,11 +58,12 @@ def build_dataset(args: Namespace, train: bool, list_path: str | None = None) ->
     flags = vars(args)
     if flags.get("in_memory") is None and uses_few_batches(args, train):  # not worth decoding the whole set first
         flags = flags | {"in_memory": False}
-    supplied = supplied_to(args.data_type, list_path=list_path, train=train, augment=augment)
-    if reads_lists(args.data_type):  # local files: every process reads (decodes) its own at once
-        return call_with_flags(DATASETS[args.data_type], flags, supplied=supplied)
-    with main_process_first():  # under torchrun, one process downloads the set, then the others read it
-        return call_with_flags(DATASETS[args.data_type], flags, supplied=supplied)
+    # Under torchrun, one process downloads a set, then the others read it; list files are
+    # local, so every process reads (decodes) its own at once (open_list draws the demo alone).
+    turns = nullcontext() if reads_lists(args.data_type) else main_process_first()
+    with turns:
+        return call_with_flags(DATASETS[args.data_type], flags,
+                               supplied=supplied_to(args.data_type, list_path=list_path, train=train, augment=augment))
 
 
 def uses_few_batches(args: Namespace, train: bool) -> bool:
