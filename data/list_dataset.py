@@ -328,7 +328,8 @@ def build_list_dataset(list_path: str, train: bool, augment: Augment, image_size
 
 def build_seg_list_dataset(list_path: str, train: bool, augment: Augment, image_size: int = 32,
                            in_memory: bool | None = None) -> ListDataset:
-    """Registry builder for segmentation: `<image> <mask>` lines, the same flags."""
+    """Registry builder for segmentation: `<image> <mask>` lines, the same flags (see
+    build_list_dataset: `in_memory` unset holds a set of 512 MiB or less in memory)."""
     return open_list(list_path, train, augment, image_size, in_memory, dense=True)
 
 

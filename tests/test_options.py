@@ -102,6 +102,7 @@ def test_a_models_own_parameters_are_flags_in_its_group(capsys) -> None:
     assert "--width WIDTH" in unet_group and "default: 16" in unet_group
     data_group = help_text.split("data set seg_list:")[1]
     assert "--image_size IMAGE_SIZE" in data_group and "--in_memory, --no-in_memory" in data_group
+    assert "default: unset, build_seg_list_dataset" in " ".join(data_group.split())  # bool | None: the code chooses
 
 
 def test_model_flags_follow_the_chosen_model(tmp_path: Path) -> None:

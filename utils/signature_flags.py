@@ -60,8 +60,9 @@ def flag_options(name: str, annotation: object, default: object, where: str) -> 
     kind, optional = without_none(kind)
     origin, args = typing.get_origin(kind), typing.get_args(kind)
     shown = f"default: {'None' if default is None else '%(default)s'}"
-    if kind is bool:
-        return {"action": BooleanOptionalAction, "help": shown}
+    if kind is bool:  # `x: bool | None = None`: neither --x nor --no-x given leaves the choice to the code
+        return {"action": BooleanOptionalAction,
+                "help": shown if default is not None else f"default: unset, {where} chooses (see its docstring)"}
     if kind in PLAIN_TYPES:
         return {"type": kind, "help": f"{kind.__name__}; {shown}"}
     if origin is typing.Literal and all(isinstance(a, PLAIN_TYPES) for a in args):
