@@ -274,10 +274,16 @@ class MemListDataset(ListDataset):
     def __init__(self, list_path: str | Path, transform: Callable, dense: bool | None, image_size: int) -> None:
         super().__init__(list_path, transform, dense)
         resize = v2.Resize((image_size, image_size), antialias=True)
-        self.images = torch.empty((len(self), 3, image_size, image_size), dtype=torch.uint8)
-        # (N, 1, H, W) uint8 masks, or (N,) class ids
-        self.labels = torch.empty((len(self), 1, image_size, image_size), dtype=torch.uint8) if self.dense else \
-            torch.tensor([entry.label for entry in self.entries])
+        try:
+            self.images = torch.empty((len(self), 3, image_size, image_size), dtype=torch.uint8)
+            # (N, 1, H, W) uint8 masks, or (N,) class ids
+            self.labels = torch.empty((len(self), 1, image_size, image_size), dtype=torch.uint8) if self.dense \
+                else torch.tensor([entry.label for entry in self.entries])
+        except RuntimeError:  # torch's allocator refuses more than the machine can hold
+            raise UserError(f"--in_memory: the {len(self):,} pictures of {self.list_path} take "
+                            f"{memory_size(self, image_size) / 2**30:,.1f} GiB at --image_size {image_size}, more "
+                            "than this machine can allocate; use --no-in_memory (read from disk every epoch) or a "
+                            "smaller --image_size.") from None
         for index in tqdm(range(len(self)), desc=f"decoding {self.list_path.name}", leave=False, mininterval=1,
                           disable=not is_main_process()):
             image, label = ListDataset.load_raw(self, index)

@@ -159,6 +159,15 @@ def test_loader_workers_default_to_none_for_sets_read_a_batch_at_a_time(tiny_dem
         assert select_eval_loader(args, build_dataset(args, train=False)).num_workers == gpu_workers
 
 
+@pytest.mark.parametrize("list_name", ["train.txt", "seg_train.txt"])
+def test_in_memory_beyond_what_the_machine_can_allocate_is_a_clear_error(tiny_demo: Path, list_name: str) -> None:
+    build = build_seg_list_dataset if list_name.startswith("seg") else build_list_dataset
+    with pytest.raises(UserError, match=r"--in_memory: the 60 pictures of .* take .* GiB at --image_size 1000000, "
+                                        r"more than this machine can allocate; use --no-in_memory"):
+        build(str(tiny_demo / list_name), True, Augment(), image_size=1_000_000, in_memory=True)
+    assert type(build(str(tiny_demo / list_name), True, Augment(), image_size=1_000_000)) is ListDataset  # unset
+
+
 def test_only_transforms_that_draw_nothing_random_are_applied_to_a_batch_at_once() -> None:
     assert is_fixed(train_transform(Augment(), 32)) and is_fixed(eval_transform(32, resize=False))
     assert not is_fixed(train_transform(Augment(hflip=0.5), 32))
