@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 
 CLASS_ID = re.compile(r"-?[0-9]+")  # ASCII digits only: str.isdigit() also accepts "²"
 MAX_CLASSES = 1_000_000
+MAX_IMAGE_SIZE = 8192  # --image_size: pixels a side
 IN_MEMORY_LIMIT = 512 * 2**20  # bytes: --in_memory's default holds a list in memory up to this size
 LIST_HINT = "A list file has one `<image path> <label>` line per sample."
 
@@ -344,6 +345,10 @@ def open_list(list_path: str, train: bool, augment: Augment, image_size: int, in
     """A list data set of one kind; the demo lists are generated here on first use."""
     if image_size < 1:
         raise UserError(f"--image_size {image_size} must be 1 or more.")
+    if image_size > MAX_IMAGE_SIZE:  # else torch's allocator fails on the first picture, deep inside a resize
+        raise UserError(f"--image_size {image_size} is implausibly large (the limit is {MAX_IMAGE_SIZE}: one RGB "
+                        f"picture that size takes {3 * MAX_IMAGE_SIZE**2 * 4 / 2**30:.1f} GiB as floats); it is the "
+                        "side, in pixels, that every picture is resized to.")
     with main_process_first():  # under torchrun, one process draws the demo set
         ensure_demo_data(list_path)
     if not in_memory:

@@ -61,6 +61,7 @@ def test_unknown_names_list_the_valid_ones(flag, value, choices, earlier, tiny_d
     ("--epochs", "0", "--epochs 0 must be 1 or more"),
     ("--lr", "-0.1", "--lr -0.1 must be a positive number"),
     ("--lr", "nan", "--lr nan must be a positive number"),
+    ("--image_size", "1000000", "--image_size 1000000 is implausibly large (the limit is 8192"),
 ])
 def test_numbers_out_of_range(flag, value, message, earlier, tiny_demo, capsys) -> None:
     assert_refused([flag, value], message, earlier, tiny_demo, capsys)

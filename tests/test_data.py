@@ -160,7 +160,9 @@ def test_loader_workers_default_to_none_for_sets_read_a_batch_at_a_time(tiny_dem
 
 
 @pytest.mark.parametrize("list_name", ["train.txt", "seg_train.txt"])
-def test_in_memory_beyond_what_the_machine_can_allocate_is_a_clear_error(tiny_demo: Path, list_name: str) -> None:
+def test_in_memory_beyond_what_the_machine_can_allocate_is_a_clear_error(tiny_demo: Path, list_name: str,
+                                                                         monkeypatch) -> None:
+    monkeypatch.setattr(list_dataset, "MAX_IMAGE_SIZE", 10**7)  # past the plausibility check, to the allocator
     build = build_seg_list_dataset if list_name.startswith("seg") else build_list_dataset
     with pytest.raises(UserError, match=r"--in_memory: the 60 pictures of .* take .* GiB at --image_size 1000000, "
                                         r"more than this machine can allocate; use --no-in_memory"):
