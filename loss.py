@@ -1,17 +1,19 @@
-"""The losses, by name (`--loss`). Each entry builds an nn.Module called as loss(pred, target).
+"""The losses, by name (`--loss`): each entry builds an nn.Module called as loss(pred, target).
+
+A loss's typed keyword parameters are its flags, as a model's are: `label_smoothing: float =
+0.0` is `--label_smoothing`, listed by `python train.py -h`, saved with the run and taken up
+by eval.py and --resume (the docstring's `Args:` lines are the flags' help). The task hands
+over `ignore_index` itself (segmentation: --ignore_index) to a loss that takes it. To add a
+loss: a class here and one line in `LOSSES`.
 
 `pred` holds scores with the classes on dimension 1: (N, C) for classification, (N, C, H, W)
 for segmentation; `target` holds class ids, (N,) or (N, H, W). Targets equal to
-`ignore_index` (segmentation: 255 by default, `--ignore_index`) count for nothing. Cross
-entropy also takes soft targets, class probabilities (N, C), as `--mixup` / `--cutmix` make them.
-L1 and MSE compare softmax probabilities with one-hot targets when the target holds class
-ids, so they also run on the demo; with float targets (regression) they are the plain losses.
+`ignore_index` count for nothing. A loss with `takes_soft_targets = True` also takes class
+probabilities (N, C), as `--mixup` / `--cutmix` make them.
 """
 
 import torch.nn.functional as F
 from torch import Tensor, nn
-
-from utils.errors import UserError
 
 NO_IGNORE = -100  # PyTorch's default: not a class id, so nothing is ignored
 
@@ -23,12 +25,30 @@ def one_hot_valid(pred: Tensor, target: Tensor, ignore_index: int) -> tuple[Tens
     return one_hot, valid.unsqueeze(1)
 
 
-class ProbabilityLoss(nn.Module):
-    """L1 or MSE; class-id targets are compared as one-hot vectors with softmax(pred)."""
+class CrossEntropy(nn.CrossEntropyLoss):
+    """Cross entropy of the softmax scores, on class ids or on soft targets.
 
-    def __init__(self, kind: str, ignore_index: int = NO_IGNORE) -> None:
+    Args:
+        label_smoothing: the share of each target spread over all classes, e.g. 0.1 (0: off)
+    """
+
+    takes_soft_targets = True
+
+    def __init__(self, ignore_index: int = NO_IGNORE, label_smoothing: float = 0.0) -> None:
+        if not 0 <= label_smoothing < 1:
+            raise ValueError(f"label_smoothing must be in [0, 1), not {label_smoothing}")
+        super().__init__(ignore_index=ignore_index, label_smoothing=label_smoothing)
+
+
+class ProbabilityLoss(nn.Module):
+    """L1 or MSE (`elementwise`); class-id targets are compared as one-hot vectors with
+    softmax(pred), float targets (regression) with pred itself."""
+
+    elementwise = nn.L1Loss
+
+    def __init__(self, ignore_index: int = NO_IGNORE) -> None:
         super().__init__()
-        self.loss = nn.L1Loss(reduction="none") if kind == "l1" else nn.MSELoss(reduction="none")
+        self.loss = self.elementwise(reduction="none")
         self.ignore_index = ignore_index
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
@@ -39,11 +59,29 @@ class ProbabilityLoss(nn.Module):
         return (self.loss(pred.softmax(dim=1), one_hot) * valid).sum() / valid.sum().clamp(min=1)
 
 
+class L1(ProbabilityLoss):
+    """Mean absolute difference (of probabilities and one-hot targets, for class ids)."""
+
+    elementwise = nn.L1Loss
+
+
+class MSE(ProbabilityLoss):
+    """Mean squared difference (of probabilities and one-hot targets, for class ids)."""
+
+    elementwise = nn.MSELoss
+
+
 class DiceLoss(nn.Module):
-    """1 - the soft Dice score averaged over classes: robust to a large background class."""
+    """1 - the soft Dice score averaged over classes: robust to a large background class.
+
+    Args:
+        smooth: added to the overlap and the total of every class, so an absent class scores 1
+    """
 
     def __init__(self, ignore_index: int = NO_IGNORE, smooth: float = 1.0) -> None:
         super().__init__()
+        if not smooth >= 0:
+            raise ValueError(f"smooth must be 0 or more, not {smooth}")
         self.ignore_index = ignore_index
         self.smooth = smooth
 
@@ -57,11 +95,15 @@ class DiceLoss(nn.Module):
 
 
 class CrossEntropyDiceLoss(nn.Module):
-    """Cross entropy plus Dice: per-pixel accuracy and per-class overlap, both."""
+    """Cross entropy plus Dice: per-pixel accuracy and per-class overlap, both.
 
-    def __init__(self, ignore_index: int = NO_IGNORE) -> None:
+    Args:
+        label_smoothing: cross entropy's label smoothing, e.g. 0.1 (0: off)
+    """
+
+    def __init__(self, ignore_index: int = NO_IGNORE, label_smoothing: float = 0.0) -> None:
         super().__init__()
-        self.cross_entropy = nn.CrossEntropyLoss(ignore_index=ignore_index)
+        self.cross_entropy = CrossEntropy(ignore_index, label_smoothing)
         self.dice = DiceLoss(ignore_index)
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
@@ -69,24 +111,11 @@ class CrossEntropyDiceLoss(nn.Module):
 
 
 LOSSES = {
-    "cross_entropy": lambda ignore_index: nn.CrossEntropyLoss(ignore_index=ignore_index),
-    "l1": lambda ignore_index: ProbabilityLoss("l1", ignore_index),
-    "mse": lambda ignore_index: ProbabilityLoss("mse", ignore_index),
-    "dice": lambda ignore_index: DiceLoss(ignore_index),
-    "ce_dice": lambda ignore_index: CrossEntropyDiceLoss(ignore_index),
+    "cross_entropy": CrossEntropy,
+    "l1": L1,
+    "mse": MSE,
+    "dice": DiceLoss,
+    "ce_dice": CrossEntropyDiceLoss,
 }
-# The losses that take soft targets (class probabilities, as --mixup / --cutmix make them).
-SOFT_TARGET_LOSSES = ("cross_entropy",)
-
-
-def build_loss(name: str, ignore_index: int = NO_IGNORE, label_smoothing: float = 0.0) -> nn.Module:
-    """The loss called `name`; an unknown name is a UserError listing the valid ones.
-    `label_smoothing` (--label_smoothing) is cross entropy's own option."""
-    if name not in LOSSES:
-        raise UserError(f"Unknown --loss {name!r}; valid names: {', '.join(LOSSES)}.")
-    if label_smoothing and name != "cross_entropy":
-        raise UserError(f"--label_smoothing {label_smoothing} applies to --loss cross_entropy only, not {name}; "
-                        "add --loss cross_entropy to smooth its labels.")
-    if name == "cross_entropy":
-        return nn.CrossEntropyLoss(ignore_index=ignore_index, label_smoothing=label_smoothing)
-    return LOSSES[name](ignore_index)
+# What the task hands a loss itself (when the loss takes it); its other parameters are flags.
+SUPPLIED = ("ignore_index",)

@@ -4,10 +4,9 @@
 The model, its task and class names come from the checkpoint, as in eval.py (`load_model`);
 pictures are resized to the checkpoint's --image_size. Results go to a new folder
 `<run dir>/<checkpoint stem>/predict_<input name>/` (or under --output_dir), written batch by
-batch: classification: predictions.csv (path, prediction, class_id, score, top1..topK);
-segmentation: predictions/<index>.png (palette PNGs of class ids, the picture's own size)
-and predictions.csv (path, mask). To write something else for a task, edit its writer
-below; a new task adds one to `WRITERS`.
+batch: predictions.csv, with the task's columns (`prediction_header` / `prediction_rows`,
+tasks/<task>.py: classification's top-k classes, segmentation's palette PNG masks at each
+picture's own size). To write something else for a task, edit those two methods.
 """
 
 import csv
@@ -19,27 +18,23 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch.nn import functional as F
 from torch.utils.data import DataLoader
 
 from data.data_entry import select_eval_loader
 from data.torchvision_sets import TORCHVISION_SETS
 from data.unlabeled import UnlabeledImages, pictures_of
 from eval import load_model
-from model.model_entry import check_model_fits, equip_multi_gpu
+from model.model_entry import check_model_fits, prepare_model
 from options import parse_predict_args
-from tasks import ClassificationTask, SegmentationTask
+from tasks import Task
+from utils.distributed import start_process
 from utils.errors import UserError
-from utils.host_memory import keep_freed_memory
-from utils.logger import setup_logging
-from utils.progress import ProgressBar
-from utils.run_dir import RunDir, run_reporting
+from utils.logger import ProgressBar, setup_logging
+from utils.run_dir import RunDir
 from utils.run_info import file_sha256
-from utils.torch_utils import AMP_DTYPES, memory_format, select_device, speed_up
-from utils.viz import save_palette_mask
+from utils.torch_utils import AMP_DTYPES, select_device
 
 log = logging.getLogger(__name__)
-Task = ClassificationTask | SegmentationTask
 
 
 class PredictionCsv:
@@ -61,56 +56,6 @@ class PredictionCsv:
         self.file.close()
 
 
-class ClassPredictions:
-    """Classification: a row per picture, `path, prediction, class_id, score, top1..topK`, the
-    score the predicted class's probability and each topN `name:probability`."""
-
-    def __init__(self, folder: Path, task: Task, top_k: int) -> None:
-        self.class_names, self.k = task.class_names, min(top_k, task.num_classes)
-        header = ["path", "prediction", "class_id", "score", *(f"top{n}" for n in range(1, self.k + 1))]
-        self.csv = PredictionCsv(folder / "predictions.csv", header)
-
-    def add_batch(self, paths: list[str], sizes: torch.Tensor, pred: torch.Tensor, first_index: int) -> None:
-        scores, ids = pred.float().softmax(dim=1).topk(self.k, dim=1)
-        rows = []
-        for path, top_scores, top_ids in zip(paths, scores.tolist(), ids.tolist()):
-            top = [f"{self.class_names[i]}:{s:.6f}" for i, s in zip(top_ids, top_scores)]
-            rows.append([path, self.class_names[top_ids[0]], top_ids[0], f"{top_scores[0]:.6f}", *top])
-        self.csv.append(rows)
-
-    def close(self) -> None:
-        self.csv.close()
-
-
-class MaskPredictions:
-    """Segmentation: `predictions/<index>.png` per picture (index = its row, from 0), a palette
-    PNG of class ids at the picture's own size, and a row `path, mask` in predictions.csv."""
-
-    def __init__(self, folder: Path, task: Task, top_k: int) -> None:
-        self.folder = folder
-        (folder / "predictions").mkdir()
-        self.csv = PredictionCsv(folder / "predictions.csv", ["path", "mask"])
-
-    def add_batch(self, paths: list[str], sizes: torch.Tensor, pred: torch.Tensor, first_index: int) -> None:
-        rows = []
-        for offset, (path, size) in enumerate(zip(paths, sizes.tolist())):
-            # Scores, not class ids, are scaled back to the picture's size: smooth borders.
-            scores = F.interpolate(pred[offset:offset + 1].float(), size=size, mode="bilinear", align_corners=False)
-            mask = Path("predictions") / f"{first_index + offset:06d}.png"
-            save_palette_mask(scores[0].argmax(0), self.folder / mask)
-            rows.append([path, mask.as_posix()])
-        self.csv.append(rows)  # after the masks: a row never names a mask not yet written
-
-    def close(self) -> None:
-        self.csv.close()
-
-
-WRITERS = {
-    "classification": ClassPredictions,
-    "segmentation": MaskPredictions,
-}
-
-
 def image_size_of(args: Namespace) -> int:
     """The side pictures are resized to: the checkpoint's --image_size, or the fixed side of a
     torchvision set (MNIST's 28)."""
@@ -122,34 +67,38 @@ def image_size_of(args: Namespace) -> int:
                     "the model was trained on; give the data set an `image_size: int` parameter.")
 
 
-def build_prediction(args: Namespace, checkpoint: dict) -> tuple[nn.Module, Task, DataLoader, torch.device]:
+def build_prediction(args: Namespace, checkpoint: dict) -> tuple[nn.Module, Task, DataLoader]:
     """The checkpoint's model and task, and the loader of --input's pictures; checked (the first
     picture through the model) before anything is written."""
     kwargs = checkpoint["model_kwargs"]
     data = UnlabeledImages(pictures_of(args.input), image_size_of(args), kwargs["in_channels"])
     model, task = load_model(args, checkpoint, kwargs, checkpoint["task"])
-    if task.name not in WRITERS:
-        raise UserError(f"predict.py writes no predictions for the task {task.name!r}; add a writer to WRITERS.")
-    if task.name == "segmentation" and task.num_classes > 256:
-        raise UserError(f"The model has {task.num_classes} classes; a palette PNG holds class ids 0..255 only.")
+    if len(task.class_names) > 256 and task.name == "segmentation":
+        raise UserError(f"The model has {len(task.class_names)} classes; a palette PNG holds class ids 0..255 only.")
     device = select_device(args.gpus)
     check_model_fits(model.to(device), data[0]["image"], task.check_output, args.model_type)
-    model = equip_multi_gpu(speed_up(model.to(device), args.channels_last, args.compile), args.gpus, training=False)
-    return model, task, select_eval_loader(args, data), device
+    return prepare_model(model, args, device, training=False), task, select_eval_loader(args, data)
 
 
 @torch.no_grad()
-def predict(model: nn.Module, loader: DataLoader, device: torch.device, writer: ClassPredictions | MaskPredictions,
-            amp: str = "none", channels_last: bool = False) -> int:
-    """Every picture once, batch by batch, each batch handed to `writer`; returns the count."""
+def predict(model: nn.Module, loader: DataLoader, task: Task, folder: Path, top_k: int, amp: str = "none",
+            channels_last: bool = False) -> int:
+    """Every picture once, batch by batch, its rows appended to predictions.csv as they come
+    (the task's `prediction_rows`, which also write any files they name); returns the count."""
     model.eval()
-    amp_dtype, done = AMP_DTYPES[amp], 0
-    for batch in ProgressBar(loader, "predict"):
-        image = batch["image"].to(device, non_blocking=True, memory_format=memory_format(channels_last))
-        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
-            pred = model(image)
-        writer.add_batch(batch["path"], batch["size"], pred, first_index=done)
-        done += len(image)
+    device, done = next(model.parameters()).device, 0
+    layout = torch.channels_last if channels_last else torch.preserve_format
+    table = PredictionCsv(folder / "predictions.csv", task.prediction_header(top_k))
+    try:
+        for batch in ProgressBar(loader, "predict"):
+            image = batch["image"].to(device, non_blocking=True, memory_format=layout)
+            with torch.autocast(device.type, dtype=AMP_DTYPES[amp], enabled=AMP_DTYPES[amp] is not None):
+                pred = model(image)
+            indices = list(range(done, done + len(image)))
+            table.append(task.prediction_rows(batch["path"], batch["size"], pred, folder, indices, top_k))
+            done += len(image)
+    finally:
+        table.close()
     return done
 
 
@@ -166,25 +115,21 @@ def result_folder(args: Namespace) -> RunDir:
 def main(argv: list[str] | None = None) -> int:
     """Entry point; a UserError becomes one message on stderr and exit code 2."""
     args, checkpoint = parse_predict_args(argv)  # bad flags end here, with exit code 2
-    keep_freed_memory()  # CPU batches reuse freed memory instead of faulting it in again
+    start_process()  # freed host memory is kept for reuse
     setup_logging()  # on the screen now; into log.txt once the folder exists
     run = result_folder(args)
 
     def predict_all() -> None:
-        model, task, loader, device = build_prediction(args, checkpoint)  # bad input ends here, before the folder
+        model, task, loader = build_prediction(args, checkpoint)  # bad input ends here, before the folder
         run.open(args, "predict.py", sys.argv[1:] if argv is None else argv,
                  info={"checkpoint": str(Path(args.load_model_path).resolve()),
                        "checkpoint_sha256": file_sha256(args.load_model_path)})
         log.info(f"Predicting on {len(loader.dataset)} pictures of {args.input} with {args.load_model_path}"
                  f"{' (averaged weights)' if args.ema else ''}; results go to {run.path}")
-        writer = WRITERS[task.name](run.path, task, args.top_k)
-        try:
-            count = predict(model, loader, device, writer, args.amp, args.channels_last)
-        finally:
-            writer.close()
+        count = predict(model, loader, task, run.path, args.top_k, args.amp, args.channels_last)
         log.info(f"{count} predictions written to {run.path}")
 
-    return run_reporting(run, args.debug, predict_all)
+    return run.report(predict_all, args.debug)
 
 
 if __name__ == "__main__":

@@ -30,10 +30,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere
 
+from utils.training_state import TrainingState  # noqa: E402
+
 from model.resnet18 import build_resnet18  # noqa: E402
 from utils.atomic import atomic_write  # noqa: E402
 from utils.checkpoints import CheckpointWriter  # noqa: E402
-from utils.training_state import TrainingState  # noqa: E402
 
 
 def checkpoint_state() -> dict:

@@ -42,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere
 
 import torch  # noqa: E402
+import utils.progress  # noqa: E402
 
 import eval as evaluate  # noqa: E402
 import metrics  # noqa: E402
@@ -49,7 +50,6 @@ import tasks  # noqa: E402
 import train  # noqa: E402
 import utils.checkpoints  # noqa: E402
 import utils.logger  # noqa: E402
-import utils.progress  # noqa: E402
 from data.augment import Augment, train_transform  # noqa: E402
 from data.list_dataset import ListDataset, load_image  # noqa: E402
 from data.seeded_sampling import sample_seed, seed_generators  # noqa: E402

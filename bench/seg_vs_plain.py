@@ -53,6 +53,8 @@ from torch.utils.data import DataLoader
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere
 
+from utils.progress import ProgressBar  # noqa: E402
+
 import eval as eval_module  # noqa: E402
 import train  # noqa: E402
 from data.list_dataset import ListDataset, read_class_names, read_list_file  # noqa: E402
@@ -63,7 +65,6 @@ from train import Trainer  # noqa: E402
 from utils.checkpoints import CheckpointWriter  # noqa: E402
 from utils.host_memory import keep_freed_memory  # noqa: E402
 from utils.logger import Logger, Recorder  # noqa: E402
-from utils.progress import ProgressBar  # noqa: E402
 from utils.run_dir import RunDir  # noqa: E402
 from utils.torch_utils import unwrap_model  # noqa: E402
 

@@ -13,10 +13,10 @@ from collections.abc import Callable
 
 import torch
 from torch.utils.data import default_collate
+from utils.progress import ProgressBar
 
 from train import Trainer
 from utils.logger import Recorder
-from utils.progress import ProgressBar
 
 REPEATS = 300
 

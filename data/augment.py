@@ -5,7 +5,7 @@ images, and a crop can cut what matters. Turn on what suits your data with the t
 (`--crop_padding`, `--hflip`, `--vflip`, `--aug_policy`, `--random_erasing`; `--mixup` and
 `--cutmix` mix whole batches, see `batch_mix`). v2 transforms move an image and its mask
 together, so flips and crops also serve segmentation; transforms that would change a mask's
-values (colour policies, erasing, mixing) are refused there (see `check_augment`).
+values (colour policies, erasing, mixing) are refused there (each task's `batch_augment`).
 """
 
 from collections.abc import Callable
@@ -13,8 +13,6 @@ from dataclasses import dataclass
 
 import torch
 from torchvision.transforms import v2
-
-from utils.errors import UserError
 
 # Maps [0, 1] to [-1, 1]: good enough for data with no measured statistics. Replace with
 # your data set's per-channel mean and std (ImageNet: (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)).
@@ -99,16 +97,3 @@ def batch_mix(augment: Augment, num_classes: int) -> v2.Transform | None:
     if not mixes:
         return None
     return mixes[0] if len(mixes) == 1 else v2.RandomChoice(mixes)
-
-
-def check_augment(augment: Augment, task: str) -> None:
-    """Refuse what cannot apply to the task's labels: masks must keep their class ids."""
-    if task != "segmentation":
-        return
-    refused = {"--mixup": augment.mixup, "--cutmix": augment.cutmix, "--random_erasing": augment.random_erasing,
-               "--aug_policy": augment.policy != "none" and augment.policy}
-    for flag, value in refused.items():
-        if value:
-            raise UserError(f"{flag} {value} cannot apply to segmentation: it would change the image without "
-                            "changing the mask the same way (or mix class ids). For segmentation use the "
-                            "geometric flags: --crop_padding, --hflip, --vflip.")

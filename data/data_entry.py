@@ -25,6 +25,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from data.augment import Augment
+from data.demo_data import DEMO_ROOT
 from data.folds import fold_indices
 from data.list_dataset import build_list_dataset, build_seg_list_dataset
 from data.seeded_sampling import SeededDataset, SeededSampler
@@ -49,6 +50,13 @@ SUPPLIED = ("list_path", "train", "augment")
 def reads_lists(data_type: str) -> bool:
     """Whether the data type's builder reads --train_list / --val_list."""
     return "list_path" in {p.name for p in flag_parameters(DATASETS[data_type], ())}
+
+
+def check_list_exists(flag: str, path: str) -> None:
+    """A list file must exist, except the demo lists, which are generated on first use."""
+    if not Path(path).is_file() and Path(path).resolve().parent != DEMO_ROOT.resolve():
+        raise UserError(f"{flag} {path} does not exist; give a list file with one "
+                        "`<image path> <label>` line per sample.")
 
 
 def build_dataset(args: Namespace, train: bool, list_path: str | None = None) -> Dataset:

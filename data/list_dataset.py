@@ -340,6 +340,10 @@ def build_seg_list_dataset(list_path: str, train: bool, augment: Augment, image_
     return open_list(list_path, train, augment, image_size, in_memory, dense=True)
 
 
+# The values are the same from memory or from disk: a resumed run may switch (options.py).
+build_list_dataset.changeable_on_resume = build_seg_list_dataset.changeable_on_resume = ("in_memory",)
+
+
 def open_list(list_path: str, train: bool, augment: Augment, image_size: int, in_memory: bool | None,
               dense: bool) -> ListDataset:
     """A list data set of one kind; the demo lists are generated here on first use."""

@@ -19,8 +19,10 @@ from model.better import BetterNet
 from model.resnet18 import build_resnet18
 from model.unet import UNet
 from utils.distributed import local_rank
+from utils.ema import EmaModel
 from utils.errors import UserError
 from utils.signature_flags import call_with_flags, flag_parameters
+from utils.torch_utils import speed_up
 
 MODELS = {
     "base": BaseNet,
@@ -65,6 +67,19 @@ def check_model_fits(model: nn.Module, sample: torch.Tensor, check_output: Calla
         raise UserError(f"--model_type {model_type} cannot take inputs of shape {tuple(sample.shape)} ({reason}); "
                         "a larger --image_size (or another model) fits.") from None
     check_output(pred, model_type)
+
+
+def prepare_model(model: nn.Module, args: Namespace, device: torch.device, training: bool = True) -> nn.Module:
+    """The model as a run uses it: on its device, --channels_last and --compile applied, and
+    wrapped for several devices (`equip_multi_gpu`)."""
+    model = speed_up(model.to(device), args.channels_last, args.compile)
+    return equip_multi_gpu(model, args.gpus, training)
+
+
+def averaged_model(model: nn.Module, decay: float) -> EmaModel | None:
+    """--ema_decay: a running average of the model's weights (its decay ramps up), validated
+    beside them as val_ema/...; None when the decay is 0."""
+    return EmaModel(model, decay) if decay else None
 
 
 def equip_multi_gpu(model: nn.Module, gpus: list[int] | None, training: bool = True) -> nn.Module:

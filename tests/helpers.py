@@ -113,9 +113,10 @@ def start_training(argv: list[str]):
     `trainer.train(run)`: for tests that change a Trainer before it trains."""
     import train
     from options import parse_train_args
+    from utils.run_dir import RunDir
 
     args, resume = parse_train_args(argv)
     trainer = train.Trainer(args, resume)
-    run = train.run_folder(args, resume)
+    run = RunDir.for_training(args, resume)
     run.open(args, "train.py", argv, resumed=resume.record() if resume else None)
     return trainer, run

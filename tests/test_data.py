@@ -20,7 +20,7 @@ from data.list_dataset import (
     load_mask,
     read_list_file,
 )
-from options import parse_train_args, train_parser
+from options import build_parser, parse_train_args
 from utils.errors import UserError
 
 
@@ -240,7 +240,7 @@ def test_in_memory_is_a_flag_of_the_list_data_sets_and_by_default_holds_small_se
 
 @pytest.mark.parametrize("data_type", list(DATASETS))
 def test_every_builder_takes_only_what_it_uses_and_its_parameters_are_flags(data_type: str) -> None:
-    parser = train_parser("base", data_type)  # raises if a parameter cannot be a flag or clashes
+    parser = build_parser("train.py", data_type=data_type)  # raises if a parameter cannot be a flag or clashes
     own = {a.dest for g in parser._action_groups if g.title == f"data set {data_type}" for a in g._group_actions}
     assert own <= {"image_size", "in_memory", "data_root", "download"}, own
 

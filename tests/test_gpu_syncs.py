@@ -27,10 +27,9 @@ import pytest
 import torch
 from helpers import start_training
 
-import eval as evaluate
 import train
 from data.demo_data import generate_demo_data
-from utils.progress import ProgressBar
+from utils.logger import ProgressBar
 
 pytestmark = [pytest.mark.gpu, pytest.mark.slow]
 TRAIN_STEPS, VAL_BATCHES = 10, 3  # 160 and 48 samples, batches of 16
@@ -66,8 +65,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def checked_bars(monkeypatch: pytest.MonkeyPatch) -> Counter:
-    monkeypatch.setattr(train, "ProgressBar", SyncCheckedBar)
-    monkeypatch.setattr(evaluate, "ProgressBar", SyncCheckedBar)
+    monkeypatch.setattr(train, "ProgressBar", SyncCheckedBar)  # training's loop and evaluate()
     SyncCheckedBar.checked = Counter()
     yield SyncCheckedBar.checked
     torch.cuda.set_sync_debug_mode("default")  # also after a failure left a batch's body early

@@ -1,20 +1,21 @@
-"""metrics.py, loss.py, the Recorder and the EMA update: values checked against numbers worked out by hand."""
+"""metrics.py, loss.py, the Meter and the EMA update: values checked against numbers worked out by hand."""
 
 import pytest
 import torch
 
-from loss import LOSSES, build_loss
+from loss import LOSSES
 from metrics import (
-    ConfusionMeter,
+    add_confusion,
     confusion_matrix,
     overall_accuracy,
     per_class_accuracy,
     predicted_class,
     topk_accuracy,
 )
+from tasks import Meter, select_loss
+from tasks.classification import ClassificationTask
 from utils.ema import EmaModel
 from utils.errors import UserError
-from utils.logger import Recorder
 
 # 4 samples, 3 classes. Argmax: 0, 2, 1, 2. Labels: 0, 1, 1, 2 -> samples 0, 2, 3 right.
 PRED = torch.tensor([[5.0, 1.0, 0.0], [0.0, 2.0, 3.0], [1.0, 4.0, 2.0], [0.0, 1.0, 9.0]])
@@ -53,68 +54,75 @@ def test_confusion_matrix_and_per_class_accuracy() -> None:
     assert per_class[3].isnan()  # no sample of class 3
 
 
-def test_confusion_meter_sums_batches_and_continues_from_saved_counts() -> None:
+def test_confusion_counts_add_up_in_a_meter_and_continue_from_its_state() -> None:
     """Counted in place, batch after batch; a resumed epoch starts from its checkpoint's counts."""
-    meter = ConfusionMeter(4)
-    assert torch.equal(meter.counts(), torch.zeros(4, 4, dtype=torch.long))
-    meter.update(PRED[:2].argmax(1), LABEL[:2])
-    resumed = ConfusionMeter(4, state=meter.counts())
-    assert torch.equal(resumed.counts(), meter.counts())  # before its first batch
+    meter = Meter()
+    add_confusion(meter.counter("confusion", (4, 4), PRED.device), PRED[:2].argmax(1), LABEL[:2])
+    resumed = Meter(meter.state_dict())
+    assert torch.equal(resumed.results()[1]["confusion"], meter.results()[1]["confusion"])  # before its first batch
     for each in (meter, resumed):
-        each.update(PRED[2:].argmax(1), LABEL[2:])
-        assert torch.equal(each.counts(), confusion_matrix(PRED.argmax(1), LABEL, num_classes=4))
-    ignored = ConfusionMeter(3, ignore_index=255)
-    ignored.update(torch.tensor([0, 1, 2]), torch.tensor([0, 255, 2]))
-    assert ignored.counts().sum() == 2 and ignored.counts().trace() == 2
+        add_confusion(each.counter("confusion", (4, 4), PRED.device), PRED[2:].argmax(1), LABEL[2:])
+        assert torch.equal(each.results()[1]["confusion"], confusion_matrix(PRED.argmax(1), LABEL, num_classes=4))
+    ignored = confusion_matrix(torch.tensor([0, 1, 2]), torch.tensor([0, 255, 2]), 3, ignore_index=255)
+    assert ignored.sum() == 2 and ignored.trace() == 2
 
 
-def test_recorder_continues_from_its_state_without_changing_it() -> None:
-    first = Recorder()
-    first.record({"loss": torch.tensor(2.0)}, n=3)
+def test_a_meter_continues_from_its_state_without_changing_it() -> None:
+    first = Meter()
+    first.add_mean("loss", torch.tensor(2.0), n=3)
     state = first.state_dict()
-    resumed = Recorder(state)
-    resumed.record({"loss": torch.tensor(6.0)}, n=1)
-    assert resumed.summary() == {"loss": 3.0} and state["sums"]["loss"].item() == 6.0
+    resumed = Meter(state)
+    resumed.add_mean("loss", torch.tensor(6.0), n=1)
+    assert resumed.results()[0] == {"loss": 3.0} and state["sums"]["loss"].item() == 6.0
 
 
-def test_recorder_weights_batches_by_size() -> None:
+def test_a_meter_weights_batch_means_by_batch_size() -> None:
     # Batch 1: 3 samples, acc 1.0; batch 2: 1 sample, acc 0.0. Exact: 3/4, not (1 + 0) / 2.
-    recorder = Recorder()
-    recorder.record({"acc": torch.tensor(1.0), "loss": 2.0}, n=3)
-    recorder.record({"acc": torch.tensor(0.0), "loss": 6.0}, n=1)
-    assert recorder.summary("val/") == {"val/acc": 0.75, "val/loss": 3.0}
+    meter = Meter()
+    meter.add_mean("acc", torch.tensor(1.0), n=3)
+    meter.add_mean("loss", 2.0, n=3)
+    meter.add_mean("acc", torch.tensor(0.0), n=1)
+    meter.add_mean("loss", 6.0, n=1)
+    assert meter.results() == ({"acc": 0.75, "loss": 3.0}, {})
 
 
-def test_recorder_of_an_empty_epoch_is_empty() -> None:
-    assert Recorder().summary() == {}
+def test_an_empty_meter_holds_nothing() -> None:
+    assert Meter().results() == ({}, {})
+
+
+def loss_of(flags: dict, task: ClassificationTask | None = None):
+    return select_loss(flags, task or ClassificationTask([str(i) for i in range(3)], 255))[0]
 
 
 def test_losses_by_name() -> None:
-    assert set(LOSSES) == {"cross_entropy", "l1", "mse", "dice", "ce_dice"}
-    ce = build_loss("cross_entropy")(PRED, LABEL).item()
+    assert set(LOSSES) >= {"cross_entropy", "l1", "mse", "dice", "ce_dice"}  # a user may add more
+    ce = loss_of({})(PRED, LABEL).item()  # --loss left out: the task's default, cross entropy
     assert ce == pytest.approx(torch.nn.functional.cross_entropy(PRED, LABEL).item())
-    assert build_loss("cross_entropy", label_smoothing=0.1)(PRED, LABEL).item() > ce  # penalises confidence
-    with pytest.raises(UserError, match="--label_smoothing 0.1 applies to --loss cross_entropy only, not dice"):
-        build_loss("dice", label_smoothing=0.1)
+    assert loss_of({"label_smoothing": 0.1})(PRED, LABEL).item() > ce  # penalises confidence
+    with pytest.raises(UserError, match="--label_smoothing 0.1 is a flag of --loss cross_entropy / ce_dice, but "
+                                        "this run's loss is --loss dice"):
+        loss_of({"loss": "dice", "label_smoothing": 0.1})
+    with pytest.raises(UserError, match="--loss cross_entropy cannot be built with label_smoothing=1.5"):
+        loss_of({"label_smoothing": 1.5})
 
 
 def test_cross_entropy_takes_the_soft_targets_of_mixup() -> None:
     soft = torch.nn.functional.one_hot(LABEL, PRED.shape[1]).float()
-    loss = build_loss("cross_entropy")
+    loss = loss_of({"loss": "cross_entropy"})
     assert loss(PRED, soft).item() == pytest.approx(loss(PRED, LABEL).item())
 
 
 def test_l1_and_mse_compare_probabilities_with_one_hot_targets() -> None:
     pred = torch.tensor([[0.0, 0.0]])  # softmax: 0.5, 0.5; one-hot target: 1, 0
     label = torch.tensor([0])
-    assert build_loss("l1")(pred, label).item() == pytest.approx(0.5)
-    assert build_loss("mse")(pred, label).item() == pytest.approx(0.25)
-    assert build_loss("mse")(torch.tensor([1.0, 3.0]), torch.tensor([0.0, 0.0])).item() == 5.0  # regression
+    assert LOSSES["l1"]()(pred, label).item() == pytest.approx(0.5)
+    assert LOSSES["mse"]()(pred, label).item() == pytest.approx(0.25)
+    assert LOSSES["mse"]()(torch.tensor([1.0, 3.0]), torch.tensor([0.0, 0.0])).item() == 5.0  # regression
 
 
 def test_unknown_loss_lists_the_valid_names() -> None:
-    with pytest.raises(UserError, match="Unknown --loss 'focal'; valid names: cross_entropy"):
-        build_loss("focal")
+    with pytest.raises(UserError, match=f"Unknown --loss 'no_such_loss'; valid names: {', '.join(LOSSES)}"):
+        loss_of({"loss": "no_such_loss"})
 
 
 @pytest.mark.parametrize("decay", [0.9, 0.3])  # 0.3: the ramp reaches the flag's value at the 3rd update

@@ -28,7 +28,8 @@ def test_defaults_train_on_the_demo_data(tmp_path: Path) -> None:
 def test_default_augmentation_is_off_for_any_image_domain(tmp_path: Path) -> None:
     args = parse_train(["--checkpoints_dir", str(tmp_path)])
     assert (args.hflip, args.vflip, args.crop_padding, args.aug_policy, args.random_erasing) == (0, 0, 0, "none", 0)
-    assert (args.mixup, args.cutmix, args.label_smoothing) == (0, 0, 0)
+    assert (args.mixup, args.cutmix) == (0, 0)
+    assert args.loss is None and args.label_smoothing is None  # the task's loss, with its own defaults
 
 
 def test_segmentation_data_defaults_to_the_demo_mask_lists(tmp_path: Path) -> None:
@@ -36,8 +37,10 @@ def test_segmentation_data_defaults_to_the_demo_mask_lists(tmp_path: Path) -> No
     assert args.train_list == "data/demo/seg_train.txt" and args.val_list == "data/demo/seg_val.txt"
 
 
-@pytest.mark.parametrize("parser", [options.train_parser(), options.eval_parser(),
-                                    options.train_parser("unet", "mnist")])
+@pytest.mark.parametrize("parser", [options.build_parser("train.py"), options.build_parser("eval.py"),
+                                    options.build_parser("predict.py"),
+                                    options.build_parser("train.py", model_type="unet", data_type="mnist",
+                                                         optimizer="sgd", scheduler="step")])
 def test_every_flag_has_help(parser) -> None:
     for action in parser._actions:
         assert action.help, f"{action.option_strings} has no help text"
@@ -48,16 +51,22 @@ def test_every_flag_has_help(parser) -> None:
     (["--epochs", "-3"], "--epochs -3 must be 1 or more"),
     (["--lr", "0"], "--lr 0.0 must be a positive number"),
     (["--lr", "inf"], "--lr inf must be a positive number"),
-    (["--num_workers", "-1"], "--num_workers -1 is negative"),
-    (["--momentum", "1.5"], "--momentum 1.5 must be in [0, 1)"),
-    (["--label_smoothing", "1"], "--label_smoothing 1.0 must be in [0, 1)"),
+    (["--num_workers", "-1"], "--num_workers -1 must be 0 or more"),
+    (["--momentum", "1.5"], "--optimizer adamw cannot be built with momentum=1.5, beta=0.999, eps=1e-08: momentum "
+                            "must be in [0, 1), not 1.5"),
+    (["--label_smoothing", "1"], "--loss cross_entropy cannot be built with label_smoothing=1.0: label_smoothing "
+                                 "must be in [0, 1), not 1.0"),
+    (["--loss", "dice", "--label_smoothing", "0.1"], "--label_smoothing 0.1 is a flag of --loss cross_entropy / "
+                                                     "ce_dice, but this run's loss is --loss dice"),
     (["--ema_decay", "nan"], "--ema_decay nan must be in [0, 1)"),
     (["--hflip", "2"], "--hflip 2.0 is a probability: it must be in [0, 1]"),
     (["--warmup_epochs", "-1"], "--warmup_epochs -1.0 must be 0 or more"),
     (["--patience", "-2"], "--patience -2 must be 0 or more"),
-    (["--min_lr", "1"], "--min_lr 1.0 must be below --lr 0.003"),
-    (["--min_lr", "1e-5", "--scheduler", "step"], "--min_lr 1e-05 applies to --scheduler cosine only"),
-    (["--mixup", "0.2", "--loss", "l1"], "--mixup / --cutmix make soft targets, which --loss l1 does not take"),
+    (["--min_lr", "1"], "--scheduler cosine cannot be built with min_lr=1.0: min_lr must be 0 or more and below "
+                        "--lr 0.003"),
+    (["--min_lr", "1e-5", "--scheduler", "step"], "unrecognized arguments: --min_lr 1e-5 (--min_lr is a flag of "
+                                                  "--scheduler cosine: add that to the command)"),
+    (["--lr_rate", "0.1"], "unrecognized arguments: --lr_rate 0.1 (did you mean --lr"),
     (["--monitor", "accuracy"], "--monitor 'accuracy' must name a curve"),
     (["--monitor", "val_ema/acc"], "--monitor val_ema/acc needs the averaged weights: add --ema_decay"),
     (["--folds", "3", "--fold", "3"], "--folds 3 --fold 3: use --folds 2 or more and --fold from 0"),
@@ -96,7 +105,7 @@ def test_gpus_without_cuda_is_a_clear_error(tiny_demo: Path, tmp_path: Path, cap
 
 def test_a_models_own_parameters_are_flags_in_its_group(capsys) -> None:
     with pytest.raises(SystemExit):
-        options.train_parser("unet", "seg_list").parse_args(["-h"])
+        options.build_parser("train.py", model_type="unet", data_type="seg_list").parse_args(["-h"])
     help_text = capsys.readouterr().out
     unet_group = help_text.split("model unet:")[1].split("data set seg_list:")[0]
     assert "--width WIDTH" in unet_group and "default: 16" in unet_group

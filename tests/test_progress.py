@@ -2,7 +2,7 @@
 before any batch was computed, then the one so far at every step; shown values stay until
 replaced."""
 
-from utils.progress import ProgressBar
+from utils.logger import ProgressBar
 
 
 def test_efficiency_appears_once_measured_and_follows_every_step() -> None:

@@ -20,6 +20,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 import train
 from data.demo_data import generate_demo_data
+from utils.stop_signals import StopRequested
 
 pytestmark = pytest.mark.slow
 
@@ -179,21 +180,21 @@ def test_resuming_a_finished_run_without_more_epochs_says_so_and_touches_nothing
 
 
 def stop_at_global_step(trainer, step: int) -> None:
-    """Ask the trainer to stop (as SIGTERM would) while it computes a training step's metrics."""
-    real = trainer.evaluator.compute_metrics
+    """Ask the trainer to stop (as SIGTERM would) during its `step`-th training step."""
+    real = trainer.train_step
 
-    def compute_metrics(out):
-        if trainer.model.training and trainer.global_step == step:
-            trainer.stop.signal_number = signal.SIGTERM
-        return real(out)
+    def train_step(batch):
+        if trainer.global_step + 1 == step:
+            trainer.run.stop.request(signal.SIGTERM)
+        return real(batch)
 
-    trainer.evaluator.compute_metrics = compute_metrics
+    trainer.train_step = train_step
 
 
 def test_a_stop_at_an_epochs_last_batch_saves_that_epoch_and_resumes(tiny_demo: Path, tmp_path: Path) -> None:
     trainer, run = start_training(tiny_train_argv(tiny_demo, tmp_path, epochs=2))
     stop_at_global_step(trainer, 3)  # 3 batches an epoch: the last one of epoch 1
-    with pytest.raises(train.StopRequested):
+    with pytest.raises(StopRequested):
         trainer.train(run)
     run.close()
     checkpoint = torch.load(run.path / "last.pth")

@@ -17,12 +17,13 @@ import eval as evaluate
 import train
 from utils import checkpoints
 from utils.atomic import atomic_write_text
-from utils.checkpoints import CheckpointWriter
+from utils.checkpoints import Checkpoints
 from utils.errors import UserError
 
 
 def test_a_save_failing_halfway_leaves_the_previous_file_loadable(tmp_path: Path, monkeypatch) -> None:
-    writer = CheckpointWriter(tmp_path)
+    writer = Checkpoints("val/acc", "max", save_freq=5)
+    writer.open(tmp_path)
     writer.submit({"epoch": 1, "weights": torch.ones(3)}, ["last.pth", "best.pth"])
     writer.wait()
 
@@ -39,7 +40,8 @@ def test_a_save_failing_halfway_leaves_the_previous_file_loadable(tmp_path: Path
 
 
 def test_one_serialisation_serves_every_name_of_an_epoch(tmp_path: Path) -> None:
-    writer = CheckpointWriter(tmp_path)
+    writer = Checkpoints("val/acc", "max", save_freq=5)
+    writer.open(tmp_path)
     writer.submit({"epoch": 3}, ["last.pth", "best.pth", "epoch_3.pth"])
     writer.wait()
     inodes = {(tmp_path / name).stat().st_ino for name in ("last.pth", "best.pth", "epoch_3.pth")}
@@ -81,16 +83,18 @@ def test_a_full_disk_while_saving_epoch_2_keeps_epoch_1_and_says_so(tiny_demo: P
 def test_a_non_finite_loss_stops_naming_epoch_and_step_and_keeps_the_last_good_checkpoint(
         tiny_demo: Path, tmp_path: Path) -> None:
     trainer, run = start_training(tiny_train_argv(tiny_demo, tmp_path, epochs=2))
-    real_loss = trainer.evaluator.loss_fn
+    real_loss = trainer.loss_fn
 
     def loss_that_diverges_in_epoch_2(pred, label):
         loss = real_loss(pred, label)
         return loss * float("nan") if trainer.epoch == 1 else loss
 
-    trainer.evaluator.loss_fn = loss_that_diverges_in_epoch_2
-    with pytest.raises(UserError, match="The loss became nan at epoch 2, step 0"):
-        trainer.train(run)
-    run.close()
+    trainer.loss_fn = loss_that_diverges_in_epoch_2
+    try:
+        with pytest.raises(UserError, match="The loss became nan at epoch 2, step 0"):
+            trainer.train(run)
+    finally:
+        run.close()
     assert torch.load(run.path / "last.pth")["epoch"] == 1
 
 

@@ -96,8 +96,7 @@ def test_pycharm_run_configurations_point_at_existing_scripts(config: Path) -> N
     if script.endswith("train.py"):
         options.parse_train_args(words)  # exits on an unknown flag or a bad value
     else:  # eval.py reads a checkpoint first: check the words against its parser alone
-        first = options.pre_parse("eval.py", words, model_type=None, data_type=None)
-        options.eval_parser(*options.component_names(first, {})).parse_args(words)
+        options.build_parser("eval.py", **options.chosen_components("eval.py", words, {})).parse_args(words)
 
 
 def test_there_is_a_train_and_an_eval_configuration() -> None:

@@ -16,9 +16,9 @@ import eval as evaluate
 import train
 from data.augment import Augment, train_transform
 from data.list_dataset import ListDataset, load_mask, read_list_file
-from loss import build_loss
+from loss import LOSSES
 from metrics import confusion_matrix, mean_iou, overall_accuracy, per_class_iou
-from tasks import SegmentationTask
+from tasks.segmentation import SegmentationTask
 from utils.errors import UserError
 
 
@@ -71,7 +71,7 @@ def test_ignored_pixels_count_for_nothing_in_loss_and_metrics() -> None:
     ignored = label.clone()
     ignored[:, :2] = 255
     for name in ("cross_entropy", "dice", "ce_dice"):
-        loss = build_loss(name, ignore_index=255)
+        loss = LOSSES[name](ignore_index=255)
         changed = pred.clone()
         changed[:, :, :2] = torch.randn(2, 3, 2, 4) * 10  # scores under ignored pixels do not matter
         assert loss(pred, ignored).item() == pytest.approx(loss(changed, ignored).item(), rel=1e-6), name
@@ -91,7 +91,7 @@ def test_segmentation_metrics_match_hand_computed_values() -> None:
 
 
 def test_a_mask_value_outside_the_classes_names_file_and_value() -> None:
-    task = SegmentationTask(num_classes=6, class_names=[str(i) for i in range(6)], ignore_index=255)
+    task = SegmentationTask(class_names=[str(i) for i in range(6)], ignore_index=255)
     label = torch.zeros(2, 4, 4, dtype=torch.long)
     label[1, 0, 0] = 255  # ignored: fine
     task.check_labels(label, ["a.png", "b.png"])

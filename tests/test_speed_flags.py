@@ -21,7 +21,8 @@ def trained(argv: list[str]) -> train.Trainer:
 
 
 def a_batch(trainer: train.Trainer) -> dict:
-    return trainer.evaluator.step(next(iter(trainer.evaluator.loader)))
+    return train.forward(trainer.model, next(iter(trainer.val_loader)), trainer.loss_fn, trainer.args.amp,
+                         trainer.args.channels_last)
 
 
 @pytest.mark.slow

@@ -1,97 +1,46 @@
-"""Which checkpoints a run keeps, and writing them without holding training up.
+"""What a run keeps of itself: which checkpoints, what they hold, and writing them without
+holding training up. `Checkpoints` is the one place for all three.
 
-`CheckpointKeeper` decides, epoch by epoch: `last.pth` always, `best.pth` when --monitor
-improves (by more than --min_delta), `epoch_<N>.pth` every --save_freq epochs, the
---save_top_k best epochs as `top_epoch_<N>.pth` (the others deleted), and whether
---patience epochs without improvement stop the run early. Its own state goes into every
-checkpoint, so a resumed run decides exactly as an uninterrupted one.
+Which: `last.pth` always, `best.pth` when --monitor improves (by more than --min_delta),
+`epoch_<N>.pth` every --save_freq epochs, the --save_top_k best epochs as
+`top_epoch_<N>.pth` (the others deleted), and whether --patience epochs without improvement
+stop the run early. Its own state goes into every checkpoint, so a resumed run decides
+exactly as an uninterrupted one.
 
-`CheckpointWriter` serialises a checkpoint once, in the training thread (the tensors are
-copied then, so training may go on), and writes it in a background thread: one write and
-fsync for `last.pth`, then hard links for the other names of the same epoch. Every file
-appears atomically (temporary file, fsync, rename): a crash or a full disk mid-save keeps
-the previous file, and the temporary files a killed save leaves are removed when the run
-is next opened (utils/run_dir.py).
+What: `training_state` gathers what changes as a run trains (weights, their average, the
+optimizer, the schedule, the loss scaler, every random generator: one set per process), and
+`load_training_state` puts it back. Plain dicts, tensors and numbers, so `torch.load(path)`
+(weights_only=True) reads it; the weights are the plain model's (no `module.` / `_orig_mod.`
+prefixes), so a checkpoint from torchrun, DataParallel or --compile loads into a plain model.
+
+How: a checkpoint is serialised once, in the training thread (the tensors are copied then,
+so training may go on), and written in a background thread: one write and fsync for
+`last.pth`, then hard links for the other names of the same epoch. Every file appears
+atomically (temporary file, fsync, rename): a crash or a full disk mid-save keeps the
+previous file, and the temporary files a killed save leaves are removed when the run is
+next opened (utils/run_dir.py).
 """
 
 import errno
 import io
+import logging
 import os
 import threading
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from utils.atomic import atomic_write_bytes
+from utils.distributed import gather_to_main, rank, world_size
 from utils.errors import UserError
+from utils.torch_utils import load_state_into, model_state, rng_state, set_rng_state, unwrap_model
+
+log = logging.getLogger(__name__)
 
 
-class CheckpointWriter:
-    """Writes checkpoints into a folder, one at a time, in a background thread."""
-
-    def __init__(self, folder: Path, enabled: bool = True) -> None:
-        """`enabled=False`: the other processes under torchrun, which write nothing."""
-        self.folder, self.enabled = Path(folder), enabled
-        self._thread: threading.Thread | None = None
-        self._error: Exception | None = None
-
-    def submit(self, state: dict, names: list[str], remove: tuple[str, ...] = ()) -> None:
-        """Save `state` as each of `names` (the first written, the others linked to it), then
-        delete `remove`; returns once `state` is serialised, before the files are written."""
-        if not self.enabled:
-            return
-        buffer = io.BytesIO()
-        torch.save(state, buffer)
-        self.wait()  # in order: the previous checkpoint is on disk before this one is
-        self._thread = threading.Thread(target=self._write, args=(buffer.getvalue(), names, remove),
-                                        name="checkpoint-writer", daemon=True)
-        self._thread.start()
-
-    def wait(self) -> None:
-        """Block until the last submitted checkpoint is on disk; report a failed write."""
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
-        if self._error is not None:
-            error, self._error = self._error, None
-            raise error
-
-    def _write(self, data: bytes, names: list[str], remove: tuple[str, ...]) -> None:
-        try:
-            first = self.folder / names[0]
-            atomic_write_bytes(first, data)
-            for name in names[1:]:
-                link_or_copy(first, self.folder / name, data)
-            for name in remove:
-                (self.folder / name).unlink(missing_ok=True)
-        except OSError as error:
-            self._error = UserError(save_error(self.folder / names[0], error))
-
-
-def link_or_copy(source: Path, target: Path, data: bytes) -> None:
-    """`target` as a second name of `source` (a hard link, put in place atomically); a copy of
-    `data` where the file system has no hard links."""
-    temporary = target.with_name(f".{target.name}.{os.getpid()}.link.tmp")
-    temporary.unlink(missing_ok=True)
-    try:
-        os.link(source, temporary)
-    except OSError as error:
-        if error.errno not in (errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
-            raise
-        atomic_write_bytes(target, data)
-        return
-    os.replace(temporary, target)
-
-
-def save_error(path: Path, error: OSError) -> str:
-    """A failed save, in the user's terms: the cause, and that the previous file is intact."""
-    cause = "the disk is full" if error.errno == errno.ENOSPC else (error.strerror or str(error))
-    return (f"Saving {path} failed: {cause}. The previous {path.name} is intact (saves are atomic); "
-            "free space or fix the folder, then resume the run with --resume.")
-
-
-class CheckpointKeeper:
-    """best / last / epoch_<N> / top-k checkpoints and early stopping, by --monitor."""
+class Checkpoints:
+    """best / last / epoch_<N> / top-k checkpoints by --monitor, early stopping, and their writing."""
 
     def __init__(self, monitor: str, mode: str, save_freq: int, save_top_k: int = 0, patience: int = 0,
                  min_delta: float = 0.0) -> None:
@@ -101,6 +50,23 @@ class CheckpointKeeper:
         self.best_epoch: int | None = None
         self.epochs_without_improvement = 0
         self.top: list[tuple[float, int]] = []  # (value, epoch) of the kept top-k, best first
+        self.dropped: list[int] = []  # epochs the last judgement pushed out of the top-k
+        self.folder: Path | None = None
+        self.writes = False  # only rank 0 writes, once open() named the folder
+        self._thread: threading.Thread | None = None
+        self._error: Exception | None = None
+
+    def open(self, folder: Path, enabled: bool = True) -> None:
+        """Write into `folder` from now on (`enabled=False`: the other processes under
+        torchrun, which write nothing); delete top_epoch_<N>.pth files the kept list does not
+        hold (left by a run killed between saving a new one and deleting an old one)."""
+        self.folder, self.writes = Path(folder), enabled
+        if not enabled:
+            return
+        kept = {top_name(epoch) for _, epoch in self.top}
+        for path in self.folder.glob("top_epoch_*.pth"):
+            if path.name not in kept:
+                path.unlink(missing_ok=True)
 
     def judge(self, epoch: int, values: dict[str, float]) -> bool:
         """Take in an epoch's values; whether --monitor improved (by more than --min_delta)."""
@@ -129,26 +95,65 @@ class CheckpointKeeper:
         """--patience epochs in a row without improvement."""
         return bool(self.patience) and self.epochs_without_improvement >= self.patience
 
-    def files_for(self, epoch: int, improved: bool) -> tuple[list[str], tuple[str, ...]]:
-        """The names the epoch's checkpoint is kept as (last.pth first), and the top-k files
-        it pushes out, after `judge`."""
+    def save_epoch(self, state: dict, epoch: int, improved: bool) -> None:
+        """An epoch's checkpoint under every name it is kept as (after `judge`): last.pth, and
+        best.pth, epoch_<N>.pth, top_epoch_<N>.pth when due; the top-k files it pushes out go."""
         names = ["last.pth", *(["best.pth"] if improved else []),
                  *([f"epoch_{epoch}.pth"] if epoch % self.save_freq == 0 else [])]
-        if not self.save_top_k:
-            return names, ()
-        if epoch in {e for _, e in self.top}:
-            names.append(top_name(epoch))
-        return names, tuple(top_name(e) for e in self.dropped if e != epoch)
+        stale: tuple[str, ...] = ()
+        if self.save_top_k:
+            if epoch in {e for _, e in self.top}:
+                names.append(top_name(epoch))
+            stale = tuple(top_name(e) for e in self.dropped if e != epoch)
+        self.submit(state, names, stale)
 
-    def remove_stale_top_files(self, writer: CheckpointWriter) -> None:
-        """Delete top_epoch_<N>.pth files the kept list does not hold (left by a run killed
-        between saving a new one and deleting an old one)."""
-        if not writer.enabled:
+    def save_last(self, state: dict) -> None:
+        """A mid-epoch checkpoint: last.pth only."""
+        self.submit(state, ["last.pth"])
+
+    def submit(self, state: dict, names: list[str], remove: tuple[str, ...] = ()) -> None:
+        """Save `state` as each of `names` (the first written, the others linked to it), then
+        delete `remove`; returns once `state` is serialised, before the files are written."""
+        if not self.writes:
             return
-        kept = {top_name(epoch) for _, epoch in self.top}
-        for path in writer.folder.glob("top_epoch_*.pth"):
-            if path.name not in kept:
-                path.unlink(missing_ok=True)
+        buffer = io.BytesIO()
+        torch.save(state, buffer)
+        self.wait()  # in order: the previous checkpoint is on disk before this one is
+        self._thread = threading.Thread(target=self._write, args=(buffer.getvalue(), names, remove),
+                                        name="checkpoint-writer", daemon=True)
+        self._thread.start()
+
+    def wait(self) -> None:
+        """Block until the last submitted checkpoint is on disk; report a failed write."""
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+    def _write(self, data: bytes, names: list[str], remove: tuple[str, ...]) -> None:
+        try:
+            first = self.folder / names[0]
+            atomic_write_bytes(first, data)
+            for name in names[1:]:
+                link_or_copy(first, self.folder / name, data)
+            for name in remove:
+                (self.folder / name).unlink(missing_ok=True)
+        except OSError as error:
+            self._error = UserError(save_error(self.folder / names[0], error))
+
+    def report(self, epoch: int, kept: bool = True) -> dict:
+        """At the end of a run: say which epoch was best (and where the files are, when `kept`),
+        and whether it stopped early; returns what status.json records of that."""
+        details = {}
+        if self.stop_early:
+            log.info(f"Stopped early after epoch {epoch}: {self.monitor} did not improve for {self.patience} "
+                     f"epochs (best {self.best:.4g} at epoch {self.best_epoch}).")
+            details["stopped_early"] = {"epoch": epoch, "best_epoch": self.best_epoch}
+        log.info(f"Best {self.monitor} {self.best:.4g} at epoch {self.best_epoch}"
+                 + (f"; checkpoints in {self.folder}" if kept else ""))
+        return details
 
     def state_dict(self) -> dict:
         return {"monitor": self.monitor, "best": self.best, "best_epoch": self.best_epoch,
@@ -161,6 +166,59 @@ class CheckpointKeeper:
         self.top = [(value, epoch) for value, epoch in state["top"]]
 
 
+def training_state(model: nn.Module, optimizer: torch.optim.Optimizer,
+                   scheduler: torch.optim.lr_scheduler.LRScheduler | None, scaler: torch.amp.GradScaler,
+                   ema: nn.Module | None) -> dict:
+    """The states of the parts that change as a run trains; called on every process, since
+    it gathers their random states (one per process, in rank order)."""
+    return {
+        "model": unwrap_model(model).state_dict(),
+        "ema": {"model": ema.module.state_dict(), "n_averaged": int(ema.n_averaged)} if ema is not None else None,
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+        "scaler": scaler.state_dict(),
+        "rng": gather_to_main([rng_state()]),
+        "world_size": world_size(),  # resuming needs the same number of processes
+    }
+
+
+def load_training_state(checkpoint: dict, source: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer,
+                        scheduler: torch.optim.lr_scheduler.LRScheduler | None, scaler: torch.amp.GradScaler,
+                        ema: nn.Module | None) -> None:
+    """Put a checkpoint's states back; the random generators last, since building the model
+    and the data drew random numbers after they were seeded."""
+    load_state_into(model, model_state(checkpoint), strict=True, source=source)
+    if ema is not None:
+        ema.module.load_state_dict(checkpoint["ema"]["model"])
+        ema.n_averaged.fill_(checkpoint["ema"]["n_averaged"])
+    optimizer.load_state_dict(checkpoint["optimizer"])
+    if scheduler is not None:
+        scheduler.load_state_dict(checkpoint["scheduler"])
+    scaler.load_state_dict(checkpoint["scaler"])
+    set_rng_state(checkpoint["rng"][rank()])
+
+
+def link_or_copy(source: Path, target: Path, data: bytes) -> None:
+    """`target` as a second name of `source` (a hard link, put in place atomically); a copy of
+    `data` where the file system has no hard links."""
+    temporary = target.with_name(f".{target.name}.{os.getpid()}.link.tmp")
+    temporary.unlink(missing_ok=True)
+    try:
+        os.link(source, temporary)
+    except OSError as error:
+        if error.errno not in (errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        atomic_write_bytes(target, data)
+        return
+    os.replace(temporary, target)
+
+
+def save_error(path: Path, error: OSError) -> str:
+    """A failed save, in the user's terms: the cause, and that the previous file is intact."""
+    cause = "the disk is full" if error.errno == errno.ENOSPC else (error.strerror or str(error))
+    return (f"Saving {path} failed: {cause}. The previous {path.name} is intact (saves are atomic); "
+            "free space or fix the folder, then resume the run with --resume.")
+
+
 def top_name(epoch: int) -> str:
     return f"top_epoch_{epoch}.pth"
-

@@ -15,6 +15,7 @@ import torch.distributed as dist
 from torch.utils.data import Sampler
 
 from utils.errors import UserError
+from utils.host_memory import keep_freed_memory
 
 _control_group = None  # a CPU (gloo) group for small control messages, even when training on NCCL
 
@@ -26,6 +27,14 @@ def launched_world_size() -> int:
 
 def launched_by_torchrun() -> bool:
     return launched_world_size() > 1
+
+
+def start_process() -> None:
+    """What train.py, eval.py and predict.py do first, once their flags are checked: join
+    torchrun's processes (nothing to do for a single process), and keep freed host memory
+    for reuse (CPU steps then allocate without page faults: utils/host_memory.py)."""
+    keep_freed_memory()
+    init_distributed()
 
 
 def init_distributed() -> None:

@@ -12,6 +12,8 @@ import torch
 from torch import nn
 from torch.optim.swa_utils import AveragedModel
 
+from utils.torch_utils import unwrap_model
+
 
 class EmaModel(AveragedModel):
     """The average keeps min(decay, (1 + n) / (10 + n)) of itself at its n-th update after
@@ -25,6 +27,8 @@ class EmaModel(AveragedModel):
 
     @torch.no_grad()
     def update_parameters(self, model: nn.Module) -> None:
+        """One step of the average towards `model`'s weights (inside DDP or torch.compile's wrapper)."""
+        model = unwrap_model(model)
         n = self.n_averaged.float()
         keep = torch.where(n == 0, 0.0, torch.clamp((1 + n) / (10 + n), max=self.decay))
         pairs = list(zip([*self.module.parameters(), *self.module.buffers()],

@@ -1,9 +1,11 @@
 """`RunDir`: the one owner of a run's (or an evaluation's) folder and of what it says about
-itself: args.json, command.sh, run_info.json, status.json, log.txt, and the lock.
+itself: args.json, command.sh, run_info.json, status.json, log.txt, and the lock; and of how
+the run ends: finished, failed with its error, or interrupted by a signal it caught.
 
-main() makes it before anything is built (`RunDir.new` / `RunDir.existing` only decide the
-folder), and `open()` once everything has been checked: a run that fails on bad input
-leaves no folder behind. A new folder is claimed with a single `mkdir` (no `exist_ok`), so
+main() makes it before anything is built (`RunDir.for_training` / `RunDir.new` only decide
+the folder), `open()`s it once everything has been checked (a run that fails on bad input
+leaves no folder behind), and hands its work to `report()`, which keeps status.json true
+however the work ends and turns it into the exit code. A new folder is claimed with a single `mkdir` (no `exist_ok`), so
 two runs started in the same second, even concurrently, never share one: the second gets a
 `_1` suffix (finding runs again: utils/run_search.py). One process writes a folder at a
 time: `open()` takes an OS lock (released when the process ends, however it ends), so a
@@ -11,39 +13,63 @@ second `--resume` of a run still training is refused, naming the process that ho
 Under torchrun rank 0 writes; the other processes learn the path and write nothing.
 """
 
+import contextlib
 import errno
 import fcntl
 import json
 import logging
 import os
 import shlex
+import shutil
+import signal
 import socket
 import sys
+import tempfile
 from argparse import Namespace
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 from utils.atomic import atomic_write_text
-from utils.distributed import broadcast_from_main, is_main_process
+from utils.distributed import broadcast_from_main, cleanup_distributed, is_main_process
 from utils.errors import UserError
 from utils.logger import log_to_file, stop_log_file
 from utils.run_info import collect_run_info, save_run_info
+from utils.run_search import read_run_id
 from utils.run_status import RunStatus
+from utils.stop_signals import StopRequested, StopSignals
 
 log = logging.getLogger(__name__)
 LOCK_FILE = ".lock"
 
 
+@dataclass
+class Resume:
+    """What --resume continues from: the run's last.pth, read once, and the flags it changes."""
+
+    path: Path
+    checkpoint: dict
+    changed: dict[str, tuple[object, object]]  # flag -> (the run's value, the value now)
+
+    def record(self) -> dict:
+        """The resumption as status.json records it."""
+        return {"from": str(self.path),
+                "changed_args": {name: {"was": old, "now": new} for name, (old, new) in self.changed.items()}}
+
+
 class RunDir:
     """A run's folder: where it is, its status, and the records written when it opens."""
 
-    def __init__(self, parent: Path, name: str, exists: bool) -> None:
+    def __init__(self, parent: Path, name: str, exists: bool, temporary: bool = False) -> None:
         self.path = Path(parent) / name  # for a new run, final once open() has claimed a name
         self.exists = exists
+        self.temporary = temporary  # removed when the work is done (--fast_dev_run)
         self.writer = is_main_process()
         self.status = RunStatus(self.path, enabled=False)
         self.run_id: str | None = None  # run_info.json's, written into every checkpoint
+        self.script = ""  # the program that opened it, for the resume command
+        self.stop = StopSignals()
         self._lock: int | None = None
 
     @classmethod
@@ -57,11 +83,23 @@ class RunDir:
         path = Path(path)
         return cls(path.parent, path.name, exists=True)
 
+    @classmethod
+    def for_training(cls, args: Namespace, resume: Resume | None) -> "RunDir":
+        """A training run's folder: the resumed one (`resume.path`'s), a new one in
+        --checkpoints_dir (or its --exp folder), or for --fast_dev_run a temporary one."""
+        if resume is not None:
+            return cls.existing(resume.path.parent)
+        name = run_dir_name(args.model_type, args.save_prefix)
+        if args.fast_dev_run:
+            return cls(Path(tempfile.mkdtemp(prefix="fast_dev_run-")), name, exists=False, temporary=True)
+        return cls.new(experiment_dir(args.checkpoints_dir, args.exp), name)
+
     def open(self, args: Namespace, script: str, argv: list[str], resumed: dict | None = None,
              info: dict | None = None) -> None:
         """Create (or lock and reopen) the folder and write its records: args.json, command.sh
         and run_info.json (plus `info`) for a new folder, status.json "running" (with the
         resumption recorded), and log.txt from now on. `resumed`: {"from", "changed_args"}."""
+        self.script = script
         path = None
         if self.writer:
             path = self._lock_existing() if self.exists else self._create()
@@ -92,6 +130,61 @@ class RunDir:
         if self._lock is not None:
             os.close(self._lock)
             self._lock = None
+
+    def progress(self, epoch: int, step: int, best: dict[str, float | None], best_epoch: int | None) -> None:
+        """After each epoch: how far the run is, and its best monitored value (status.json)."""
+        self.status.progress(epoch, step, best=best, best_epoch=best_epoch)
+
+    @contextlib.contextmanager
+    def catching_stop_signals(self) -> Iterator[None]:
+        """While training: Ctrl-C, SIGTERM and SIGUSR1 become a request (`stop.requested`)
+        that the loop answers after its step, by saving; a second Ctrl-C stops at once."""
+        with self.stop:
+            yield
+
+    def stop_now(self) -> None:
+        """Unwind to report() after the loop saved for a stop request: the run ends interrupted."""
+        raise StopRequested(self.stop.signal_number or signal.SIGTERM)
+
+    def report(self, work: Callable[[], dict | None], debug: bool) -> int:
+        """Do `work` (which opens this folder) and keep status.json true, whatever happens:
+        finished (with the details `work` returns), interrupted by a caught signal (saved: the
+        resume command is printed; exit code 128 + the signal), or failed with the error. A
+        UserError becomes one message and exit code 2 (its traceback with --debug); any other
+        exception is a bug, recorded and shown in full. The folder is closed and torchrun's
+        process group left either way; a temporary folder is removed."""
+        try:
+            details = work() or {}
+            self.status.finished(**details)
+            if self.temporary:
+                log.info("--fast_dev_run: one training and one validation batch ran; nothing is kept.")
+        except StopRequested as stop:
+            return self.interrupted(stop.signal_number)
+        except UserError as error:
+            self.status.failed(error)
+            if debug:
+                raise
+            log.error(f"error: {error}")
+            return 2
+        except BaseException as error:
+            if self.stop.requested:  # e.g. SIGTERM also stopped the data workers, whose error came first
+                return self.interrupted(self.stop.signal_number)
+            self.status.failed(error)  # a bug, or a second Ctrl-C: recorded, then shown in full
+            raise
+        finally:
+            self.close()
+            cleanup_distributed()
+            if self.temporary:
+                shutil.rmtree(self.path.parent, ignore_errors=True)
+        return 0
+
+    def interrupted(self, signal_number: int) -> int:
+        """Record and report a stop by signal; the exit code is 128 + the signal number."""
+        name = signal.Signals(signal_number).name
+        command = shlex.join([*launcher(), self.script, "--resume", str(self.path)])
+        self.status.interrupted(f"stopped by {name}", command)
+        log.error(f"Stopped by {name}; resume from the last saved checkpoint with:\n  {command}")
+        return 128 + signal_number
 
     def _create(self) -> Path:
         """Claim a new folder, with a message naming the cause when the file system refuses."""
@@ -125,36 +218,6 @@ class RunDir:
         os.write(fd, f"pid {os.getpid()} on host {socket.gethostname()}, since {datetime.now():%Y-%m-%d %H:%M:%S}"
                  .encode())
         self._lock = fd
-
-
-def run_reporting(run: RunDir, debug: bool, work: Callable[[], None]) -> int:
-    """Do `work` (which opens `run`) and keep status.json true: finished, or failed with the
-    error. A UserError becomes one message and exit code 2 (its traceback with --debug); any
-    other exception is a bug, recorded and shown in full. The folder is closed either way."""
-    try:
-        work()
-        run.status.finished()
-    except UserError as error:
-        run.status.failed(error)
-        if debug:
-            raise
-        log.error(f"error: {error}")
-        return 2
-    except BaseException as error:
-        run.status.failed(error)
-        raise
-    finally:
-        run.close()
-    return 0
-
-
-def read_run_id(folder: Path) -> str | None:
-    """The run_id in a run's run_info.json (None if it cannot be read)."""
-    try:
-        info = json.loads((folder / "run_info.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return info.get("run_id") if isinstance(info, dict) else None
 
 
 def unusable_folder(path: Path, error: OSError) -> str:

@@ -1,4 +1,5 @@
-"""Finding run directories again: what counts as one, every one under a folder, the newest.
+"""Finding run directories again: what counts as one, every one under a folder, the newest;
+and the checkpoint a flag names (--resume, --load_model_path, or none: the newest run's).
 
 Everything that looks for runs (`eval.py` without --load_model_path, `python -m runs`, the
 sweep) goes through `find_run_dirs`: runs sit directly under the checkpoints folder, or one
@@ -7,12 +8,15 @@ folder deeper in an experiment folder (`--exp`), or deeper still if you file the
 The search follows symbolic links (a folder of runs linked in from a bigger disk is
 common) but enters each real folder once: a link back up the tree (`ln -s .. loop`)
 would otherwise list the same runs again at every level until the path grows too long,
-and two links to one run would list it twice. Standard library only.
+and two links to one run would list it twice.
 """
 
+import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
+
+from utils.errors import UserError
 
 
 def is_run_dir(folder: Path) -> bool:
@@ -86,3 +90,78 @@ def _args_time(run_dir: Path) -> float:
         return (run_dir / "args.json").stat().st_mtime
     except OSError:
         return float("-inf")
+
+
+def resolve_checkpoint(path: str, file_name: str = "best.pth") -> Path:
+    """A checkpoint file: a .pth as given, or a run directory's `file_name`."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / file_name
+    if not path.is_file():
+        raise UserError(f"Checkpoint {path} does not exist; give a .pth checkpoint or a "
+                        f"run directory that holds {file_name}.")
+    return path
+
+
+def newest_matching_run(checkpoints_dir: str, wanted: dict[str, str]) -> str:
+    """The newest run under `checkpoints_dir` trained with the `wanted` flag values (by the
+    time of its args.json, which only training writes): what eval.py and predict.py take
+    without --load_model_path."""
+    runs = runs_newest_first(checkpoints_dir)
+    if not runs:
+        raise UserError(f"No --load_model_path given and no run directory under {checkpoints_dir}/ "
+                        "to take the newest from; train first or pass a checkpoint path.")
+    for run in runs:
+        try:
+            saved = json.loads((run / "args.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            continue
+        if isinstance(saved, dict) and all(saved.get(name) == value for name, value in wanted.items()):
+            return str(run)
+    given = " ".join(f"--{name} {value}" for name, value in wanted.items())
+    raise UserError(f"No --load_model_path given, and no run under {checkpoints_dir}/ was trained with {given} "
+                    f"(the newest, {runs[0]}, was not); pass --load_model_path.")
+
+
+def resume_checkpoint_path(resume: str) -> Path:
+    """--resume takes a run directory or its own last.pth: never another checkpoint (it would
+    turn its folder into a run, or retrain a finished run's later epochs over its files)."""
+    path = Path(resume)
+    folder = path if path.is_dir() else path.parent
+    if path.is_file() and path.name != "last.pth":
+        raise UserError(f"--resume {resume}: resume takes a run directory (or its last.pth), not {path.name}. "
+                        f"To start a new run from those weights: --load_model_path {resume}.")
+    if not path.exists():
+        raise UserError(f"--resume {resume} does not exist; give a run directory.")
+    if not is_run_dir(folder):
+        raise UserError(f"--resume {resume}: {folder} is not a run directory (it holds no args.json). To start "
+                        f"a new run from a checkpoint's weights, use --load_model_path instead.")
+    if not (folder / "last.pth").is_file():
+        raise UserError(f"--resume {resume}: {folder} has no last.pth yet (it stopped before its first save); "
+                        "start it again instead.")
+    return folder / "last.pth"
+
+
+def saved_run_args(checkpoint: dict, path: Path) -> dict:
+    """The flags a run was started with, from its last.pth, once it is sure the file is that
+    run's own (not one copied in from another run)."""
+    saved = checkpoint.get("args")
+    if not isinstance(saved, dict) or "epoch" not in checkpoint:
+        raise UserError(f"--resume: {path} holds no saved args and progress; it was not written by train.py, "
+                        "so there is no run to continue.")
+    folder_id, checkpoint_id = read_run_id(path.parent), checkpoint.get("run_id")
+    if folder_id is None or folder_id != checkpoint_id:
+        raise UserError(f"--resume: {path} does not belong to the run in {path.parent} (its run_id is "
+                        f"{checkpoint_id}, the folder's run_info.json says {folder_id}); it was copied or the "
+                        "folder's records are gone. Resume the run it came from, or start a new run from its "
+                        f"weights with --load_model_path {path}.")
+    return saved
+
+
+def read_run_id(folder: Path) -> str | None:
+    """The run_id in a run's run_info.json (None if it cannot be read)."""
+    try:
+        info = json.loads((folder / "run_info.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return info.get("run_id") if isinstance(info, dict) else None

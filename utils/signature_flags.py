@@ -1,17 +1,23 @@
 """A constructor's typed keyword parameters as command-line flags, so that adding a
-hyperparameter to a model or a data set is one edit: the constructor.
+hyperparameter to a model, a data set, a loss, an optimizer or a schedule is one edit: the
+constructor.
 
     class UNet(nn.Module):
+        \"\"\"...
+        Args:
+            width: channels of the first stage; each stage down doubles them
+        \"\"\"
         def __init__(self, num_classes: int, in_channels: int = 3, width: int = 16) -> None:
 
-gives `python train.py --model_type unet --width 32`, listed by `-h` in the group "model unet".
-Plain types only, so nothing clever is needed: int, float, str, bool (`--x` / `--no-x`),
-`Literal[...]` (choices), `X | None`, and `tuple[X, ...]` / `list[X]` (several values).
-Parameters the caller supplies itself (a model's `num_classes`, a data set's `list_path`)
-are left out. Standard library only.
+gives `python train.py --model_type unet --width 32`, listed by `-h` in the group "model unet"
+with the docstring's line as its help. Plain types only, so nothing clever is needed: int,
+float, str, bool (`--x` / `--no-x`), `Literal[...]` (choices), `X | None`, `tuple[X, ...]` /
+`list[X]` (several values) and `tuple[X, X]` (exactly two). Parameters the caller supplies
+itself (a model's `num_classes`, a data set's `list_path`) are left out. Standard library only.
 """
 
 import inspect
+import re
 import typing
 from argparse import ArgumentParser, BooleanOptionalAction
 from collections.abc import Callable
@@ -37,21 +43,45 @@ def add_signature_flags(parser: ArgumentParser, title: str, builder: Callable, s
     `taken` maps the names of the flags that exist already to their group, for the error a
     clashing parameter gets: a parameter named like an existing flag would silently receive
     that flag's value, so it is refused at start-up, naming both."""
-    where = describe(builder)
-    group = parser.add_argument_group(title, f"parameters of {where}")
-    hints = type_hints(builder)
-    names = []
-    for param in flag_parameters(builder, supplied):
-        if param.name in taken:
-            raise UserError(f"{title}: the parameter {param.name!r} of {where} has the name of the flag "
-                            f"--{param.name} ({taken[param.name]}); rename the parameter.")
-        if param.default is inspect.Parameter.empty:
-            raise UserError(f"{title}: the parameter {param.name!r} of {where} has no default; give it one "
-                            f"(e.g. `{param.name}: int = 16`), so that --{param.name} can be left out.")
-        group.add_argument(f"--{param.name}", default=param.default,
-                           **flag_options(param.name, hints.get(param.name), param.default, where))
-        names.append(param.name)
-    return names
+    return add_shared_flags(parser, title, {"": builder}, supplied, taken)
+
+
+def add_shared_flags(parser: ArgumentParser, title: str, builders: dict[str, Callable], supplied: tuple[str, ...],
+                     taken: dict[str, str]) -> list[str]:
+    """The flags of several builders of one registry in one group (the losses: which one a run
+    trains with is known only once its data tells the task). A parameter several builders
+    have is one flag, their annotations must agree; it defaults to None, which `builder_kwargs`
+    turns into each builder's own default. Returns the flags' names."""
+    owners: dict[str, list[tuple[str, Callable, inspect.Parameter]]] = {}
+    for name, builder in builders.items():
+        for param in flag_parameters(builder, supplied):
+            owners.setdefault(param.name, []).append((name, builder, param))
+    group = parser.add_argument_group(title, f"parameters of {', '.join(describe(b) for b in builders.values())}")
+    for flag, entries in owners.items():
+        name, builder, param = entries[0]
+        where = describe(builder)
+        if flag in taken:
+            raise UserError(f"{title}: the parameter {flag!r} of {where} has the name of the flag --{flag} "
+                            f"({taken[flag]}); rename the parameter.")
+        for _, other, other_param in entries:
+            if param.default is inspect.Parameter.empty or other_param.default is inspect.Parameter.empty:
+                raise UserError(f"{title}: the parameter {flag!r} of {describe(other)} has no default; give it one "
+                                f"(e.g. `{flag}: int = 16`), so that --{flag} can be left out.")
+            if type_hints(other).get(flag) != type_hints(builder).get(flag):
+                raise UserError(f"{title}: the parameter {flag!r} has two types, in {where} and {describe(other)}; "
+                                "give it one type in both, or rename one of them.")
+        options = flag_options(flag, type_hints(builder).get(flag), param.default, where)
+        text = parameter_help(builder).get(flag)
+        if len(builders) == 1:
+            default = param.default
+            options["help"] = f"{text} ({options['help']})" if text else options["help"]
+        else:  # None: each builder's own default
+            default = None
+            defaults = ", ".join(f"{n} {'None' if p.default is None else p.default}" for n, _, p in entries)
+            options["help"] = f"{text + ' ' if text else ''}(--{title} {'/'.join(n for n, _, _ in entries)}; " \
+                              f"default: {defaults})".replace("%", "%%")
+        group.add_argument(f"--{flag}", default=default, **options)
+    return list(owners)
 
 
 def flag_options(name: str, annotation: object, default: object, where: str) -> dict:
@@ -67,11 +97,14 @@ def flag_options(name: str, annotation: object, default: object, where: str) -> 
         return {"type": kind, "help": f"{kind.__name__}; {shown}"}
     if origin is typing.Literal and all(isinstance(a, PLAIN_TYPES) for a in args):
         return {"type": type(args[0]), "choices": list(args), "help": shown}
-    if origin in (tuple, list) and args and args[0] in PLAIN_TYPES and all(a in (args[0], Ellipsis) for a in args):
-        return {"type": args[0], "nargs": "+", "help": f"one or more {args[0].__name__}; {shown}"}
+    if origin in (tuple, list) and args and args[0] in PLAIN_TYPES:
+        if all(a in (args[0], Ellipsis) for a in args) and (Ellipsis in args or origin is list):
+            return {"type": args[0], "nargs": "+", "help": f"one or more {args[0].__name__}; {shown}"}
+        if origin is tuple and all(a is args[0] for a in args):
+            return {"type": args[0], "nargs": len(args), "help": f"{len(args)} x {args[0].__name__}; {shown}"}
     raise UserError(f"The parameter {name!r} of {where} has the type {kind!r}{' | None' if optional else ''}, "
-                    "which no flag can hold: use int, float, str, bool, Literal[...], X | None or "
-                    "tuple[X, ...] with X one of int, float, str.")
+                    "which no flag can hold: use int, float, str, bool, Literal[...], X | None, "
+                    "tuple[X, ...] or tuple[X, X] with X one of int, float, str.")
 
 
 def without_none(kind: object) -> tuple[object, bool]:
@@ -83,18 +116,39 @@ def without_none(kind: object) -> tuple[object, bool]:
     return kind, False
 
 
-def call_with_flags(builder: Callable, values: dict[str, object], supplied: dict[str, object]) -> object:
-    """`builder(**supplied, **flag values)`; several values become a tuple where the parameter
-    is annotated as one (argparse gives lists)."""
+def builder_kwargs(builder: Callable, values: dict[str, object], supplied: tuple[str, ...]) -> dict[str, object]:
+    """The flag values `builder` is called with: its parameters' values in `values` (the parsed
+    flags), its own default where a shared flag was left at None or is absent, and several
+    values as a tuple where the parameter is annotated as one (argparse gives lists)."""
     hints = type_hints(builder)
-    kwargs = dict(supplied)
-    for param in flag_parameters(builder, tuple(supplied)):
-        value = values.get(param.name, param.default)
+    kwargs = {}
+    for param in flag_parameters(builder, supplied):
+        value = values.get(param.name)
+        if value is None:
+            value = param.default
         kind, _ = without_none(hints.get(param.name))
         if typing.get_origin(kind) is tuple and isinstance(value, list):
             value = tuple(value)
         kwargs[param.name] = value
-    return builder(**kwargs)
+    return kwargs
+
+
+def foreign_flags(builder: Callable, builders: dict[str, Callable], values: dict[str, object],
+                  supplied: tuple[str, ...]) -> dict[str, list[str]]:
+    """Shared flags given a value (not None) that `builder` does not take: flag -> the
+    registry names that do. Such a value would be ignored without a word."""
+    own = {p.name for p in flag_parameters(builder, supplied)}
+    foreign: dict[str, list[str]] = {}
+    for name, other in builders.items():
+        for param in flag_parameters(other, supplied):
+            if param.name not in own and values.get(param.name) is not None:
+                foreign.setdefault(param.name, []).append(name)
+    return foreign
+
+
+def call_with_flags(builder: Callable, values: dict[str, object], supplied: dict[str, object]) -> object:
+    """`builder(**supplied, **its flag values)` (see `builder_kwargs`)."""
+    return builder(**supplied, **builder_kwargs(builder, values, tuple(supplied)))
 
 
 def type_hints(builder: Callable) -> dict[str, object]:
@@ -104,6 +158,31 @@ def type_hints(builder: Callable) -> dict[str, object]:
         return typing.get_type_hints(target)
     except (NameError, TypeError) as error:
         raise UserError(f"The annotations of {describe(builder)} cannot be read ({error}).") from None
+
+
+def parameter_help(builder: Callable) -> dict[str, str]:
+    """The parameters described in the builder's docstring (a class's own or its __init__'s),
+    Google style: an `Args:` line, then `name: what it is` lines (continued by deeper lines)."""
+    texts = [inspect.getdoc(builder) or ""]
+    if inspect.isclass(builder):
+        texts.append(inspect.getdoc(builder.__init__) or "")
+    described: dict[str, str] = {}
+    for text in texts:
+        indent, current = None, None  # the indent of the section's `name:` lines
+        for line in text.splitlines():
+            depth = len(line) - len(line.lstrip())
+            if re.fullmatch(r"(Args|Arguments|Parameters):", line.strip()):
+                indent, current = -1, None
+            elif indent is None or not line.strip():
+                continue
+            elif depth == 0:  # the section ended
+                indent, current = None, None
+            elif indent in (-1, depth) and (match := re.fullmatch(r"(\w+)\s*(\([^)]*\))?:\s*(.*)", line.strip())):
+                indent, current = depth, match.group(1)
+                described[current] = match.group(3)
+            elif current is not None and depth > indent:
+                described[current] += " " + line.strip()
+    return {name: text for name, text in described.items() if text}
 
 
 def describe(builder: Callable) -> str:

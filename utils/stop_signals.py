@@ -23,6 +23,7 @@ class StopSignals:
 
     def __init__(self) -> None:
         self.signal_number: int | None = None
+        self.requested = False  # a plain attribute: the loop reads it every step
         self._previous: dict[int, object] = {}
 
     def __enter__(self) -> "StopSignals":
@@ -35,12 +36,12 @@ class StopSignals:
             signal.signal(number, handler)
 
     def _handle(self, number: int, frame: types.FrameType | None) -> None:
-        if self.signal_number is not None:  # asked twice: stop now
+        if self.requested:  # asked twice: stop now
             raise KeyboardInterrupt
-        self.signal_number = number
+        self.request(number)
         print(f"\n{signal.Signals(number).name} received: finishing this step, saving, then stopping "
               "(press Ctrl-C again to stop at once, unsaved).", flush=True)
 
-    @property
-    def requested(self) -> bool:
-        return self.signal_number is not None
+    def request(self, number: int) -> None:
+        """Ask the loop to save and stop, as the signal `number` does."""
+        self.signal_number, self.requested = number, True

@@ -86,6 +86,23 @@ def select_device(gpus: list[int] | None) -> torch.device:
     return torch.device("cuda", gpus[0] if gpus else 0)
 
 
+def check_gpus(gpus: list[int] | None) -> None:
+    """`--gpus` must name GPUs that exist (or be -1 for the CPU)."""
+    if gpus is None or gpus == [-1]:
+        return
+    if launched_by_torchrun():
+        raise UserError(f"--gpus {' '.join(map(str, gpus))} is for a single process; under torchrun each "
+                        "process uses the GPU of its LOCAL_RANK. Leave --gpus out and choose GPUs with "
+                        "CUDA_VISIBLE_DEVICES.")
+    available = torch.cuda.device_count()
+    if available == 0:
+        raise UserError(f"--gpus {' '.join(map(str, gpus))} asks for CUDA, but no CUDA GPU is "
+                        "available here; leave --gpus out (or use -1) to run on the CPU.")
+    bad = [gpu for gpu in gpus if not 0 <= gpu < available]
+    if bad:
+        raise UserError(f"--gpus {' '.join(map(str, bad))}: no such GPU; ids 0 to {available - 1} exist.")
+
+
 def unwrap_model(model: nn.Module) -> nn.Module:
     """The plain model inside DataParallel / DistributedDataParallel (their `.module`) and
     torch.compile (its `._orig_mod`): the one whose state_dict a checkpoint holds."""

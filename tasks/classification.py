@@ -1,0 +1,92 @@
+"""Classification: one class id per picture. Metrics: accuracy (and top-5 accuracy with more
+than 5 classes), from one confusion matrix per epoch."""
+
+from pathlib import Path
+
+from torch import Tensor, nn
+
+from data.augment import Augment, batch_mix, denormalize
+from loss import LOSSES
+from metrics import add_confusion, overall_accuracy, per_class_accuracy, predicted_class, topk_accuracy
+from tasks.task import Meter
+from utils.errors import UserError
+from utils.viz import classification_grid, save_classification_pngs
+
+
+class ClassificationTask:
+    """A class id per picture (see tasks/task.py for what each member is for)."""
+
+    name = "classification"
+    main_metric = "acc"
+    lower_is_better = ()
+    default_loss = "cross_entropy"
+    evaluation_header = ["path", "label", "prediction", "score"]
+
+    def __init__(self, class_names: list[str], ignore_index: int) -> None:
+        self.class_names, self.num_classes = class_names, len(class_names)
+        self.loss_supplied = {}  # every picture has a class: nothing to ignore
+
+    def check_labels(self, label: Tensor, paths: list[str]) -> None:
+        bad = ((label < 0) | (label >= self.num_classes)).nonzero()
+        if len(bad):
+            index = int(bad[0])
+            raise UserError(f"Label {int(label[index])} of {paths[index]} is outside [0, {self.num_classes}): "
+                            "the model has that many classes.")
+
+    def check_output(self, pred: Tensor, model_type: str) -> None:
+        if pred.ndim != 2:
+            raise UserError(f"--model_type {model_type} gives outputs of shape {tuple(pred.shape)}, but "
+                            "classification needs one score per class (N, C); pick a classification model.")
+
+    def batch_augment(self, augment: Augment, loss: str) -> nn.Module | None:
+        """--mixup / --cutmix make soft targets (class probabilities): only a loss that takes them can train on them."""
+        mix = batch_mix(augment, self.num_classes)
+        if mix is not None and not getattr(LOSSES[loss], "takes_soft_targets", False):
+            takes = [name for name, builder in LOSSES.items() if getattr(builder, "takes_soft_targets", False)]
+            raise UserError(f"--mixup / --cutmix make soft targets, which --loss {loss} does not take; use "
+                            f"--loss {' or '.join(takes)}.")
+        return mix
+
+    def measure(self, meter: Meter, pred: Tensor, label: Tensor) -> None:
+        add_confusion(meter.counter("confusion", (self.num_classes,) * 2, pred.device), predicted_class(pred), label)
+        if self.num_classes > 5:
+            meter.add_mean("top5_acc", topk_accuracy(pred, label, k=5), len(label))
+
+    def results(self, counts: dict[str, Tensor], per_class: bool) -> dict[str, float]:
+        confusion = counts["confusion"]
+        results = {"acc": overall_accuracy(confusion)}
+        if per_class:
+            results |= {f"acc/{n}": v for n, v in zip(self.class_names, per_class_accuracy(confusion).tolist())}
+        return results
+
+    def pictures(self, image: Tensor, label: Tensor, pred: Tensor, count: int = 32) -> Tensor:
+        image, label, pred = image[:count], label[:count], pred[:count]
+        return classification_grid(denormalize(image), label.cpu(), pred.detach().cpu(), max_images=count)
+
+    def save_pictures(self, image: Tensor, label: Tensor, pred: Tensor, folder: Path, indices: list[int]) -> None:
+        save_classification_pngs(denormalize(image), label.cpu(), pred.detach().cpu(), self.class_names, folder,
+                                 indices)
+
+    def evaluation_rows(self, paths: list[str], label: Tensor, pred: Tensor, folder: Path,
+                        indices: list[int]) -> list[list]:
+        """`[path, label, prediction, score]` per sample; score = the predicted class's probability."""
+        score, predicted = pred.float().softmax(dim=1).max(dim=1)
+        return [[p, t, c, f"{s:.6f}"] for p, t, c, s in zip(paths, label.tolist(), predicted.tolist(), score.tolist())]
+
+    def prediction_header(self, top_k: int) -> list[str]:
+        return ["path", "prediction", "class_id", "score", *(f"top{n}" for n in range(1, self.top(top_k) + 1))]
+
+    def prediction_rows(self, paths: list[str], sizes: Tensor, pred: Tensor, folder: Path, indices: list[int],
+                        top_k: int) -> list[list]:
+        """`path, prediction, class_id, score, top1..topK`: the score is the predicted class's
+        probability, each topN `name:probability`."""
+        scores, ids = pred.float().softmax(dim=1).topk(self.top(top_k), dim=1)
+        rows = []
+        for path, top_scores, top_ids in zip(paths, scores.tolist(), ids.tolist()):
+            top = [f"{self.class_names[i]}:{s:.6f}" for i, s in zip(top_ids, top_scores)]
+            rows.append([path, self.class_names[top_ids[0]], top_ids[0], f"{top_scores[0]:.6f}", *top])
+        return rows
+
+    def top(self, top_k: int) -> int:
+        """--top_k, at most the number of classes."""
+        return min(top_k, self.num_classes)
