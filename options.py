@@ -197,18 +197,18 @@ def add_component_flags(parser: ArgumentParser, chosen: dict[str, str], losses: 
         title, registry, supplied, _ = COMPONENTS[choice]
         taken = {a.dest: g.title for g in parser._action_groups for a in g._group_actions}
         names = add_signature_flags(parser, f"{title} {entry}", registry[entry], supplied, taken)
-        for action in parser._actions[-len(names):] if names else []:
+        for action in parser._actions[len(parser._actions) - len(names):]:
             action.eval_takes = choice in ("model_type", "data_type")
             action.on_resume = "allowed" if action.dest in getattr(registry[entry], "changeable_on_resume", ()) \
                 else "refused"
     if losses:
+        group = parser.add_argument_group("loss", "a loss's flags are its constructor's parameters (loss.py)")
+        flag(group, "--loss", default=None, choices=list(LOSSES), eval_takes=True, help="loss, a name in loss.py "
+             "(default: the task's: cross_entropy for classification, ce_dice for segmentation)")
         taken = {a.dest: g.title for g in parser._action_groups for a in g._group_actions}
-        names = add_shared_flags(parser, "loss", LOSSES, LOSS_SUPPLIED, taken)
-        for action in parser._actions[-len(names):]:
+        names = add_shared_flags(parser, "loss", LOSSES, LOSS_SUPPLIED, taken, group)
+        for action in parser._actions[len(parser._actions) - len(names):]:
             action.eval_takes = True
-        flag(parser._action_groups[-1], "--loss", default=None, choices=list(LOSSES), eval_takes=True,
-             help="loss, a name in loss.py; its flags follow, each with the losses that take it (default: the "
-                  "task's: cross_entropy for classification, ce_dice for segmentation)")
 
 
 def build_parser(prog: str = "train.py", **chosen: str) -> Parser:

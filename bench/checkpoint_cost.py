@@ -2,14 +2,14 @@
 
     python bench/checkpoint_cost.py [--rounds 7] [--folder checkpoints]
 
-The checkpoint is the one the Trainer writes (utils/training_state.py) for resnet18 with 1,000
-classes (11.7 M parameters, 45 MiB of weights) and AdamW, after one step (so the optimizer
-holds its two averages: the file is about three times the weights). An epoch that improves
+The checkpoint is the one the Trainer writes (`training_state` in utils/checkpoints.py) for
+resnet18 with 1,000 classes (11.7 M parameters, 45 MiB of weights) and AdamW, after one step
+(so the optimizer holds its two averages: the file is about three times the weights). An epoch that improves
 --monitor keeps it as last.pth and best.pth. Interleaved, each round:
 
 - before (the template at commit 50d7f45): `torch.save` into a temporary file, fsync, rename,
   once for last.pth and again for best.pth, all in the training thread;
-- now (utils/checkpoints.py): `CheckpointWriter.submit` serialises once into memory (the only
+- now (utils/checkpoints.py): `Checkpoints.submit` serialises once into memory (the only
   part the training thread waits for) and a background thread writes last.pth (fsync, rename)
   and links best.pth to it; the time until both are on disk is shown too (training goes on
   meanwhile; here the benchmark waits for it).
@@ -30,11 +30,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere
 
-from utils.training_state import TrainingState  # noqa: E402
-
 from model.resnet18 import build_resnet18  # noqa: E402
 from utils.atomic import atomic_write  # noqa: E402
-from utils.checkpoints import CheckpointWriter  # noqa: E402
+from utils.checkpoints import Checkpoints, training_state  # noqa: E402
 
 
 def checkpoint_state() -> dict:
@@ -45,7 +43,7 @@ def checkpoint_state() -> dict:
     model(torch.randn(2, 3, 32, 32)).sum().backward()
     optimizer.step()
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=100)
-    state = TrainingState(model, optimizer, scheduler, torch.amp.GradScaler("cpu", enabled=False), None).state_dict()
+    state = training_state(model, optimizer, scheduler, torch.amp.GradScaler("cpu", enabled=False), None)
     return state | {"epoch": 1, "global_step": 100, "metrics": {"val/acc": 0.5}, "history": [{"epoch": 1}]}
 
 
@@ -65,7 +63,8 @@ def main() -> None:
     weights = sum(t.numel() * t.element_size() for t in state["model"].values()) / 2**20
     times: dict[str, list[float]] = {name: [] for name in ("before: blocked", "now: blocked", "now: until on disk")}
     with tempfile.TemporaryDirectory(dir=args.folder) as folder:
-        writer = CheckpointWriter(Path(folder))
+        writer = Checkpoints("val/acc", "max", save_freq=1)  # as the Trainer builds it; only its writing is timed
+        writer.open(Path(folder))
         for round_index in range(args.rounds + 1):  # round 0 warms up and is dropped
             measured = {}
             for side in ("before", "now") if round_index % 2 else ("now", "before"):

@@ -8,13 +8,14 @@ after `--` are added) in this process, with timers put around the Trainer's part
 outside (the product has none), and prints seconds per epoch (the mean over the epochs after
 the first, which also starts the workers):
 
-  main process, wall and CPU seconds: waiting for data, forward + loss, backward, optimizer step,
-  the per-step bookkeeping (label check, batch metrics, Recorder, ConfusionMeter, the
-  progress bar's loss and the per-step curves), TensorBoard pictures, validation, the
+  main process, wall and CPU seconds: waiting for data, forward + loss (train.forward),
+  backward, optimizer step, the per-step bookkeeping (label check, train.measure: the Meter's
+  loss mean and the task's confusion matrix; the progress bar's loss and the per-step
+  curves), TensorBoard pictures, validation (train.evaluate), the
   epoch's curves (TensorBoard, metrics.csv) and checkpoint (status.json, serialising,
   waiting for the previous write), and what is left: the loop itself and tqdm;
   in the background: the checkpoint write and fsync (wall, its own thread), the prefetch
-  thread (utils/progress.py, CPU seconds), when the progress bar runs one;
+  thread (utils/logger.py's ProgressBar, CPU seconds), when the progress bar runs one;
   in the data workers: their CPU seconds per epoch (read from /proc), and what per-sample
   seeding, decoding and the transform cost, timed per item in this process (one thread, as a
   worker runs) and multiplied by the samples an epoch reads: CPU seconds that, on a 2-core
@@ -42,11 +43,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere
 
 import torch  # noqa: E402
-import utils.progress  # noqa: E402
 
-import eval as evaluate  # noqa: E402
-import metrics  # noqa: E402
-import tasks  # noqa: E402
+import tasks.classification  # noqa: E402
+import tasks.task  # noqa: E402
 import train  # noqa: E402
 import utils.checkpoints  # noqa: E402
 import utils.logger  # noqa: E402
@@ -90,7 +89,8 @@ def timer(owner: object, name: str, part: str | None = None, phase: str | None =
 
 
 def instrument() -> None:
-    T, E = train.Trainer, evaluate.Evaluator
+    T, Task, Meter = train.Trainer, tasks.classification.ClassificationTask, tasks.task.Meter
+    Bar, Checkpoints = utils.logger.ProgressBar, utils.checkpoints.Checkpoints
 
     original_epoch = T.run_epoch
 
@@ -106,32 +106,33 @@ def instrument() -> None:
 
     T.run_epoch = run_epoch
     timer(T, "train_per_epoch", "total", phase="train")
-    timer(T, "val_per_epoch", "total", phase="val")
-    timer(E, "step", "forward + loss")
+    timer(T, "validate", "total", phase="val")
+    timer(train, "forward", "forward + loss")  # the one forward pass: Trainer.train_step's and train.evaluate's
     timer(torch.Tensor, "backward", "backward")
     timer(T, "optimizer_step", "optimizer step")
-    timer(tasks.ClassificationTask, "check_labels", "bookkeeping: label check")
-    timer(E, "compute_metrics", "bookkeeping: batch metrics")
-    timer(utils.logger.Recorder, "record", "bookkeeping: Recorder")
-    timer(metrics.ConfusionMeter, "update", "bookkeeping: ConfusionMeter")
-    timer(T, "report_step", "bookkeeping: bar loss + step curves")
-    timer(E, "gen_imgs_to_write", "pictures (grid)")
+    timer(Task, "check_labels", "bookkeeping: label check")
+    timer(train, "measure", "bookkeeping: measure (loss mean, confusion matrix)")
+    # What the loop does every --print_freq / --log_freq steps: none of these calls another.
+    for owner, name in ((train, "check_finite"), (Meter, "local_mean"), (Bar, "show"),
+                        (utils.logger.Logger, "record_step")):
+        timer(owner, name, "bookkeeping: bar loss + step curves")
+    timer(Task, "pictures", "pictures (grid)")
     timer(utils.logger.Logger, "save_imgs", "pictures (TensorBoard)")
     timer(utils.logger.Logger, "save_curves", "curves + metrics.csv", phase="end")
     timer(T, "save_checkpoints", "checkpoint (status, serialise, wait)", phase="end")
-    timer(utils.checkpoints.CheckpointWriter, "wait", "checkpoint: waiting for the previous write")
+    timer(Checkpoints, "wait", "checkpoint: waiting for the previous write")
 
-    write = utils.checkpoints.CheckpointWriter._write
+    write = Checkpoints._write
 
     def timed_write(self, data, names, remove):
         epoch, start = state["epoch"], time.perf_counter()
         write(self, data, names, remove)
         add("background: checkpoint write + fsync (wall)", time.perf_counter() - start, epoch)
 
-    utils.checkpoints.CheckpointWriter._write = timed_write
+    Checkpoints._write = timed_write
 
     # The prefetch thread of the progress bar, where there is one: its CPU time.
-    generator = getattr(utils.progress, "BackgroundGenerator", None)
+    generator = getattr(utils.logger, "BackgroundGenerator", None)
     if generator is not None:
         run = generator.run
 
@@ -145,7 +146,7 @@ def instrument() -> None:
         generator.run = timed_run
 
     # Data waits: the progress bar's own count (time between asking for a batch and getting it).
-    iterate = utils.progress.ProgressBar.__iter__
+    iterate = Bar.__iter__
 
     def bar_iter(self):
         phase = state["phase"]
@@ -157,14 +158,14 @@ def instrument() -> None:
         finally:
             add(f"{phase}: waiting for data", self.wait_time)
 
-    utils.progress.ProgressBar.__iter__ = bar_iter
+    Bar.__iter__ = bar_iter
 
 
 def worker_cpu(trainer) -> float:
     """User + system CPU seconds so far of the persistent worker processes of the training and
     validation loaders (read from /proc; 0 before they start)."""
     total = 0.0
-    for loader in (trainer.train_loader, trainer.evaluator.loader):
+    for loader in (trainer.train_loader, trainer.val_loader):
         iterator = getattr(loader, "_iterator", None)  # the persistent workers' iterator, once started
         for worker in getattr(iterator, "_workers", []):
             try:

@@ -20,9 +20,10 @@ validation set's mean IoU from one confusion matrix.
   whose cores are all busy, the wall-time ratio approaches the CPU ratio.
 - `parts`: where a template epoch's time goes, each part timed as a real epoch runs (its
   functions wrapped in timers here, not in the template): the wait for batches, forward,
-  backward, optimizer step, per-step bookkeeping (label check, metrics, confusion matrix),
-  TensorBoard pictures, validation, curves and the checkpoint save; then, measured alone, what
-  the loader does each epoch: decoding pictures and masks (from disk), reading the batches.
+  backward, optimizer step, per-step bookkeeping (label check, the Meter's loss mean and
+  confusion matrix, the bar's loss, the per-step curves), TensorBoard pictures, validation,
+  curves and the checkpoint save; then, measured alone, what the loader does each epoch:
+  decoding pictures and masks (from disk), reading the batches.
 - `plain`: the plain loop alone, as a program: the mean IoU of every epoch (the curve to
   compare `train.py`'s metrics.csv with) and its time.
 
@@ -53,18 +54,14 @@ from torch.utils.data import DataLoader
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from anywhere
 
-from utils.progress import ProgressBar  # noqa: E402
-
-import eval as eval_module  # noqa: E402
 import train  # noqa: E402
 from data.list_dataset import ListDataset, read_class_names, read_list_file  # noqa: E402
-from metrics import ConfusionMeter  # noqa: E402
 from model.unet import UNet  # noqa: E402
 from options import parse_train_args  # noqa: E402
+from tasks import Meter  # noqa: E402
 from train import Trainer  # noqa: E402
-from utils.checkpoints import CheckpointWriter  # noqa: E402
 from utils.host_memory import keep_freed_memory  # noqa: E402
-from utils.logger import Logger, Recorder  # noqa: E402
+from utils.logger import Logger, ProgressBar  # noqa: E402
 from utils.run_dir import RunDir  # noqa: E402
 from utils.torch_utils import unwrap_model  # noqa: E402
 
@@ -159,7 +156,8 @@ def template_trainer(data: Path, flags: list[str], folder: Path) -> Trainer:
     trainer = Trainer(args)
     run = RunDir.new(folder, "bench")
     run.open(args, "train.py", argv)
-    trainer.run, trainer.logger, trainer.writer = run, Logger(run.path), CheckpointWriter(run.path)
+    trainer.run, trainer.logger = run, Logger(run.path)
+    trainer.checkpoints.open(run.path)
     return trainer
 
 
@@ -208,7 +206,7 @@ def speed(args: argparse.Namespace, flags: list[str]) -> None:
                     times[name].append(time.perf_counter() - start)
                     cpu[name].append(cpu_seconds() - start_cpu)
         for trainer in trainers.values():
-            trainer.writer.wait()
+            trainer.checkpoints.wait()
             trainer.run.close()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores; template flags: "
           f"{' '.join(ISSUE_FLAGS + flags)}; median of {args.rounds} epochs (training + validation) a side; "
@@ -259,38 +257,39 @@ def epoch_parts(trainer: Trainer, epoch: int) -> dict[str, float]:
             super().__init__(*args, **kwargs)
             bars.append(self)
 
+        show = timers.wrap(ProgressBar.show, "per-step bookkeeping")  # the running loss on the bar
+
     def training_only(function: Callable, name: str) -> Callable:
         wrapped = timers.wrap(function, name)
         return lambda *a, **k: wrapped(*a, **k) if not in_validation else function(*a, **k)
 
     in_validation = False
-    evaluator, task = trainer.evaluator, trainer.task
-    real_val = trainer.val_per_epoch
+    task = trainer.task
+    real_val = trainer.validate
 
-    def validation(epoch_: int) -> dict:
+    def validation() -> dict:
         nonlocal in_validation
         in_validation = True
         try:
-            return timers.wrap(real_val, "validation")(epoch_)
+            return timers.wrap(real_val, "validation")()
         finally:
             in_validation = False
 
     patches = [
-        patch.object(train, "ProgressBar", RecordedBar), patch.object(eval_module, "ProgressBar", RecordedBar),
-        patch.object(evaluator, "step", training_only(evaluator.step, "forward + loss")),
+        patch.object(train, "ProgressBar", RecordedBar),  # training's bar, and validation's (train.evaluate)
+        patch.object(trainer, "train_step", timers.wrap(trainer.train_step, "forward + loss")),
         patch.object(torch.Tensor, "backward", timers.wrap(torch.Tensor.backward, "backward")),
         patch.object(trainer, "optimizer_step", timers.wrap(trainer.optimizer_step, "optimizer step")),
         patch.object(task, "check_labels", training_only(task.check_labels, "per-step bookkeeping")),
-        patch.object(evaluator, "compute_metrics", training_only(evaluator.compute_metrics, "per-step bookkeeping")),
-        patch.object(Recorder, "record", training_only(Recorder.record, "per-step bookkeeping")),
-        patch.object(ConfusionMeter, "update", training_only(ConfusionMeter.update, "per-step bookkeeping")),
-        patch.object(trainer, "report_step", timers.wrap(trainer.report_step, "per-step bookkeeping")),
+        patch.object(train, "measure", training_only(train.measure, "per-step bookkeeping")),  # Meter: loss, counts
+        patch.object(Meter, "local_mean", training_only(Meter.local_mean, "per-step bookkeeping")),  # the bar's loss
+        patch.object(train, "check_finite", training_only(train.check_finite, "per-step bookkeeping")),
+        patch.object(trainer.logger, "record_step", timers.wrap(trainer.logger.record_step, "per-step bookkeeping")),
         patch.object(trainer, "save_mid_epoch_if_due", timers.wrap(trainer.save_mid_epoch_if_due,
                                                                    "per-step bookkeeping")),
-        patch.object(evaluator, "gen_imgs_to_write", timers.wrap(evaluator.gen_imgs_to_write,
-                                                                 "pictures (TensorBoard)")),
+        patch.object(task, "pictures", timers.wrap(task.pictures, "pictures (TensorBoard)")),
         patch.object(trainer.logger, "save_imgs", timers.wrap(trainer.logger.save_imgs, "pictures (TensorBoard)")),
-        patch.object(trainer, "val_per_epoch", validation),
+        patch.object(trainer, "validate", validation),
         patch.object(trainer.logger, "save_curves", timers.wrap(trainer.logger.save_curves, "curves + metrics.csv")),
         patch.object(trainer, "save_checkpoints", timers.wrap(trainer.save_checkpoints, "checkpoint save")),
     ]
@@ -316,7 +315,7 @@ def isolated_data_costs(trainer: Trainer) -> dict[str, float]:
     do (in memory: whole batches where the set reads batches, else the paired transforms
     sample by sample): work the loader does each epoch, in its workers if it has any."""
     seconds = {"decode image + mask": 0.0, "reading the batches": 0.0}
-    for loader in (trainer.train_loader, trainer.evaluator.loader):
+    for loader in (trainer.train_loader, trainer.val_loader):
         dataset = loader.dataset
         while not isinstance(dataset, ListDataset):
             dataset = dataset.dataset
@@ -353,7 +352,7 @@ def parts(args: argparse.Namespace, flags: list[str]) -> None:
             if epoch > 1:
                 for name, value in measured.items():
                     rows[name].append(value)
-        trainer.writer.wait()
+        trainer.checkpoints.wait()
         trainer.run.close()
         alone = {name: [] for name in ("decode image + mask", "reading the batches")}
         for _ in range(3):
@@ -373,7 +372,7 @@ def parts(args: argparse.Namespace, flags: list[str]) -> None:
     print(f"| ratio template / plain | {epoch / statistics.median(rows['plain epoch']):.3f} | |")
     print("Measured alone in this process (what the loader does each epoch, in its workers if it has any):")
     for name, values in alone.items():
-        print(f"| {name}, all {len(trainer.train_loader.dataset) + len(trainer.evaluator.loader.dataset)} "
+        print(f"| {name}, all {len(trainer.train_loader.dataset) + len(trainer.val_loader.dataset)} "
               f"samples | {statistics.median(values):.3f} | |")
 
 

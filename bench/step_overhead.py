@@ -13,10 +13,10 @@ from collections.abc import Callable
 
 import torch
 from torch.utils.data import default_collate
-from utils.progress import ProgressBar
 
+from tasks import Meter
 from train import Trainer
-from utils.logger import Recorder
+from utils.logger import ProgressBar
 
 REPEATS = 300
 
@@ -39,18 +39,19 @@ def host_microseconds(function: Callable[[], object], repeats: int = REPEATS) ->
 
 
 def bookkeeping(trainer: Trainer) -> dict[str, Callable[[], object]]:
-    """What train_per_epoch does for each batch besides the forward, backward and optimizer step."""
-    dataset = trainer.evaluator.loader.dataset
+    """What train_per_epoch does for each batch besides the forward, backward and optimizer step:
+    the label check, and train.measure's two parts (the loss's mean into the Meter; the task's
+    counts: argmax and confusion matrix, top-5 accuracy with more than 5 classes)."""
+    dataset = trainer.val_loader.dataset
     batch = default_collate([dataset[i] for i in range(min(trainer.args.batch_size, len(dataset)))])
     with torch.no_grad():
-        out = trainer.evaluator.step(batch)
-    metrics = trainer.evaluator.compute_metrics(out)
-    recorder, meter, samples = Recorder(), trainer.task.meter(), len(out["label"])
+        out = trainer.train_step(batch)
+    meter, samples, pred = Meter(), len(out["label"]), out["pred"].detach()
     return {
         "label check (on the CPU batch)": lambda: trainer.task.check_labels(batch["label"], batch["path"]),
-        "batch metrics (Evaluator.compute_metrics)": lambda: trainer.evaluator.compute_metrics(out),
-        "metric sums (Recorder.record)": lambda: recorder.record(metrics, n=samples),
-        "confusion matrix (argmax, ConfusionMeter.update)": lambda: meter.update(out["pred"].argmax(1), out["label"]),
+        "loss mean (Meter.add_mean)": lambda: meter.add_mean("loss", out["loss"], samples),
+        "task counts (Task.measure: argmax, confusion matrix)": lambda: trainer.task.measure(meter, pred,
+                                                                                           out["label"]),
     }
 
 

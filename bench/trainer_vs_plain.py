@@ -5,7 +5,7 @@
     python bench/trainer_vs_plain.py --task segmentation [--seg_data /tmp/digits] [--rounds 8]
 
 In one process, with the same model, data, batch size and seed, it alternates epochs of
-(a) the template's Trainer (`train_per_epoch`, `val_per_epoch`: progress bar,
+(a) the template's Trainer (`train_per_epoch`, `validate`: progress bar,
 per-sample seeds, label checks, exact metrics, TensorBoard curves and pictures) and (b) a
 plain loop of the pytorch/examples kind, and prints for each configuration the median epoch
 time of both, the ratio template / plain for training and for evaluation, images per second,
@@ -56,6 +56,7 @@ from options import parse_train_args  # noqa: E402
 from train import Trainer  # noqa: E402
 from utils.host_memory import keep_freed_memory  # noqa: E402
 from utils.logger import Logger  # noqa: E402
+from utils.run_dir import RunDir  # noqa: E402
 from utils.torch_utils import AMP_DTYPES, memory_format, unwrap_model  # noqa: E402
 
 PRESETS = {
@@ -125,7 +126,8 @@ def repeated(dataset: Dataset, batches: int, batch_size: int) -> Dataset:
 
 def template_trainer(args: argparse.Namespace, config: list[str], folder: Path, in_memory: bool) -> Trainer:
     """A Trainer as train.py builds it, with the Logger that Trainer.train opens (so curves and
-    pictures are written, as in a real run)."""
+    pictures are written, as in a real run) and a run folder, never opened, whose stop signals
+    the loop reads after each step (nothing is saved: no --save_every_steps, no stop)."""
     argv = ["--model_type", args.model_type, "--batch_size", str(args.batch_size),
             "--num_workers", str(args.num_workers), "--checkpoints_dir", str(folder), "--epochs", "1000",
             "--optimizer", "adam", "--scheduler", "none", "--seed", "0",
@@ -141,6 +143,7 @@ def template_trainer(args: argparse.Namespace, config: list[str], folder: Path, 
     with patch.object(train, "training_sets", fixed_length_sets):
         trainer = Trainer(train_args)
     trainer.logger = Logger(Path(tempfile.mkdtemp(dir=folder)))
+    trainer.run = RunDir.new(folder, "bench")
     return trainer
 
 
@@ -156,7 +159,7 @@ def plain_sides(trainer: Trainer) -> dict[str, Callable[[int], object]]:
     common = dict(batch_size=a.batch_size, num_workers=a.num_workers, pin_memory=torch.cuda.is_available(),
                   persistent_workers=a.num_workers > 0)
     train_loader = DataLoader(trainer.train_loader.dataset.dataset, shuffle=True, drop_last=True, **common)
-    val_loader = DataLoader(trainer.evaluator.loader.dataset, shuffle=False, **common)
+    val_loader = DataLoader(trainer.val_loader.dataset, shuffle=False, **common)
     return {"plain train": lambda e: plain_train_epoch(model, train_loader, optimizer, scaler, device, amp_dtype,
                                                        layout),
             "plain eval": lambda e: plain_eval_epoch(model, val_loader, device, amp_dtype, layout)}
@@ -168,7 +171,7 @@ def template_sides(trainer: Trainer, efficiency: list[float]) -> dict[str, Calla
         trainer.train_per_epoch(epoch)
         efficiency.append(trainer.logger.scalars.get("time/data_efficiency", float("nan")))
 
-    return {"template train": train_epoch, "template eval": trainer.val_per_epoch}
+    return {"template train": train_epoch, "template eval": lambda epoch: trainer.validate()}
 
 
 def measure(sides: dict[str, Callable[[int], object]], args: argparse.Namespace) -> dict[str, list]:
@@ -194,9 +197,9 @@ def measure(sides: dict[str, Callable[[int], object]], args: argparse.Namespace)
 def report(name: str, runs: dict[str, list], trainer: Trainer, efficiency: list[float]) -> None:
     """The figures of one configuration, then one SUMMARY line for scripts."""
     a = trainer.args
-    samples = {"train": len(trainer.train_loader) * a.batch_size, "eval": len(trainer.evaluator.loader.dataset)}
+    samples = {"train": len(trainer.train_loader) * a.batch_size, "eval": len(trainer.val_loader.dataset)}
     print(f"[{name}] device {trainer.device}, model {a.model_type}, batch {a.batch_size}, workers {a.num_workers}, "
-          f"{len(trainer.train_loader)} training / {len(trainer.evaluator.loader)} validation batches an epoch; "
+          f"{len(trainer.train_loader)} training / {len(trainer.val_loader)} validation batches an epoch; "
           f"median over {len(runs['plain train'])} training and {len(runs['plain eval'])} validation epochs a side")
     ratios = {}
     for part in ("train", "eval"):

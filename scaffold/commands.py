@@ -31,6 +31,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 COMPONENT_NAME = re.compile(r"[a-z][a-z0-9_]*")
 # A project name as pip accepts it (PEP 508): letters, digits, `-`, `_`, `.`, alphanumeric at both ends.
 PROJECT_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
+# The template's own benchmarks and the figures they measured: a new project starts without them.
+TEMPLATE_ONLY = ("bench/", "docs/performance.md")
 
 
 @dataclass(frozen=True)
@@ -113,12 +115,32 @@ def new_project(source: Path, dest: Path, name: str, force: bool = False, git: b
     with FileTransaction(dest, dry_run) as files:
         files.make_dirs(dest)
         for relative in project_files(source):
-            data = rename_project(relative, (source / relative).read_bytes(), old_name, name)
+            if relative.startswith(TEMPLATE_ONLY):
+                continue
+            data = without_template_notes(relative, (source / relative).read_bytes())
+            data = rename_project(relative, data, old_name, name)
             files.write(dest / relative, data, mode=stat.S_IMODE((source / relative).stat().st_mode))
         if git and not dry_run:
             files.track_new_dir(dest / ".git")
             commit_everything(dest, f"{name}: new project from the PyTorch template")
     return files
+
+
+def without_template_notes(relative: str, data: bytes) -> bytes:
+    """A Markdown file without what only the template's own repository needs: each line that
+    holds `<!-- template-only -->`, and every line from `<!-- template-only:start -->` to
+    `<!-- template-only:end -->` (its benchmarks and the figures they measured)."""
+    if not relative.endswith(".md") or b"template-only" not in data:
+        return data
+    kept, skipping = [], False
+    for line in data.decode("utf-8").splitlines(keepends=True):
+        if "<!-- template-only:start -->" in line:
+            skipping = True
+        elif "<!-- template-only:end -->" in line:
+            skipping = False
+        elif not skipping and "<!-- template-only -->" not in line:
+            kept.append(line)
+    return "".join(kept).encode("utf-8")
 
 
 def check_project_name(name: str) -> None:

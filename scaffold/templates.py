@@ -19,7 +19,8 @@ Edit the layers in `__init__` and how they are applied in `forward`. Keep the tw
 constructor parameters `num_classes` and `in_channels`: model/model_entry.py sizes every
 model for the data with them. Every other typed keyword with a default is a flag by itself:
 `width` is `--width` (see `python train.py --model_type {name} -h`), saved with the run and
-taken up by eval.py and --resume; add your own the same way, e.g. `dropout: float = 0.1`.
+taken up by eval.py and --resume, with the `Args:` line below as its help; add your own the
+same way, e.g. `dropout: float = 0.1`.
 Train it with `python train.py --model_type {name} --width 64`.
 """
 
@@ -32,6 +33,9 @@ class {class_name}(nn.Module):
     """Two conv-bn-relu stages, global average pooling and a linear classifier.
 
     The pooling makes it accept any input size; its output is one score per class.
+
+    Args:
+        width: channels of the first convolution (the second has twice as many)
     """
 
     def __init__(self, num_classes: int, in_channels: int = 3, width: int = 32) -> None:

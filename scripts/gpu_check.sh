@@ -55,6 +55,10 @@ run_tests() {
 }
 
 run_bench() {
+    if [ ! -f bench/trainer_vs_plain.py ]; then  # a project made by `python -m scaffold project` has no bench/
+        echo "== GPU benchmark: skipped (no bench/trainer_vs_plain.py in this project)"
+        return 0
+    fi
     echo "== GPU benchmark: bench/trainer_vs_plain.py ${BENCH_ARGS[*]}"
     timeout -k 10 "$BENCH_LIMIT" "$PYTHON" bench/trainer_vs_plain.py "${BENCH_ARGS[@]}" \
         2>"$OUT_DIR/bench_stderr.txt" | tee "$OUT_DIR/bench.txt"

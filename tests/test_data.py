@@ -8,7 +8,7 @@ import torch
 from PIL import Image
 from torchvision.transforms import v2
 
-from data import demo_data, list_dataset
+from data import data_entry, demo_data, list_dataset
 from data.augment import Augment, eval_transform, is_fixed, train_transform
 from data.data_entry import DATASETS, build_dataset, select_eval_loader, select_train_loader, training_sets
 from data.list_dataset import (
@@ -22,6 +22,7 @@ from data.list_dataset import (
 )
 from options import build_parser, parse_train_args
 from utils.errors import UserError
+from utils.signature_flags import flag_parameters
 
 
 def data_args(demo: Path, *flags: str):
@@ -242,7 +243,8 @@ def test_in_memory_is_a_flag_of_the_list_data_sets_and_by_default_holds_small_se
 def test_every_builder_takes_only_what_it_uses_and_its_parameters_are_flags(data_type: str) -> None:
     parser = build_parser("train.py", data_type=data_type)  # raises if a parameter cannot be a flag or clashes
     own = {a.dest for g in parser._action_groups if g.title == f"data set {data_type}" for a in g._group_actions}
-    assert own <= {"image_size", "in_memory", "data_root", "download"}, own
+    builder = {p.name for p in flag_parameters(DATASETS[data_type], ())}
+    assert own == builder - set(data_entry.SUPPLIED), own  # what the loaders hand over is no flag
 
 
 def test_folds_split_the_training_list_stratified_and_the_same_for_every_seed(tiny_demo: Path) -> None:

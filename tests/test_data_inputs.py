@@ -279,9 +279,10 @@ def test_exif_orientation_is_applied(tmp_path: Path) -> None:
 
 def test_errors_cross_the_dataloader_worker_boundary(tmp_path: Path) -> None:
     (tmp_path / "folder.png").mkdir()
-    loader = torch.utils.data.DataLoader(image_list(tmp_path, "folder.png"), num_workers=1)
+    batches = iter(torch.utils.data.DataLoader(image_list(tmp_path, "folder.png"), num_workers=1))
     with pytest.raises(UserError) as error:
-        next(iter(loader))
+        next(batches)
+    batches._shutdown_workers()  # now: left to the garbage collector, torch waits 5 s for the worker
     assert str(error.value) == (f"The image {tmp_path}/folder.png (listed at {tmp_path}/train.txt:1) "
                                 "is a directory, not a file.")
 

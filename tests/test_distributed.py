@@ -1,6 +1,7 @@
 """torchrun: 2 CPU processes (gloo) train for an epoch; rank 0 alone writes the run directory,
 and the validation accuracy equals a single-process evaluation of the saved weights."""
 
+import csv
 import json
 from pathlib import Path
 
@@ -33,7 +34,8 @@ def test_rank_0_alone_writes_one_run_directory(ddp_run: Path) -> None:
 
 
 def test_validation_covers_the_set_once_and_equals_a_single_process_eval(ddp_run: Path) -> None:
-    val_acc = float((ddp_run / "metrics.csv").read_text().splitlines()[1].split(",")[-1])
+    with open(ddp_run / "metrics.csv") as file:
+        val_acc = float(next(csv.DictReader(file))["val/acc"])
     assert evaluate.main(["--load_model_path", str(ddp_run / "last.pth"), "--num_workers", "0"]) == 0
     (result_dir,) = (ddp_run / "last").iterdir()
     result = dict(line.split(": ") for line in (result_dir / "result.txt").read_text().splitlines())

@@ -108,6 +108,25 @@ def test_mixup_and_cutmix_train_with_soft_targets(tiny_demo: Path, tmp_path: Pat
     assert metrics(only_run(tmp_path))[0]["train/loss"] > 0
 
 
+def test_mixup_with_a_loss_that_takes_no_soft_targets_is_refused_before_the_run_folder(
+        tiny_demo: Path, tmp_path: Path, caplog) -> None:
+    assert train.main(tiny_train_argv(tiny_demo, tmp_path) + ["--mixup", "0.2", "--loss", "l1"]) == 2
+    assert "--mixup / --cutmix make soft targets, which --loss l1 does not take" in caplog.text
+    assert not tmp_path.exists() or list(tmp_path.iterdir()) == []
+
+
+def test_eval_computes_the_loss_validation_did_with_its_flags(tiny_demo: Path, tmp_path: Path) -> None:
+    """One loss, built in one place: eval.py takes the run's --label_smoothing as training did."""
+    assert train.main(tiny_train_argv(tiny_demo, tmp_path) + ["--label_smoothing", "0.2"]) == 0
+    run_dir = only_run(tmp_path)
+    assert evaluate.main(["--load_model_path", str(run_dir / "last.pth"), "--num_workers", "0"]) == 0
+    (result_dir,) = (run_dir / "last").iterdir()
+    result = dict(line.split(": ") for line in (result_dir / "result.txt").read_text().splitlines())
+    assert float(result["loss"]) == pytest.approx(metrics(run_dir)[-1]["val/loss"], abs=5e-7)
+    loss_kwargs = torch.load(run_dir / "last.pth")["loss_kwargs"]
+    assert loss_kwargs.items() >= {"loss": "cross_entropy", "label_smoothing": 0.2}.items()
+
+
 @pytest.mark.parametrize("flag", [["--mixup", "0.2"], ["--aug_policy", "randaugment"], ["--random_erasing", "0.5"]])
 def test_augmentation_that_cannot_apply_to_masks_is_refused(flag: list[str], tiny_demo: Path, tmp_path: Path,
                                                             caplog) -> None:

@@ -21,6 +21,7 @@ from helpers import copy_project, run_bash, run_python, tiny_train_argv
 
 from scaffold import commands as scaffold
 from scaffold import file_transaction
+from scaffold.commands import TEMPLATE_ONLY
 from scaffold.project_files import project_files
 
 TINY = ["--epochs", "1", "--batch_size", "16", "--num_workers", "0"]
@@ -80,12 +81,20 @@ def assert_one_line_error(result: subprocess.CompletedProcess, *fragments: str) 
 
 # --- a new project ---------------------------------------------------------------------------
 
+def project_files_of_a_project(template: Path) -> list[str]:
+    """The template's files a new project starts with: all but its own benchmarks and figures."""
+    return [name for name in project_files(template) if not name.startswith(TEMPLATE_ONLY)]
+
+
 def test_new_project_is_a_clean_copy_with_its_name(template: Path, tmp_path: Path) -> None:
     dest = tmp_path / "new"
     result = run_scaffold(["project", str(dest), "--name", "my-project"], cwd=template)
     assert result.returncode == 0, result.stderr
     files = project_files(dest)
-    assert files == project_files(template) and "model/model_entry.py" in files
+    assert files == project_files_of_a_project(template) and "model/model_entry.py" in files
+    assert "bench/trainer_vs_plain.py" in project_files(template) and "docs/performance.md" not in files
+    readme = (dest / "README.md").read_text()
+    assert "template-only" not in readme and "## Performance" not in readme and "bench/" not in readme
     assert not set(LEFTOVERS) & set(files)
     assert [p.name for p in (dest / "checkpoints").iterdir()] == [".gitkeep"]
     assert not (dest / ".git").exists() and not (dest / ".venv").exists() and not (dest / "data" / "demo").exists()
@@ -104,7 +113,7 @@ def test_new_project_from_a_git_checkout_has_what_git_would_clone(template: Path
     subprocess.run(["git", "init", "-q"], cwd=source, check=True)
     result = run_scaffold(["project", str(tmp_path / "new"), "--name", "from_git"], cwd=source)
     assert result.returncode == 0, result.stderr
-    assert project_files(tmp_path / "new") == project_files(template)
+    assert project_files(tmp_path / "new") == project_files_of_a_project(template)
 
 
 def test_non_empty_destination_is_refused_unless_force(template: Path, tmp_path: Path) -> None:
@@ -143,7 +152,7 @@ def test_git_makes_a_repository_with_exactly_one_commit(template: Path, tmp_path
 
     assert git("rev-list", "--count", "HEAD").strip() == "1"
     assert git("status", "--porcelain") == ""
-    assert git("ls-files").split() == project_files(template)
+    assert git("ls-files").split() == project_files_of_a_project(template)
 
 
 @pytest.mark.slow

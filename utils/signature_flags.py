@@ -47,16 +47,18 @@ def add_signature_flags(parser: ArgumentParser, title: str, builder: Callable, s
 
 
 def add_shared_flags(parser: ArgumentParser, title: str, builders: dict[str, Callable], supplied: tuple[str, ...],
-                     taken: dict[str, str]) -> list[str]:
+                     taken: dict[str, str], group: object | None = None) -> list[str]:
     """The flags of several builders of one registry in one group (the losses: which one a run
     trains with is known only once its data tells the task). A parameter several builders
     have is one flag, their annotations must agree; it defaults to None, which `builder_kwargs`
-    turns into each builder's own default. Returns the flags' names."""
+    turns into each builder's own default. Returns the flags' names. `group`: an argument
+    group to add them to (default: a new one named `title`)."""
     owners: dict[str, list[tuple[str, Callable, inspect.Parameter]]] = {}
     for name, builder in builders.items():
         for param in flag_parameters(builder, supplied):
             owners.setdefault(param.name, []).append((name, builder, param))
-    group = parser.add_argument_group(title, f"parameters of {', '.join(describe(b) for b in builders.values())}")
+    if group is None:
+        group = parser.add_argument_group(title, f"parameters of {', '.join(describe(b) for b in builders.values())}")
     for flag, entries in owners.items():
         name, builder, param = entries[0]
         where = describe(builder)
@@ -77,7 +79,8 @@ def add_shared_flags(parser: ArgumentParser, title: str, builders: dict[str, Cal
             options["help"] = f"{text} ({options['help']})" if text else options["help"]
         else:  # None: each builder's own default
             default = None
-            defaults = ", ".join(f"{n} {'None' if p.default is None else p.default}" for n, _, p in entries)
+            defaults = ", ".join(dict.fromkeys(f"{n + ' ' if len({p.default for _, _, p in entries}) > 1 else ''}"
+                                               f"{p.default}" for n, _, p in entries))
             options["help"] = f"{text + ' ' if text else ''}(--{title} {'/'.join(n for n, _, _ in entries)}; " \
                               f"default: {defaults})".replace("%", "%%")
         group.add_argument(f"--{flag}", default=default, **options)

@@ -1,0 +1,118 @@
+"""Extending the template the documented way keeps the test suite green (docs/extending.md).
+
+In a copy of the project: a model and a data set from the scaffold, a loss with a flag of its
+own, a metric, an optimizer with a flag of its own and a task, each added as the docs say
+(one file or class, one dict line). Then the suite's registry-driven tests run in that copy,
+and a short run trains with the new loss and optimizer: its new metric reaches metrics.csv,
+and eval.py's loss equals validation's to the last digit. A test that pinned what a user is
+expected to add to (registry contents, metric names, columns) would fail here.
+"""
+
+import csv
+from pathlib import Path
+
+import pytest
+from helpers import EVENT_DEADLINE, copy_project, run_python
+
+pytestmark = pytest.mark.slow
+
+FOCAL_LOSS = '''class FocalLoss(nn.Module):
+    """Cross entropy that down-weights easy samples.
+
+    Args:
+        focal_gamma: how strongly easy samples are down-weighted (0: cross entropy)
+    """
+
+    def __init__(self, ignore_index: int = NO_IGNORE, focal_gamma: float = 2.0) -> None:
+        super().__init__()
+        self.ignore_index, self.gamma = ignore_index, focal_gamma
+
+    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
+        ce = F.cross_entropy(pred, target, ignore_index=self.ignore_index, reduction="none")
+        return ((1 - (-ce).exp()) ** self.gamma * ce).mean()
+
+
+'''
+MACRO_F1 = '''
+
+def macro_f1(confusion: Tensor) -> float:
+    """The mean over classes of 2 TP / (2 TP + FP + FN)."""
+    confusion = confusion.double()
+    return (2 * confusion.diagonal() / (confusion.sum(0) + confusion.sum(1))).nanmean().item()
+'''
+RMSPROP = '''def rmsprop(params: Iterable, lr: float, weight_decay: float,
+            alpha: float = 0.99) -> torch.optim.Optimizer:
+    """RMSprop.
+
+    Args:
+        alpha: the decay of the running mean of squared gradients
+    """
+    return torch.optim.RMSprop(params, lr=lr, alpha=alpha, weight_decay=weight_decay)
+
+
+'''
+# The suite's tests that read the registries, the metrics and the files a run writes.
+REGISTRY_DRIVEN = ["tests/test_options.py", "tests/test_bad_input.py", "tests/test_model.py", "tests/test_data.py",
+                   "tests/test_metrics.py", "tests/test_train.py", "tests/test_eval.py", "tests/test_predict.py",
+                   "tests/test_layers.py", "tests/test_scaffold.py"]
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text(encoding="utf-8")
+    assert old in text, f"{path}: the documented place {old!r} is gone; update docs/extending.md and this test"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+
+
+def extend(root: Path) -> None:
+    """The six extensions, as docs/extending.md describes them."""
+    for kind, name in (("model", "ext_net"), ("dataset", "ext_set")):
+        result = run_python(["-m", "scaffold", kind, name], cwd=root)
+        assert result.returncode == 0, result.stdout + result.stderr
+    edit(root / "loss.py", "LOSSES = {\n", FOCAL_LOSS + 'LOSSES = {\n    "focal": FocalLoss,\n')
+    (root / "metrics.py").write_text((root / "metrics.py").read_text() + MACRO_F1)
+    task = root / "tasks" / "classification.py"
+    edit(task, 'results = {"acc": overall_accuracy(confusion)}',
+         'results = {"acc": overall_accuracy(confusion), "macro_f1": macro_f1(confusion)}')
+    edit(task, "from metrics import add_confusion, ", "from metrics import add_confusion, macro_f1, ")
+    edit(root / "utils" / "optim.py", "OPTIMIZERS = {\n", RMSPROP + 'OPTIMIZERS = {\n    "rmsprop": rmsprop,\n')
+    copied = task.read_text().replace("class ClassificationTask", "class OtherTask")
+    (root / "tasks" / "other_task.py").write_text(copied.replace('name = "classification"', 'name = "other_task"'))
+    edit(root / "tasks" / "__init__.py", "TASKS = {\n", 'TASKS = {\n    "other_task": OtherTask,\n')
+    edit(root / "tasks" / "__init__.py", "from tasks.segmentation", "from tasks.other_task import OtherTask\n"
+                                                                   "from tasks.segmentation")
+
+
+@pytest.fixture(scope="module")
+def extended(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = copy_project(tmp_path_factory.mktemp("extended"))
+    extend(root)
+    return root
+
+
+def test_the_suite_stays_green_after_every_documented_extension(extended: Path) -> None:
+    result = run_python(["-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", "-n", "0", "-m", "not gpu",
+                         *REGISTRY_DRIVEN], cwd=extended, timeout=EVENT_DEADLINE)
+    assert result.returncode == 0, result.stdout[-4000:]
+    ruff = run_python(["-m", "ruff", "check", "--no-cache", "."], cwd=extended)
+    assert ruff.returncode == 0, ruff.stdout  # the extensions as written pass the linter too
+
+
+def test_the_new_components_train_with_their_own_flags(extended: Path, tiny_demo: Path) -> None:
+    checkpoints = extended / "ext_runs"
+    argv = ["--train_list", str(tiny_demo / "train.txt"), "--val_list", str(tiny_demo / "val.txt"),
+            "--checkpoints_dir", str(checkpoints), "--epochs", "1", "--batch_size", "16", "--num_workers", "0",
+            "--model_type", "ext_net", "--width", "8", "--loss", "focal", "--focal_gamma", "1.5",
+            "--optimizer", "rmsprop", "--alpha", "0.9"]
+    result = run_python(["train.py", *argv], cwd=extended)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = checkpoints.iterdir()
+    with open(run_dir / "metrics.csv") as file:
+        row = next(csv.DictReader(file))
+    assert {"train/macro_f1", "val/macro_f1"} <= set(row)
+    assert "--focal_gamma" in run_python(["train.py", "-h"], cwd=extended).stdout  # every loss's flags are listed
+    result = run_python(["eval.py", "--load_model_path", str(run_dir / "last.pth"), "--num_workers", "0"],
+                        cwd=extended)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (result_dir,) = (run_dir / "last").iterdir()
+    lines = dict(line.split(": ") for line in (result_dir / "result.txt").read_text().splitlines())
+    assert float(lines["loss"]) == pytest.approx(float(row["val/loss"]), abs=5e-7)  # the same focal loss, gamma 1.5
