@@ -52,6 +52,7 @@ class Evaluator:
         check_model_fits(model.to(device), data[0]["image"], self.task.check_output, args.model_type)
         self.model = prepare_model(model, args, device, training=False)
         self.loss_fn, _ = select_loss(vars(args), self.task)  # the run's loss, from its flags (as trained)
+        self.loss_fn.to(device)
         self.rows: list[list] = []
         self.folder = Path()
 

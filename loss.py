@@ -7,11 +7,14 @@ over `ignore_index` itself (segmentation: --ignore_index) to a loss that takes i
 loss: a class here and one line in `LOSSES`.
 
 `pred` holds scores with the classes on dimension 1: (N, C) for classification, (N, C, H, W)
-for segmentation; `target` holds class ids, (N,) or (N, H, W). Targets equal to
-`ignore_index` count for nothing. A loss with `takes_soft_targets = True` also takes class
-probabilities (N, C), as `--mixup` / `--cutmix` make them.
+for segmentation; `target` holds class ids, (N,) or (N, H, W), or floats (N, C): several
+labels' 0 / 1 (multilabel), or regression targets. Targets equal to `ignore_index` count for
+nothing. A loss with `takes_soft_targets = True` also takes class probabilities (N, C), as
+`--mixup` / `--cutmix` make them. `--class_weights auto` is turned into numbers from the
+training labels by train.py (`balanced_weights`) and saved so, so eval.py weighs alike.
 """
 
+import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -25,19 +28,101 @@ def one_hot_valid(pred: Tensor, target: Tensor, ignore_index: int) -> tuple[Tens
     return one_hot, valid.unsqueeze(1)
 
 
+def class_weight_tensor(class_weights: str) -> Tensor | None:
+    """--class_weights: `none`, or one positive number per class (label), comma-separated
+    (`auto` has become numbers by the time a loss is built for training)."""
+    if class_weights in ("none", ""):
+        return None
+    try:
+        weights = torch.tensor([float(w) for w in class_weights.split(",")])
+    except ValueError:
+        raise ValueError(f"class_weights must be none, auto, or numbers separated by commas, not {class_weights!r}") \
+            from None
+    if not (weights >= 0).all() or not torch.isfinite(weights).all():
+        raise ValueError(f"class_weights must be 0 or more, not {class_weights!r}")
+    return weights
+
+
+def balanced_weights(labels: Tensor, num_classes: int) -> list[float]:
+    """`--class_weights auto` from the training labels: class ids (N,) get N / (C x count of
+    the class), 1 for a class without samples (scikit-learn's "balanced"); several labels
+    (N, C) get, per label, negatives / positives (BCE's pos_weight)."""
+    if labels.ndim == 2:
+        positives = labels.float().sum(0)
+        return (((len(labels) - positives) / positives.clamp(min=1)).where(positives > 0, 1.0)).tolist()
+    counts = torch.bincount(labels.long(), minlength=num_classes).double()
+    return (len(labels) / (num_classes * counts.clamp(min=1))).where(counts > 0, 1.0).tolist()
+
+
 class CrossEntropy(nn.CrossEntropyLoss):
     """Cross entropy of the softmax scores, on class ids or on soft targets.
 
     Args:
         label_smoothing: the share of each target spread over all classes, e.g. 0.1 (0: off)
+        class_weights: how much each class's samples count: none, auto (balanced from the training labels), or
+            one number per class, comma-separated
     """
 
     takes_soft_targets = True
 
-    def __init__(self, ignore_index: int = NO_IGNORE, label_smoothing: float = 0.0) -> None:
+    def __init__(self, ignore_index: int = NO_IGNORE, label_smoothing: float = 0.0,
+                 class_weights: str = "none") -> None:
         if not 0 <= label_smoothing < 1:
             raise ValueError(f"label_smoothing must be in [0, 1), not {label_smoothing}")
-        super().__init__(ignore_index=ignore_index, label_smoothing=label_smoothing)
+        super().__init__(weight=class_weight_tensor(class_weights), ignore_index=ignore_index,
+                         label_smoothing=label_smoothing)
+
+
+class FocalLoss(nn.Module):
+    """Focal loss (Lin et al. 2017): cross entropy that down-weights the samples already
+    classified well, so the hard (often the rare) ones count more.
+
+    Args:
+        focal_gamma: how strongly well-classified samples are down-weighted (0: cross entropy)
+        class_weights: as for cross_entropy: none, auto, or one number per class
+    """
+
+    def __init__(self, ignore_index: int = NO_IGNORE, focal_gamma: float = 2.0, class_weights: str = "none") -> None:
+        super().__init__()
+        if not focal_gamma >= 0:
+            raise ValueError(f"focal_gamma must be 0 or more, not {focal_gamma}")
+        self.ignore_index, self.gamma = ignore_index, focal_gamma
+        self.register_buffer("weight", class_weight_tensor(class_weights), persistent=False)
+
+    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
+        ce = F.cross_entropy(pred.float(), target, ignore_index=self.ignore_index, reduction="none")
+        p_true = (-ce).exp()  # the probability of the true class
+        weight = self.weight[target.where(target != self.ignore_index, 0)] if self.weight is not None else 1.0
+        counted = (target != self.ignore_index).to(ce.dtype)
+        return ((1 - p_true) ** self.gamma * ce * weight * counted).sum() / counted.sum().clamp(min=1)
+
+
+class BinaryCrossEntropy(nn.BCEWithLogitsLoss):
+    """Binary cross entropy of each label's score (sigmoid), for several labels per picture.
+
+    Args:
+        class_weights: how much each label's positives count (BCE's pos_weight): none, auto (negatives / positives
+            of the training labels), or one number per label
+    """
+
+    def __init__(self, class_weights: str = "none") -> None:
+        super().__init__(pos_weight=class_weight_tensor(class_weights))
+
+    def forward(self, pred: Tensor, target: Tensor) -> Tensor:
+        return super().forward(pred, target.to(pred.dtype))
+
+
+class Huber(nn.HuberLoss):
+    """Huber loss for regression: squared error below `huber_delta`, absolute error above.
+
+    Args:
+        huber_delta: where the loss turns from squared to absolute error
+    """
+
+    def __init__(self, huber_delta: float = 1.0) -> None:
+        if not huber_delta > 0:
+            raise ValueError(f"huber_delta must be positive, not {huber_delta}")
+        super().__init__(delta=huber_delta)
 
 
 class ProbabilityLoss(nn.Module):
@@ -112,6 +197,9 @@ class CrossEntropyDiceLoss(nn.Module):
 
 LOSSES = {
     "cross_entropy": CrossEntropy,
+    "focal": FocalLoss,
+    "bce": BinaryCrossEntropy,
+    "huber": Huber,
     "l1": L1,
     "mse": MSE,
     "dice": DiceLoss,

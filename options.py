@@ -22,7 +22,7 @@ from data.unlabeled import INPUT_HINT
 from loss import LOSSES
 from loss import SUPPLIED as LOSS_SUPPLIED
 from model import model_entry
-from model.model_entry import MODELS
+from model.model_entry import MODELS, preprocessing_defaults
 from tasks import check_loss_flags
 from utils.distributed import launched_by_torchrun, launched_world_size
 from utils.errors import UserError
@@ -88,6 +88,9 @@ def add_common_flags(parser: ArgumentParser) -> None:
     flag(g, "--gpus", type=int, nargs="+", default=None, on_resume="allowed",
          help="GPU ids to use; several = DataParallel; -1 = CPU (default: GPU 0 if present)")
     flag(g, "--seed", type=int, default=42, help="seed for python, numpy and torch")
+    for name, what in (("mean", "subtracted"), ("std", "divided by")):
+        flag(g, f"--{name}", type=float, nargs="+", default=None, eval_takes=True, help=f"per channel, {what} after "
+             "scaling pictures to [0, 1] (default: a pretrained model's own, else 0.5)")
     flag(g, "--num_workers", type=AMOUNT, default=None, on_resume="allowed", help="DataLoader worker processes; 0 "
          "loads in the main process (default: 2; without a GPU, 0 for an in-memory set read a batch at a time)")
     flag(g, "--batch_size", type=COUNT, default=64, help="samples per batch (per process under torchrun)")
@@ -119,6 +122,12 @@ def add_train_flags(parser: ArgumentParser) -> None:
          "N times larger batch in the same memory")
     flag(g, "--clip_grad", type=number(float, 0), default=0.0,
          help="clip the gradient norm to this value before each step; 0 = off")
+    flag(g, "--freeze_epochs", type=AMOUNT, default=0, help="train only the head (the last layer) for N epochs, "
+         "the backbone frozen, its BatchNorm in eval mode; then all of it")
+    flag(g, "--backbone_lr_scale", type=number(float, 0), default=1.0, help="the backbone's learning rate, as a "
+         "multiple of --lr (the head's)")
+    flag(g, "--layer_decay", type=number(float, 0, 1, high_open=False), default=1.0, help="each backbone unit's "
+         "lr is this times the next one's, from the head down: the units nearest the input learn slowest")
     flag(g, "--ema_decay", type=FRACTION, default=0.0, help="keep an exponential moving average of the weights with "
          "this decay, e.g. 0.999 (ramped up as min(D, (1 + n) / (10 + n))), validated as val_ema/...; 0 = off")
     g = parser.add_argument_group("learning-rate schedule (stepped after every optimizer step)")
@@ -158,6 +167,8 @@ def add_train_flags(parser: ArgumentParser) -> None:
     flag(g, "--random_erasing", type=PROBABILITY, default=0.0, help="probability of erasing a random rectangle")
     flag(g, "--mixup", type=number(float, 0), default=0.0, help="MixUp's Beta(alpha, alpha), e.g. 0.2; 0 = off")
     flag(g, "--cutmix", type=number(float, 0), default=0.0, help="CutMix's Beta(alpha, alpha), e.g. 1.0; 0 = off")
+    flag(g, "--sampler", default="shuffle", choices=["shuffle", "balanced"], help="each epoch a shuffle of every "
+         "sample, or a draw in which every class comes about equally often (imbalanced classes)")
     g = parser.add_argument_group("checking a new model or data set quickly")
     flag(g, "--limit_train_batches", type=AMOUNT, default=0,
          help="train on only the first N batches of each epoch; 0 = all")
@@ -272,7 +283,9 @@ def parse_train_args(argv: list[str] | None = None) -> tuple[Namespace, Resume |
         # Flags of components this run does not use (another model's, the step schedule's) are left out.
         others = {p.name for _, registry, supplied, _ in COMPONENTS.values() for builder in registry.values()
                   for p in flag_parameters(builder, supplied)}
-        args = parser.parse_args(flags_as_argv(parser, saved, f"--config {first.config}: ", others) + argv)
+        words = flags_as_argv(parser, saved, f"--config {first.config}: ", others) + argv
+        args = parser.parse_args(words)
+        preprocessing_defaults(args, {word.split("=")[0][2:] for word in words if word.startswith("--")})
     try:
         finish_train_args(args)
         if resume is not None:
@@ -300,7 +313,7 @@ def finish_train_args(args: Namespace) -> None:
         check_folder_name("--exp", args.exp)
     check_optimizer_flags(vars(args))  # built once on a stand-in weight: a value they refuse is named now
     check_loss_flags(vars(args))
-    if args.load_model_path is not None:
+    if args.load_model_path is not None and not args.resume:
         args.load_model_path = str(resolve_checkpoint(args.load_model_path))
     if args.fast_dev_run:  # one batch of each, one epoch; the run directory is not kept
         args.epochs, args.limit_train_batches, args.limit_val_batches = 1, 1, 1
@@ -393,7 +406,8 @@ def check_common_args(args: Namespace) -> None:
     """Checks shared by training and evaluation; raise UserError naming the flag."""
     if reads_lists(args.data_type):
         check_list_exists("--val_list", args.val_list)
-    if args.load_model_path is not None and not Path(args.load_model_path).exists():
+    resuming = getattr(args, "resume", None)  # a resumed run reads its own checkpoint only
+    if args.load_model_path is not None and not resuming and not Path(args.load_model_path).exists():
         raise UserError(f"--load_model_path {args.load_model_path} does not exist.")
     check_folder_name("--save_prefix", args.save_prefix)
     check_gpus(args.gpus)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from data.data_entry import select_eval_loader
+from data.data_entry import normalisation_of, select_eval_loader
 from data.torchvision_sets import TORCHVISION_SETS
 from data.unlabeled import UnlabeledImages, pictures_of
 from eval import load_model
@@ -71,7 +71,7 @@ def build_prediction(args: Namespace, checkpoint: dict) -> tuple[nn.Module, Task
     """The checkpoint's model and task, and the loader of --input's pictures; checked (the first
     picture through the model) before anything is written."""
     kwargs = checkpoint["model_kwargs"]
-    data = UnlabeledImages(pictures_of(args.input), image_size_of(args), kwargs["in_channels"])
+    data = UnlabeledImages(pictures_of(args.input), image_size_of(args), kwargs["in_channels"], normalisation_of(args))
     model, task = load_model(args, checkpoint, kwargs, checkpoint["task"])
     if len(task.class_names) > 256 and task.name == "segmentation":
         raise UserError(f"The model has {len(task.class_names)} classes; a palette PNG holds class ids 0..255 only.")

@@ -26,9 +26,20 @@ from data.data_entry import (
     describe_data,
     select_eval_loader,
     select_train_loader,
+    training_labels,
     training_sets,
 )
-from model.model_entry import averaged_model, check_model_fits, model_kwargs, prepare_model, select_model
+from model.model_entry import (
+    averaged_model,
+    check_model_fits,
+    freeze_backbone,
+    load_start_weights,
+    model_kwargs,
+    parameter_groups,
+    prepare_model,
+    rewrap,
+    select_model,
+)
 from options import parse_train_args
 from tasks import Meter, Task, select_loss, select_task
 from utils.checkpoints import Checkpoints, load_training_state, training_state
@@ -43,9 +54,10 @@ from utils.distributed import (
 from utils.logger import Logger, ProgressBar, check_finite, setup_logging
 from utils.optim import build_optimizer, build_schedule
 from utils.run_dir import Resume, RunDir
-from utils.torch_utils import AMP_DTYPES, load_weights, make_deterministic, select_device, set_seed
+from utils.torch_utils import AMP_DTYPES, make_deterministic, select_device, set_seed
 
 log = logging.getLogger(__name__)
+PER_CLASS_CURVES = 20  # validation curves per class (accuracy, F1, IoU, ...) up to this many classes
 
 
 class Trainer:
@@ -64,11 +76,15 @@ class Trainer:
         self.val_loader = select_eval_loader(args, val_set, args.limit_val_batches)
         # The task (tasks/) knows the labels: their checks, metrics, pictures, and the default loss.
         self.task: Task = select_task(train_set.task, train_set.class_names, args.ignore_index)
-        self.loss_fn, self.loss_kwargs = select_loss(vars(args), self.task)  # for training, validation and eval.py
+        # One loss for training, validation and eval.py (--class_weights auto: from the training labels).
+        self.loss_fn, self.loss_kwargs = select_loss(vars(args), self.task, training_labels(train_set))
+        self.loss_fn.to(self.device)
         vars(args).update(self.loss_kwargs)  # args.json records the loss trained with (--loss: the task's default)
         self.mix = self.task.batch_augment(augment_of(args), args.loss)  # --mixup / --cutmix, or None
-        model = self.build_model(train_set.in_channels, val_set[0]["image"])
+        model = self.build_model(train_set.in_channels, val_set[0]["image"], new_run=resume is None)
+        self.plain_model = model  # the model itself, inside any wrapper
         self.model = prepare_model(model, args, self.device)  # on the device; DDP under torchrun
+        self.frozen = False  # --freeze_epochs: the backbone's parameters are not trained
         self.ema = averaged_model(model, args.ema_decay)  # --ema_decay: averaged weights, validated as val_ema/
         self.build_optimization()
         monitor = args.monitor or f"val/{self.task.main_metric}"
@@ -84,13 +100,14 @@ class Trainer:
         log.info(f"{args.model_type} ({sum(p.numel() for p in model.parameters()):,} parameters) on {self.device} "
                  f"x {world_size()} process(es); {len(train_set)} training and {len(val_set)} validation samples")
 
-    def build_model(self, in_channels: int, sample: Tensor) -> nn.Module:
-        """--model_type sized for the data, with --load_model_path's weights, and tried on a real
-        sample: a model that cannot take the data fails here, before anything is written."""
+    def build_model(self, in_channels: int, sample: Tensor, new_run: bool) -> nn.Module:
+        """--model_type sized for the data, starting from --load_model_path's or --pretrained
+        weights (a new run only), and tried on a real sample: a model that cannot take the data
+        fails here, before anything is written."""
         self.model_kwargs = model_kwargs(self.args, len(self.task.class_names), in_channels)
         model = select_model(self.args, self.model_kwargs).to(self.device)
-        if self.args.load_model_path:
-            load_weights(model, self.args.load_model_path, strict=not self.args.load_not_strict)
+        if new_run:
+            load_start_weights(model, self.args)
         check_model_fits(model, sample, self.task.check_output, self.args.model_type)
         return model
 
@@ -98,8 +115,9 @@ class Trainer:
         """--optimizer, its schedule over every optimizer step (--warmup_epochs, then
         --scheduler) and, for --amp fp16, the loss scaler that keeps gradients from underflowing."""
         args = self.args
-        self.optimizer = build_optimizer(args.optimizer, self.model.parameters(), args.lr, args.weight_decay,
-                                         vars(args))
+        # One group, or (--backbone_lr_scale, --layer_decay) the head and the backbone's units apart.
+        groups = parameter_groups(self.plain_model, args.lr, args.backbone_lr_scale, args.layer_decay)
+        self.optimizer = build_optimizer(args.optimizer, groups, args.lr, args.weight_decay, vars(args))
         steps_per_epoch = math.ceil(len(self.train_loader) / args.accum_steps)
         self.scheduler = build_schedule(args.scheduler, self.optimizer, args.epochs, steps_per_epoch,
                                         args.warmup_epochs, vars(args))
@@ -139,11 +157,13 @@ class Trainer:
         self.logger.record_scalar("time/epoch_seconds", time.perf_counter() - start)
         self.logger.save_curves(epoch, values, self.global_step)
         self.save_checkpoints(values)
-        log.info(f"epoch {epoch}/{self.args.epochs}: " + "  ".join(f"{k} {v:.4g}" for k, v in values.items()))
+        shown = {name: value for name, value in values.items() if name.count("/") == 1}  # per class: the curves only
+        log.info(f"epoch {epoch}/{self.args.epochs}: " + "  ".join(f"{k} {v:.4g}" for k, v in shown.items()))
 
     def train_per_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over the training set; returns the epoch's exact `train/...` values."""
         self.model.train()
+        self.freeze(epoch <= self.args.freeze_epochs)
         meter = Meter(self.partial_epoch)  # the epoch's sums: loss, confusion matrix, ...
         first = self.step_in_epoch  # > 0 only when resuming mid-epoch
         self.train_loader.sampler.set_epoch(epoch, skip=first * self.args.batch_size)
@@ -153,7 +173,7 @@ class Trainer:
             self.task.check_labels(batch["label"], batch["path"])
             if self.mix is not None:  # mixed images; soft targets for the loss, the labels for metrics
                 batch["image"], batch["target"] = self.mix(batch["image"], batch["label"])
-            lr = self.optimizer.param_groups[0]["lr"]  # what this step trains with (the schedule moves after it)
+            lr = self.optimizer.param_groups[-1]["lr"]  # what this step trains with (the schedule moves after it)
             update = (i + 1) % self.args.accum_steps == 0 or i + 1 == steps  # step after N batches
             with gradient_sync(self.model, update):  # DDP averages gradients only when stepping
                 out = self.train_step(batch)
@@ -175,11 +195,25 @@ class Trainer:
             if update and i + 1 < steps:  # the epoch's end saves (and stops) after validation
                 self.save_mid_epoch_if_due(epoch, i + 1, meter)
         self.partial_epoch = None
-        values = {"train/lr": self.optimizer.param_groups[0]["lr"]}  # where the schedule ended the epoch
+        values = {"train/lr": self.optimizer.param_groups[-1]["lr"]}  # where the schedule ended the epoch (--lr's)
+        if len(self.optimizer.param_groups) > 1:  # each group's own: the head's and each backbone unit's
+            values |= {f"train/lr/{group['name']}": group["lr"] for group in self.optimizer.param_groups}
         values |= prefixed("train/", epoch_results(meter, self.task))
         check_finite(values["train/loss"], epoch, steps - 1)
         self.logger.record_scalar("time/data_efficiency", bar.efficiency)
         return values
+
+    def freeze(self, frozen: bool) -> None:
+        """--freeze_epochs: the backbone frozen (BatchNorm in eval mode) or trained again; under
+        torchrun the model is wrapped anew, so DDP shares the gradients of what now trains."""
+        if frozen:
+            freeze_backbone(self.plain_model, True)  # again each epoch: model.train() woke its BatchNorm
+        if frozen != self.frozen:
+            if not frozen:
+                freeze_backbone(self.plain_model, False)
+            self.frozen = frozen
+            self.model = rewrap(self.model, self.args.gpus)
+            log.info(f"Backbone {'frozen' if frozen else 'trained again'} from epoch {self.epoch + 1}")
 
     def train_step(self, batch: dict) -> dict:
         """The forward pass and the loss that `backward()` minimises. A training-only term (an
@@ -211,9 +245,10 @@ class Trainer:
             if i == 0:
                 pictures["val/predictions"] = self.task.pictures(out["image"], out["label"], out["pred"])
 
-        args = self.args
+        args, per_class = self.args, len(self.task.class_names) <= PER_CLASS_CURVES
         values = prefixed("val/", evaluate(self.model, self.val_loader, self.task, self.loss_fn, args.amp,
-                                           args.channels_last, f"val {self.epoch + 1}", on_batch=keep_pictures))
+                                           args.channels_last, f"val {self.epoch + 1}", on_batch=keep_pictures,
+                                           per_class=per_class))
         self.logger.save_imgs(pictures, self.global_step)
         if self.ema is not None:
             sync_buffers_from_main(self.ema)

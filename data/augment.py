@@ -14,8 +14,9 @@ from dataclasses import dataclass
 import torch
 from torchvision.transforms import v2
 
-# Maps [0, 1] to [-1, 1]: good enough for data with no measured statistics. Replace with
-# your data set's per-channel mean and std (ImageNet: (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)).
+# --mean / --std by default: maps [0, 1] to [-1, 1], good enough for data with no measured
+# statistics. A pretrained model's own (ImageNet's: (0.485, 0.456, 0.406), (0.229, 0.224,
+# 0.225)) are its default instead (model/torchvision_net/).
 MEAN = (0.5,)
 STD = (0.5,)
 POLICIES = {
@@ -28,7 +29,8 @@ POLICIES = {
 
 @dataclass(frozen=True)
 class Augment:
-    """What random changes a training sample gets (all off by default)."""
+    """What random changes a training sample gets (all off by default), and the
+    normalisation every sample gets (training and evaluation alike)."""
 
     crop_padding: int = 0  # pixels: pad by this much, then crop back to size (a random shift)
     hflip: float = 0.0  # probability of a horizontal flip
@@ -37,6 +39,8 @@ class Augment:
     random_erasing: float = 0.0  # probability of erasing a random rectangle
     mixup: float = 0.0  # Beta(alpha, alpha) of v2.MixUp; 0 = off
     cutmix: float = 0.0  # Beta(alpha, alpha) of v2.CutMix; 0 = off
+    mean: tuple[float, ...] = MEAN  # per channel (one value: all channels), --mean
+    std: tuple[float, ...] = STD  # --std
 
 
 def train_transform(augment: Augment, image_size: int, resize: bool = True) -> v2.Compose:
@@ -51,17 +55,17 @@ def train_transform(augment: Augment, image_size: int, resize: bool = True) -> v
         steps.append(v2.RandomVerticalFlip(augment.vflip))
     if POLICIES[augment.policy] is not None:
         steps.append(POLICIES[augment.policy]())
-    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(MEAN, STD)]
+    steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(augment.mean, augment.std)]
     if augment.random_erasing:
         steps.append(v2.RandomErasing(augment.random_erasing))
     return v2.Compose(steps)
 
 
-def eval_transform(image_size: int, resize: bool = True) -> v2.Compose:
-    """Resize (unless the data has one size), scale and normalise only: evaluation sees every
-    sample the same way each time."""
+def eval_transform(image_size: int, resize: bool = True, augment: Augment = Augment()) -> v2.Compose:
+    """Resize (unless the data has one size), scale and normalise (`augment.mean`, `.std`)
+    only: evaluation sees every sample the same way each time."""
     steps = [v2.Resize((image_size, image_size), antialias=True)] if resize else []
-    return v2.Compose([*steps, v2.ToDtype(torch.float32, scale=True), v2.Normalize(MEAN, STD)])
+    return v2.Compose([*steps, v2.ToDtype(torch.float32, scale=True), v2.Normalize(augment.mean, augment.std)])
 
 
 # Steps that do the same to every sample (no random draw), so a batch can go through them at once.
@@ -79,10 +83,13 @@ def is_fixed(transform: Callable) -> bool:
 
 
 def denormalize(images: torch.Tensor) -> torch.Tensor:
-    """Undo `Normalize`: RGB pictures in [0, 1] (grey becomes 3 channels), on the CPU, to draw."""
+    """Normalised images as RGB pictures in [0, 1] to draw (grey becomes 3 channels), on the
+    CPU: each picture scaled from its own lowest to its highest value, as torchvision's
+    make_grid(normalize=True) does, so they show whatever --mean / --std the data had."""
     images = images.detach().float().cpu()
-    mean, std = torch.tensor(MEAN).view(-1, 1, 1), torch.tensor(STD).view(-1, 1, 1)
-    pictures = (images * std + mean).clamp(0, 1)
+    low = images.amin(dim=(1, 2, 3), keepdim=True)
+    high = images.amax(dim=(1, 2, 3), keepdim=True)
+    pictures = (images - low) / (high - low).clamp(min=1e-8)
     return pictures.expand(-1, 3, -1, -1) if pictures.shape[1] == 1 else pictures
 
 

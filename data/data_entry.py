@@ -24,21 +24,24 @@ from pathlib import Path
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from data.augment import Augment
+from data.augment import MEAN, STD, Augment
+from data.csv_table import build_csv
 from data.demo_data import DEMO_ROOT
 from data.folds import fold_indices
+from data.image_folder import build_image_folder
 from data.list_dataset import build_list_dataset, build_seg_list_dataset
 from data.seeded_sampling import SeededDataset, SeededSampler
 from data.torchvision_sets import build_cifar10, build_fashion_mnist, build_mnist
 from data.views import Part
 from utils.distributed import ShardSampler, main_process_first, rank, world_size
 from utils.errors import UserError
-from utils.run_info import file_sha256
 from utils.signature_flags import call_with_flags, flag_parameters
 
 DATASETS = {
     "list": build_list_dataset,
     "seg_list": build_seg_list_dataset,
+    "image_folder": build_image_folder,
+    "csv": build_csv,
     "mnist": build_mnist,
     "fashion_mnist": build_fashion_mnist,
     "cifar10": build_cifar10,
@@ -62,7 +65,7 @@ def check_list_exists(flag: str, path: str) -> None:
 def build_dataset(args: Namespace, train: bool, list_path: str | None = None) -> Dataset:
     """The training set (augmented, from --train_list) or the evaluation set (--val_list)."""
     list_path = list_path or (args.train_list if train else args.val_list)
-    augment = augment_of(args) if train else Augment()
+    augment = augment_of(args) if train else normalisation_of(args)
     flags = vars(args)
     if flags.get("in_memory") is None and uses_few_batches(args, train):  # not worth decoding the whole set first
         flags = flags | {"in_memory": False}
@@ -87,11 +90,18 @@ def supplied_to(data_type: str, **available: object) -> dict[str, object]:
 
 
 def augment_of(args: Namespace) -> Augment:
-    """The augmentation flags of train.py (none with --overfit_batches: the same batches each epoch)."""
+    """The augmentation flags of train.py (none with --overfit_batches: the same batches each
+    epoch), and the normalisation."""
     if args.overfit_batches:
-        return Augment()
+        return normalisation_of(args)
     return Augment(crop_padding=args.crop_padding, hflip=args.hflip, vflip=args.vflip, policy=args.aug_policy,
-                   random_erasing=args.random_erasing, mixup=args.mixup, cutmix=args.cutmix)
+                   random_erasing=args.random_erasing, mixup=args.mixup, cutmix=args.cutmix,
+                   mean=normalisation_of(args).mean, std=normalisation_of(args).std)
+
+
+def normalisation_of(args: Namespace) -> Augment:
+    """No random change, only --mean / --std (a run saved before they were flags: the old fixed 0.5)."""
+    return Augment(mean=tuple(getattr(args, "mean", None) or MEAN), std=tuple(getattr(args, "std", None) or STD))
 
 
 def training_sets(args: Namespace) -> tuple[Dataset, Dataset]:
@@ -104,11 +114,34 @@ def training_sets(args: Namespace) -> tuple[Dataset, Dataset]:
         part = Part(data, range(min(samples, len(data))))
         return part, part
     if args.folds:
+        if not reads_lists(args.data_type):
+            raise UserError(f"--folds splits --train_list, but --data_type {args.data_type} reads no list file; "
+                            "use --data_type list or seg_list (or csv) with --folds.")
         train_data, val_data = build_dataset(args, True), build_dataset(args, False, list_path=args.train_list)
         labels = [entry.label for entry in getattr(train_data, "entries", [None] * len(train_data))]
         train_indices, val_indices = fold_indices(labels, args.folds, args.fold)
         return Part(train_data, train_indices), Part(val_data, val_indices)
     return build_dataset(args, train=True), build_dataset(args, train=False)
+
+
+def training_labels(dataset: Dataset) -> torch.Tensor | None:
+    """The training set's labels without reading a picture (for --class_weights auto and
+    --sampler balanced): class ids (N,) or several labels (N, C); None for masks or a set
+    that keeps them elsewhere."""
+    while hasattr(dataset, "dataset") and not hasattr(dataset, "entries"):  # a seeded view
+        dataset = dataset.dataset
+    indices = getattr(dataset, "indices", None)  # a fold or --overfit_batches' part
+    base = dataset.dataset if indices is not None else dataset
+    if hasattr(base, "entries"):
+        labels = [entry.label for entry in base.entries]
+    elif hasattr(getattr(base, "data", None), "targets"):  # a torchvision set
+        labels = list(base.data.targets)
+    else:
+        return None
+    labels = [labels[i] for i in indices] if indices is not None else labels
+    if not labels or isinstance(labels[0], Path):
+        return None
+    return torch.stack([torch.as_tensor(label) for label in labels])
 
 
 def select_train_loader(args: Namespace, dataset: Dataset) -> DataLoader:
@@ -118,7 +151,7 @@ def select_train_loader(args: Namespace, dataset: Dataset) -> DataLoader:
     limit = args.limit_train_batches * args.batch_size if args.limit_train_batches else None
     # Under torchrun each process gets its share of every epoch; --batch_size is per process.
     sampler = SeededSampler(seeded, num_replicas=world_size(), rank=rank(), seed=args.seed,
-                            shuffle=not args.overfit_batches, limit=limit)
+                            shuffle=not args.overfit_batches, limit=limit, weights=sample_weights(args, dataset))
     # The last, incomplete batch is dropped (other samples each epoch): a batch of one breaks
     # BatchNorm, and equal batches keep the processes under torchrun in step.
     return _loader(seeded, args, sampler=sampler, drop_last=True)
@@ -131,6 +164,24 @@ def select_eval_loader(args: Namespace, dataset: Dataset, limit_batches: int = 0
         dataset = Part(dataset, range(min(len(dataset), limit_batches * args.batch_size * world_size())))
     sampler = ShardSampler(len(dataset), rank(), world_size()) if world_size() > 1 else None
     return _loader(dataset, args, sampler=sampler)
+
+
+def sample_weights(args: Namespace, dataset: Dataset) -> torch.Tensor | None:
+    """--sampler balanced: every class drawn about equally often (each sample weighs 1 / its
+    class's count; several labels: its rarest label's); None for the plain shuffle."""
+    if getattr(args, "sampler", "shuffle") != "balanced" or args.overfit_batches:
+        return None
+    labels = training_labels(dataset)
+    if labels is None:
+        raise UserError(f"--sampler balanced draws by class, but the training set of --data_type {args.data_type} "
+                        "has no class ids or labels to count (masks, or targets); leave --sampler out.")
+    if labels.ndim == 2:  # several labels (or targets): by the rarest label a sample has
+        if labels.dtype.is_floating_point and not ((labels == 0) | (labels == 1)).all():
+            raise UserError("--sampler balanced draws by class, but regression targets have none; leave it out.")
+        frequency = labels.float().sum(0).clamp(min=1)
+        return (labels.float() / frequency).max(dim=1).values.clamp(min=1 / len(labels)).double()
+    counts = torch.bincount(labels.long())
+    return (1.0 / counts[labels.long()]).double()
 
 
 def _loader(dataset: Dataset, args: Namespace, sampler: Sampler | None, drop_last: bool = False) -> DataLoader:
@@ -172,16 +223,17 @@ def ignore_ctrl_c(worker_id: int) -> None:
 
 def describe_data(args: Namespace, train_set: Dataset, val_set: Dataset) -> dict:
     """What a run trained and validated on, to tell later whether a resumed run still sees
-    the same data: sample counts and the lists' SHA-256 (and the fold)."""
-    lists = reads_lists(args.data_type)
-    val_list = args.train_list if args.folds else args.val_list
-    return {
-        "train": {"list": args.train_list if lists else None, "samples": len(train_set),
-                  "sha256": file_sha256(args.train_list) if lists else None},
-        "val": {"list": val_list if lists else None, "samples": len(val_set),
-                "sha256": file_sha256(val_list) if lists else None},
-        "folds": args.folds, "fold": args.fold if args.folds else None,
-    }
+    the same data: sample counts, and what the samples were read from (a list or CSV file, a
+    folder) with its SHA-256 (and the fold)."""
+    def described(data: Dataset) -> dict:
+        while hasattr(data, "dataset"):  # a fold's part, a seeded view: the data set they show
+            data = data.dataset
+        source = getattr(data, "list_path", None)
+        return {"list": str(source) if source is not None else None, "samples": 0,
+                "sha256": getattr(data, "sha256", None)}
+    return {"train": described(train_set) | {"samples": len(train_set)},
+            "val": described(val_set) | {"samples": len(val_set)},
+            "folds": args.folds, "fold": args.fold if args.folds else None}
 
 
 def check_same_data(saved: dict, now: dict, checkpoint: Path) -> None:

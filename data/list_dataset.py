@@ -39,6 +39,7 @@ from data.demo_data import ensure_demo_data
 from data.image_files import file_problem, open_picture, to_class_ids, to_rgb
 from utils.distributed import is_main_process, main_process_first
 from utils.errors import UserError
+from utils.run_info import file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -204,40 +205,68 @@ def check_mask_size(image: torch.Tensor, mask: torch.Tensor, entry: ListEntry) -
                         "size; a mask holds one class id per pixel of its image.")
 
 
-class ListDataset(Dataset):
-    """Samples from a list file, decoded from disk each time they are read.
+@dataclass
+class Samples:
+    """What a data set holds before any picture is read: its entries (image, label, where
+    listed), class names and task, and what it was read from (a list or CSV file, a folder),
+    with a SHA-256 of that, so a resumed run can tell it still sees the same data."""
 
-    Each item is a dict: `image` (float tensor C x H x W), `label` (class id, or a
-    long tensor H x W for masks) and `path` (the image file, for predictions.csv).
+    entries: list[ListEntry]
+    class_names: list[str]
+    task: str  # a key of TASKS: "classification", "segmentation", "multilabel", "regression"
+    source: Path
+    sha256: str | None = None
+
+
+def read_list_samples(list_path: str | Path, dense: bool | None = None) -> Samples:
+    """A list file's samples. `dense`: whether the list must hold masks (True) or class ids
+    (False); None takes either."""
+    list_path = Path(list_path)
+    entries = read_list_file(list_path)
+    is_dense = isinstance(entries[0].label, Path)
+    if dense is not None and dense != is_dense:
+        raise UserError(wrong_kind_of_list(list_path, entries[0].where, is_dense))
+    names = read_class_names(list_path, is_dense)
+    if names is None and is_dense:
+        raise UserError(f"Mask list {list_path} needs seg_classes.txt beside it "
+                        "(one class name a line, line i = class id i).")
+    if names is None:
+        names = [str(i) for i in range(max(entry.label for entry in entries) + 1)]
+    elif not is_dense:
+        check_class_ids(entries, names, "classes.txt beside the list")
+    return Samples(entries, names, "segmentation" if is_dense else "classification", list_path,
+                   file_sha256(list_path))
+
+
+def check_class_ids(entries: list[ListEntry], names: list[str], named_by: str) -> None:
+    for entry in entries:
+        if entry.label >= len(names):
+            raise UserError(f"Class id {entry.label} at {entry.where} is outside [0, {len(names)}): {named_by} "
+                            f"names {len(names)} classes.")
+
+
+class ListDataset(Dataset):
+    """Samples (a list file's, or given: a folder's, a CSV's), decoded from disk each time
+    they are read.
+
+    Each item is a dict: `image` (float tensor C x H x W), `label` (a class id; a long tensor
+    H x W for masks; a float tensor for several labels or targets) and `path` (the image
+    file, for predictions.csv).
     """
 
-    def __init__(self, list_path: str | Path, transform: Callable, dense: bool | None = None) -> None:
-        """`dense`: whether the list must hold masks (True) or class ids (False); None takes either."""
-        self.list_path = Path(list_path)
-        self.entries = read_list_file(self.list_path)
+    def __init__(self, list_path: str | Path, transform: Callable, dense: bool | None = None,
+                 samples: Samples | None = None) -> None:
+        """`dense`: whether the list must hold masks (True) or class ids (False); None takes
+        either. `samples`: the samples themselves, read elsewhere (`list_path` is then unused)."""
+        self.samples = samples or read_list_samples(list_path, dense)
+        self.list_path, self.sha256 = self.samples.source, self.samples.sha256
+        self.entries = self.samples.entries
         self.transform = transform
-        self.dense = isinstance(self.entries[0].label, Path)
-        if dense is not None and dense != self.dense:
-            raise UserError(wrong_kind_of_list(self.list_path, self.entries[0].where, self.dense))
-        self.task = "segmentation" if self.dense else "classification"  # picks the task in tasks.py
+        self.task = self.samples.task  # picks the task in tasks/
+        self.dense = self.task == "segmentation"
         self.in_channels = 3
-        self.class_names = self._class_names()
+        self.class_names = self.samples.class_names
         self.num_classes = len(self.class_names)
-
-    def _class_names(self) -> list[str]:
-        """From the classes file; else, for class-id lists, "0" ... "<largest label>"."""
-        names = read_class_names(self.list_path, self.dense)
-        if names is None and self.dense:
-            raise UserError(f"Mask list {self.list_path} needs seg_classes.txt beside it "
-                            "(one class name a line, line i = class id i).")
-        if names is None:
-            return [str(i) for i in range(max(entry.label for entry in self.entries) + 1)]
-        for entry in self.entries:
-            if not self.dense and entry.label >= len(names):
-                raise UserError(f"Class id {entry.label} at {entry.where} is outside "
-                                f"[0, {len(names)}): classes.txt beside the list names "
-                                f"{len(names)} classes.")
-        return names
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -272,14 +301,15 @@ class MemListDataset(ListDataset):
     Without it (evaluation; training with no augmentation, the default) the DataLoader reads
     a whole batch at once (`__getitems__`), as a hand-written loop over tensors would."""
 
-    def __init__(self, list_path: str | Path, transform: Callable, dense: bool | None, image_size: int) -> None:
-        super().__init__(list_path, transform, dense)
+    def __init__(self, list_path: str | Path, transform: Callable, dense: bool | None, image_size: int,
+                 samples: Samples | None = None) -> None:
+        super().__init__(list_path, transform, dense, samples)
         resize = v2.Resize((image_size, image_size), antialias=True)
         try:
             self.images = torch.empty((len(self), 3, image_size, image_size), dtype=torch.uint8)
             # (N, 1, H, W) uint8 masks, or (N,) class ids
             self.labels = torch.empty((len(self), 1, image_size, image_size), dtype=torch.uint8) if self.dense \
-                else torch.tensor([entry.label for entry in self.entries])
+                else torch.stack([torch.as_tensor(entry.label) for entry in self.entries])
         except RuntimeError:  # torch's allocator refuses more than the machine can hold
             raise UserError(f"--in_memory: the {len(self):,} pictures of {self.list_path} take "
                             f"{memory_size(self, image_size) / 2**30:,.1f} GiB at --image_size {image_size}, more "
@@ -304,7 +334,8 @@ class MemListDataset(ListDataset):
 
     def load_raw(self, index: int) -> tuple[torch.Tensor, int | torch.Tensor]:
         """The decoded (and resized) picture and label from memory instead of disk."""
-        return self.images[index], self.labels[index] if self.dense else int(self.labels[index])
+        label = self.labels[index]
+        return self.images[index], label if self.dense else (int(label) if label.ndim == 0 else label)
 
     def __getitems__(self, indices: list[int]) -> list[dict]:
         """The samples at `indices`, for one batch (the DataLoader asks for them so). With a
@@ -347,25 +378,38 @@ build_list_dataset.changeable_on_resume = build_seg_list_dataset.changeable_on_r
 def open_list(list_path: str, train: bool, augment: Augment, image_size: int, in_memory: bool | None,
               dense: bool) -> ListDataset:
     """A list data set of one kind; the demo lists are generated here on first use."""
+    check_image_size(image_size)
+    with main_process_first():  # under torchrun, one process draws the demo set
+        ensure_demo_data(list_path)
+    return open_samples(read_list_samples(list_path, dense), train, augment, image_size, in_memory)
+
+
+def check_image_size(image_size: int) -> None:
     if image_size < 1:
         raise UserError(f"--image_size {image_size} must be 1 or more.")
     if image_size > MAX_IMAGE_SIZE:  # else torch's allocator fails on the first picture, deep inside a resize
         raise UserError(f"--image_size {image_size} is implausibly large (the limit is {MAX_IMAGE_SIZE}: one RGB "
                         f"picture that size takes {3 * MAX_IMAGE_SIZE**2 * 4 / 2**30:.1f} GiB as floats); it is the "
                         "side, in pixels, that every picture is resized to.")
-    with main_process_first():  # under torchrun, one process draws the demo set
-        ensure_demo_data(list_path)
+
+
+def open_samples(samples: Samples, train: bool, augment: Augment, image_size: int,
+                 in_memory: bool | None) -> ListDataset:
+    """A data set of `samples` at `image_size`, read from disk, or held in memory when
+    `in_memory` (None: when it takes at most IN_MEMORY_LIMIT)."""
+    check_image_size(image_size)
     if not in_memory:
-        transform = train_transform(augment, image_size) if train else eval_transform(image_size)
-        on_disk = ListDataset(list_path, transform, dense)
+        transform = train_transform(augment, image_size) if train else eval_transform(image_size, augment=augment)
+        on_disk = ListDataset(samples.source, transform, samples=samples)
         size = memory_size(on_disk, image_size)
         if in_memory is False or size > IN_MEMORY_LIMIT:
             return on_disk
-        log.info(f"Holding the {len(on_disk):,} pictures of {list_path} in memory ({size / 2**20:.1f} MiB at "
+        log.info(f"Holding the {len(on_disk):,} pictures of {samples.source} in memory ({size / 2**20:.1f} MiB at "
                  f"--image_size {image_size}); --no-in_memory decodes them every epoch instead.")
     # Held in memory, the pictures are resized once, when decoded: the transform does not resize.
-    transform = train_transform(augment, image_size, resize=False) if train else eval_transform(image_size, False)
-    return MemListDataset(list_path, transform, dense, image_size)
+    transform = train_transform(augment, image_size, resize=False) if train else \
+        eval_transform(image_size, False, augment=augment)
+    return MemListDataset(samples.source, transform, None, image_size, samples=samples)
 
 
 def memory_size(dataset: ListDataset, image_size: int) -> int:

@@ -27,10 +27,13 @@ class SeededSampler(DistributedSampler):
     can stop after `limit` samples an epoch (--limit_train_batches)."""
 
     def __init__(self, dataset: Dataset, num_replicas: int, rank: int, seed: int, shuffle: bool = True,
-                 limit: int | None = None) -> None:
+                 limit: int | None = None, weights: torch.Tensor | None = None) -> None:
+        """`weights` (one per sample): draw each epoch's samples with replacement, each with
+        its weight's share (--sampler balanced), instead of a shuffle of them all."""
         super().__init__(dataset, num_replicas=num_replicas, rank=rank, shuffle=shuffle, seed=seed)
         self.limit = limit
         self.skip = 0
+        self.weights = weights
 
     def set_epoch(self, epoch: int, skip: int = 0) -> None:
         """Select the epoch's order; leave out its first `skip` samples (already trained on)."""
@@ -38,8 +41,15 @@ class SeededSampler(DistributedSampler):
         self.skip = skip
 
     def __iter__(self):
-        indices = list(super().__iter__())[:self.limit][self.skip:]
+        indices = list(super().__iter__() if self.weights is None else self.weighted_order())[:self.limit][self.skip:]
         return iter([(index, sample_seed(self.seed, self.epoch, index)) for index in indices])
+
+    def weighted_order(self) -> list[int]:
+        """This process's share of the epoch's weighted draw: the same draw on every process
+        (seeded by --seed and the epoch), split as DistributedSampler splits a shuffle."""
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        drawn = torch.multinomial(self.weights, self.total_size, replacement=True, generator=generator).tolist()
+        return drawn[self.rank:self.total_size:self.num_replicas]
 
     def __len__(self) -> int:
         per_epoch = super().__len__() if self.limit is None else min(super().__len__(), self.limit)
@@ -59,6 +69,13 @@ class SeededDataset(DatasetView):
     In the main process (--num_workers 0) the training's own random state is put back
     afterwards, so loading does not change what the model's dropout draws.
     """
+
+    def weighted_order(self) -> list[int]:
+        """This process's share of the epoch's weighted draw: the same draw on every process
+        (seeded by --seed and the epoch), split as DistributedSampler splits a shuffle."""
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        drawn = torch.multinomial(self.weights, self.total_size, replacement=True, generator=generator).tolist()
+        return drawn[self.rank:self.total_size:self.num_replicas]
 
     def __len__(self) -> int:
         return len(self.dataset)

@@ -28,7 +28,7 @@ class TorchvisionClassification(Dataset):
     def __init__(self, name: str, root: str | Path, train: bool, download: bool, augment: Augment) -> None:
         cls, self.in_channels, side = TORCHVISION_SETS[name]
         self.name, self.train = name, train
-        steps = train_transform(augment, side, resize=False) if train else eval_transform(side, resize=False)
+        steps = train_transform(augment, side, resize=False) if train else eval_transform(side, False, augment)
         transform = v2.Compose([v2.ToImage(), steps])
         try:
             self.data = cls(root=str(root), train=train, transform=transform, download=download)

@@ -25,7 +25,7 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision.transforms.v2.functional import rgb_to_grayscale
 
-from data.augment import eval_transform
+from data.augment import Augment, eval_transform
 from data.image_files import file_problem
 from data.list_dataset import load_image, read_text_file
 from utils.errors import UserError
@@ -108,12 +108,14 @@ class UnlabeledImages(Dataset):
     file, for predictions.csv) and `size` (the picture's own height and width, to scale a
     predicted mask back to it)."""
 
-    def __init__(self, pictures: list[Picture], image_size: int, in_channels: int) -> None:
+    def __init__(self, pictures: list[Picture], image_size: int, in_channels: int,
+                 normalisation: Augment = Augment()) -> None:
+        """`normalisation`: the --mean and --std the model was trained with."""
         if in_channels not in (1, 3):
             raise UserError(f"The model takes {in_channels}-channel inputs; predict.py reads pictures as RGB "
                             "(3 channels) or grey (1 channel) only.")
         self.pictures, self.in_channels = pictures, in_channels
-        self.transform = eval_transform(image_size)
+        self.transform = eval_transform(image_size, augment=normalisation)
 
     def __len__(self) -> int:
         return len(self.pictures)

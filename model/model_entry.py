@@ -7,6 +7,8 @@ To add a model: create the package `model/<name>/` with an nn.Module whose const
 args.json and the checkpoint, and taken up again by eval.py and --resume. Models never see `args`.
 """
 
+import inspect
+import logging
 from argparse import Namespace
 from collections.abc import Callable
 
@@ -16,22 +18,27 @@ from torch import nn
 
 from model.base import BaseNet
 from model.better import BetterNet
+from model.finetune import freeze_backbone, parameter_groups
 from model.resnet18 import build_resnet18
+from model.torchvision_net import TorchvisionNet
 from model.unet import UNet
 from utils.distributed import local_rank
 from utils.ema import EmaModel
 from utils.errors import UserError
 from utils.signature_flags import call_with_flags, flag_parameters
-from utils.torch_utils import speed_up
+from utils.torch_utils import load_weights, speed_up
 
 MODELS = {
     "base": BaseNet,
     "better": BetterNet,
     "resnet18": build_resnet18,
     "unet": UNet,
+    "torchvision": TorchvisionNet,
 }
 # What the data supplies to every model; its other parameters are flags.
 SUPPLIED = ("num_classes", "in_channels")
+log = logging.getLogger(__name__)
+__all__ = ["MODELS", "freeze_backbone", "parameter_groups"]  # fine-tuning's parts (model/finetune.py), for train.py
 
 
 def model_kwargs(args: Namespace, num_classes: int, in_channels: int) -> dict[str, object]:
@@ -39,6 +46,19 @@ def model_kwargs(args: Namespace, num_classes: int, in_channels: int) -> dict[st
     Saved in checkpoints, so a checkpoint says exactly which model it holds."""
     own = {p.name: getattr(args, p.name) for p in flag_parameters(MODELS[args.model_type], SUPPLIED)}
     return {"num_classes": num_classes, "in_channels": in_channels, **own}
+
+
+def preprocessing_defaults(args: Namespace, given: set[str]) -> None:
+    """--mean, --std and --image_size from the weights a model starts from (its
+    `preprocessing`, e.g. TorchvisionNet's with --pretrained), unless given on the command line."""
+    builder = MODELS[args.model_type]
+    if not hasattr(builder, "preprocessing"):
+        return
+    values = builder.preprocessing(**{p.name: getattr(args, p.name) for p in flag_parameters(builder, SUPPLIED)
+                                      if p.name in inspect.signature(builder.preprocessing).parameters})
+    for name, value in (values or {}).items():
+        if name not in given and hasattr(args, name):
+            setattr(args, name, list(value) if isinstance(value, tuple) else value)
 
 
 def select_model(args: Namespace, kwargs: dict[str, object]) -> nn.Module:
@@ -74,6 +94,24 @@ def prepare_model(model: nn.Module, args: Namespace, device: torch.device, train
     wrapped for several devices (`equip_multi_gpu`)."""
     model = speed_up(model.to(device), args.channels_last, args.compile)
     return equip_multi_gpu(model, args.gpus, training)
+
+
+def load_start_weights(model: nn.Module, args: Namespace) -> None:
+    """A new run's first weights: --load_model_path's, or those a model can start from itself
+    (`load_pretrained`, e.g. TorchvisionNet's --pretrained); else its random start. A resumed
+    run skips this: its checkpoint holds the weights, so these files may be gone by then."""
+    if args.load_model_path:
+        load_weights(model, args.load_model_path, strict=not args.load_not_strict)
+    elif getattr(model, "pretrained", None) and hasattr(model, "load_pretrained"):
+        log.info(model.load_pretrained())
+
+
+def rewrap(model: nn.Module, gpus: list[int] | None) -> nn.Module:
+    """The model wrapped anew for DDP, after --freeze_epochs changed which parameters train:
+    DistributedDataParallel shares the gradients of those that trained when it was made."""
+    if isinstance(model, nn.parallel.DistributedDataParallel):
+        return equip_multi_gpu(model.module, gpus)
+    return model
 
 
 def averaged_model(model: nn.Module, decay: float) -> EmaModel | None:

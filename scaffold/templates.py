@@ -113,6 +113,6 @@ def build_{name}(list_path: str, train: bool, augment: Augment, image_size: int 
     `train` and `augment` are handed over by the loaders; every other typed parameter with a
     default is a flag by itself (`image_size` is --image_size): add your own the same way."""
     ensure_demo_data(list_path)  # draws the demo set if a list under data/demo/ is missing
-    transform = train_transform(augment, image_size) if train else eval_transform(image_size)
+    transform = train_transform(augment, image_size) if train else eval_transform(image_size, augment=augment)
     return {class_name}(list_path, transform)
 '''

@@ -7,20 +7,24 @@ counts goes into a `Meter` (tasks/task.py too). To add a task: a file `tasks/<na
 one class (copy classification.py) and one line in `TASKS`.
 """
 
-from torch import nn
+from torch import Tensor, nn
 
-from loss import LOSSES, SUPPLIED
+from loss import LOSSES, SUPPLIED, balanced_weights
 from tasks.classification import ClassificationTask
+from tasks.multilabel import MultiLabelTask
+from tasks.regression import RegressionTask
 from tasks.segmentation import SegmentationTask
 from tasks.task import Meter, Task
 from utils.errors import UserError
-from utils.signature_flags import builder_kwargs, flag_parameters, foreign_flags
+from utils.signature_flags import builder_kwargs, described_values, flag_parameters, foreign_flags
 
 __all__ = ["TASKS", "Meter", "Task", "check_loss_flags", "select_loss", "select_task"]
 
 TASKS = {
     "classification": ClassificationTask,
     "segmentation": SegmentationTask,
+    "multilabel": MultiLabelTask,
+    "regression": RegressionTask,
 }
 
 
@@ -31,14 +35,22 @@ def select_task(name: str, class_names: list[str], ignore_index: int) -> Task:
     return TASKS[name](class_names, ignore_index)
 
 
-def select_loss(flags: dict[str, object], task: Task) -> tuple[nn.Module, dict[str, object]]:
+def select_loss(flags: dict[str, object], task: Task,
+                training_labels: Tensor | None = None) -> tuple[nn.Module, dict[str, object]]:
     """`--loss` (or the task's default) built with its flags and what the task supplies (e.g.
     ignore_index): the one place a loss is made, for training, validation and eval.py, so
     their losses agree to the last digit. Returns the loss and what it was built with
-    (`{"loss": name, its flags...}`, saved as the checkpoint's loss_kwargs)."""
+    (`{"loss": name, its flags...}`, saved as the checkpoint's loss_kwargs). `--class_weights
+    auto` becomes numbers here, from `training_labels`, and is saved as those."""
     name = flags.get("loss") or task.default_loss
     if name not in LOSSES:
         raise UserError(f"Unknown --loss {name!r}; valid names: {', '.join(LOSSES)}.")
+    if flags.get("class_weights") == "auto":
+        if training_labels is None:
+            raise UserError("--class_weights auto needs the training labels (class ids or several 0 / 1 labels); "
+                            "this data set has none to count: give one number per class.")
+        weights = balanced_weights(training_labels, len(task.class_names))
+        flags = flags | {"class_weights": ",".join(f"{w:.6g}" for w in weights)}
     refuse_foreign_flags(name, flags, f"--loss {name}" if flags.get("loss") else f"{name}, the {task.name} default")
     return build_loss(name, flags, task.loss_supplied)
 
@@ -59,8 +71,7 @@ def build_loss(name: str, flags: dict[str, object], supplied: dict[str, object])
     try:
         loss = builder(**{key: value for key, value in supplied.items() if key in wanted}, **kwargs)
     except (ValueError, TypeError) as error:
-        values = ", ".join(f"{key}={value!r}" for key, value in kwargs.items())
-        raise UserError(f"--loss {name} cannot be built with {values}: {error}") from None
+        raise UserError(f"--loss {name} cannot be built with {described_values(builder, kwargs)}: {error}") from None
     return loss, {"loss": name, **kwargs}
 
 
@@ -70,6 +81,7 @@ def check_loss_flags(flags: dict[str, object]) -> None:
     if flags.get("loss"):
         refuse_foreign_flags(flags["loss"], flags, f"--loss {flags['loss']}")
     given = {name for name, value in flags.items() if value is not None}
+    flags = flags | ({"class_weights": "none"} if flags.get("class_weights") == "auto" else {})  # numbers later
     for name, builder in LOSSES.items():
         if flags.get("loss") in (None, name) and given & {p.name for p in flag_parameters(builder, SUPPLIED)}:
             build_loss(name, flags, {})

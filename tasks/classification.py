@@ -53,10 +53,15 @@ class ClassificationTask:
             meter.add_mean("top5_acc", topk_accuracy(pred, label, k=5), len(label))
 
     def results(self, counts: dict[str, Tensor], per_class: bool) -> dict[str, float]:
-        confusion = counts["confusion"]
-        results = {"acc": overall_accuracy(confusion)}
+        confusion = counts["confusion"].double()
+        recall = per_class_accuracy(confusion)
+        precision = confusion.diagonal() / confusion.sum(dim=0)
+        f1 = 2 * confusion.diagonal() / (confusion.sum(dim=0) + confusion.sum(dim=1))
+        results = {"acc": overall_accuracy(confusion), "macro_f1": f1.nanmean().item()}
         if per_class:
-            results |= {f"acc/{n}": v for n, v in zip(self.class_names, per_class_accuracy(confusion).tolist())}
+            for i, name in enumerate(self.class_names):
+                results |= {f"acc/{name}": recall[i].item(), f"precision/{name}": precision[i].item(),
+                            f"f1/{name}": f1[i].item()}
         return results
 
     def pictures(self, image: Tensor, label: Tensor, pred: Tensor, count: int = 32) -> Tensor:

@@ -37,12 +37,13 @@ class Meter:
         self._add(name, torch.as_tensor(value).detach(), n)
         self.weights[name] = self.weights.get(name, 0) + n
 
-    def counter(self, name: str, shape: tuple[int, ...], device: torch.device) -> Tensor:
-        """The running counts called `name` (integers, zeros at first), to add a batch to in
-        place: `add_confusion(meter.counter("confusion", (C, C), pred.device), ...)`."""
+    def counter(self, name: str, shape: tuple[int, ...], device: torch.device,
+                dtype: torch.dtype = torch.long) -> Tensor:
+        """The running counts (or float64 sums) called `name`, zeros at first, to add a batch to
+        in place: `add_confusion(meter.counter("confusion", (C, C), pred.device), ...)`."""
         total = self.sums.get(name)
         if total is None:
-            total = self.sums[name] = torch.zeros(shape, dtype=torch.long, device=device)
+            total = self.sums[name] = torch.zeros(shape, dtype=dtype, device=device)
         elif total.device != device:  # counts restored on the CPU, a batch on the GPU: moved once
             total = self.sums[name] = total.to(device)
         return total

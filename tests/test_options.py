@@ -52,7 +52,7 @@ def test_every_flag_has_help(parser) -> None:
     (["--lr", "0"], "--lr 0.0 must be a positive number"),
     (["--lr", "inf"], "--lr inf must be a positive number"),
     (["--num_workers", "-1"], "--num_workers -1 must be 0 or more"),
-    (["--momentum", "1.5"], "--optimizer adamw cannot be built with momentum=1.5, beta=0.999, eps=1e-08: momentum "
+    (["--momentum", "1.5"], "--optimizer adamw cannot be built with momentum=1.5: momentum "
                             "must be in [0, 1), not 1.5"),
     (["--label_smoothing", "1"], "--loss cross_entropy cannot be built with label_smoothing=1.0: label_smoothing "
                                  "must be in [0, 1), not 1.0"),

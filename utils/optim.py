@@ -17,7 +17,7 @@ import torch
 from torch.optim.lr_scheduler import CosineAnnealingLR, LinearLR, LRScheduler, SequentialLR, StepLR
 
 from utils.errors import UserError
-from utils.signature_flags import builder_kwargs
+from utils.signature_flags import builder_kwargs, described_values
 
 
 def sgd(params: Iterable, lr: float, weight_decay: float, momentum: float = 0.9,
@@ -122,7 +122,8 @@ def build_optimizer(name: str, params: Iterable, lr: float, weight_decay: float,
     try:
         return builder(params, lr=lr, weight_decay=weight_decay, **kwargs)
     except ValueError as error:
-        raise UserError(f"--optimizer {name} cannot be built with {describe(kwargs)}: {error}") from None
+        raise UserError(f"--optimizer {name} cannot be built with {described_values(builder, kwargs)}: {error}") \
+            from None
 
 
 def build_schedule(name: str, optimizer: torch.optim.Optimizer, epochs: int, steps_per_epoch: int,
@@ -140,7 +141,8 @@ def build_schedule(name: str, optimizer: torch.optim.Optimizer, epochs: int, ste
         main = builder(optimizer, steps=steps - warmup_steps, steps_per_epoch=steps_per_epoch, epochs=epochs,
                        **kwargs)
     except ValueError as error:
-        raise UserError(f"--scheduler {name} cannot be built with {describe(kwargs)}: {error}") from None
+        raise UserError(f"--scheduler {name} cannot be built with {described_values(builder, kwargs)}: {error}") \
+            from None
     if not warmup_steps:
         return main
     warmup = LinearLR(optimizer, start_factor=1 / (warmup_steps + 1), total_iters=warmup_steps)
@@ -156,10 +158,6 @@ def check_optimizer_flags(flags: dict[str, object]) -> None:
     optimizer = build_optimizer(flags["optimizer"], [torch.zeros(1, requires_grad=True)], flags["lr"],
                                 flags["weight_decay"], flags)
     build_schedule(flags["scheduler"], optimizer, flags["epochs"], 1_000_000, 0.0, flags)
-
-
-def describe(kwargs: dict[str, object]) -> str:
-    return ", ".join(f"{name}={value!r}" for name, value in kwargs.items()) or "no flags"
 
 
 def planned_over_epochs(scheduler: str, kwargs: dict[str, object]) -> bool:

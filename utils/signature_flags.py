@@ -136,6 +136,14 @@ def builder_kwargs(builder: Callable, values: dict[str, object], supplied: tuple
     return kwargs
 
 
+def described_values(builder: Callable, kwargs: dict[str, object]) -> str:
+    """`momentum=1.5`: the values of `kwargs` that are not the builder's defaults, for the
+    message of a builder that refused them (all of them if none differ)."""
+    defaults = {p.name: p.default for p in inspect.signature(builder).parameters.values()}
+    changed = {name: value for name, value in kwargs.items() if defaults.get(name, inspect.Parameter.empty) != value}
+    return ", ".join(f"{name}={value!r}" for name, value in (changed or kwargs).items()) or "its defaults"
+
+
 def foreign_flags(builder: Callable, builders: dict[str, Callable], values: dict[str, object],
                   supplied: tuple[str, ...]) -> dict[str, list[str]]:
     """Shared flags given a value (not None) that `builder` does not take: flag -> the
