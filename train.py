@@ -22,6 +22,7 @@ from torch.utils.data import DataLoader
 
 from data.data_entry import (
     augment_of,
+    check_same_classes,
     check_same_data,
     describe_data,
     select_eval_loader,
@@ -71,6 +72,7 @@ class Trainer:
         self.device = select_device(args.gpus)
         torch.backends.cudnn.benchmark = not args.deterministic  # cuDNN picks the fastest kernels
         train_set, val_set = training_sets(args)
+        check_same_classes(train_set.class_names, val_set.class_names, "the validation set")
         self.data = describe_data(args, train_set, val_set)  # to tell, on resuming, that the data is the same
         self.train_loader = select_train_loader(args, train_set)
         self.val_loader = select_eval_loader(args, val_set, args.limit_val_batches)

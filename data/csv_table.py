@@ -11,7 +11,9 @@ several label columns of 0 and 1 are multilabel, of other numbers regression tar
 column whose values hold `--label_separator` is multilabel; one column of whole numbers or
 of names is classification; of other numbers, regression. Class (or label) names: classes.txt
 beside the CSV (one a line), else the column names (several columns), else the sorted names
-the column holds.
+the column holds (classes.txt: for classification only). The validation table must give the
+same names as the training one (train.py checks): where it may lack one, a classes.txt (or
+0 / 1 columns) fixes them.
 """
 
 import csv
@@ -23,6 +25,7 @@ from typing import Literal
 import torch
 
 from data.augment import Augment
+from data.demo_data import ensure_demo_data
 from data.list_dataset import (
     CLASS_ID,
     ListDataset,
@@ -33,6 +36,7 @@ from data.list_dataset import (
     read_class_names,
     read_text_file,
 )
+from utils.distributed import main_process_first
 from utils.errors import UserError
 from utils.run_info import file_sha256
 
@@ -85,8 +89,8 @@ def class_names(csv_path: Path, values: list[list[str]], columns: tuple[str, ...
                 separator: str) -> list[str]:
     """classes.txt beside the CSV, else the label columns' names (several, or regression),
     else the names the column holds (class ids: 0 .. the largest)."""
-    listed = read_class_names(csv_path, dense=False)
-    if listed is not None and not (task == "regression" or len(columns) > 1):
+    listed = read_class_names(csv_path, dense=False) if task == "classification" else None
+    if listed is not None and len(columns) == 1:
         return listed
     if task == "regression" or len(columns) > 1:
         return list(columns)
@@ -149,6 +153,8 @@ def build_csv(list_path: str, train: bool, augment: Augment, path_column: str = 
         image_size: the side, in pixels, every picture is resized to
         in_memory: hold the resized pictures in memory (default: when they take at most 512 MiB)
     """
+    with main_process_first():  # the demo's tables are drawn on first use, by one process
+        ensure_demo_data(list_path)
     samples = read_csv_samples(list_path, path_column, label_columns, csv_task, label_separator)
     return open_samples(samples, train, augment, image_size, in_memory)
 

@@ -144,6 +144,18 @@ def training_labels(dataset: Dataset) -> torch.Tensor | None:
     return torch.stack([torch.as_tensor(label) for label in labels])
 
 
+def check_same_classes(names: list[str], other: list[str], what: str) -> None:
+    """Labels must mean the same in both sets: `other` (the validation set's, or the data's
+    eval.py reads) must be `names`, or their start (a set without the last classes' samples)."""
+    if other != names[:len(other)]:
+        def shown(some: list[str]) -> str:
+            return ", ".join(some[:8]) + (", ..." if len(some) > 8 else "")
+        raise UserError(f"The class (label) names of {what} ({shown(other)}) differ from the training set's "
+                        f"({shown(names)}): "
+                        "the same label would mean two things. Name them once, in a classes.txt beside the lists "
+                        "(or, for several labels, as 0 / 1 columns).")
+
+
 def select_train_loader(args: Namespace, dataset: Dataset) -> DataLoader:
     """Batches of the training set; order and augmentation depend only on --seed and the
     epoch (see data/seeded_sampling.py), which is what makes resuming exact."""

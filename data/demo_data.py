@@ -13,6 +13,9 @@ that dense tasks can use the same pictures. Written under `data/demo/` (git-igno
     seg_classes.txt           background + the shape names, for the segmentation lists
     seg_train.txt, seg_val.txt  `<image> <mask>` a line
     images/{train,val}/*.png, masks/{train,val}/*.png
+    folder/{train,val}/<class>/*.png   the same pictures in one sub-folder per class (hard links)
+    train.csv, val.csv        path, shape, tags (the shape; round or angular; big or small),
+                              size, x, y (the shape's side and centre, as shares of the picture)
 
 Regenerate by hand with `python -m data.demo_data` (delete data/demo/ first).
 """
@@ -48,8 +51,11 @@ def ensure_demo_data(list_path: str) -> None:
     Lists anywhere else are the user's own data and are never created here.
     """
     path = Path(list_path)
-    if path.exists() or path.resolve().parent != DEMO_ROOT.resolve():
+    if path.exists() or DEMO_ROOT.resolve() not in (path.resolve(), *path.resolve().parents):
         return
+    if (DEMO_ROOT / "train.txt").exists():
+        raise UserError(f"{path} is missing from the demo set in {DEMO_ROOT}/, which an older version of the "
+                        f"template drew; delete {DEMO_ROOT}/ to draw it anew (a few seconds).")
     print(f"Demo data not found: generating it in {DEMO_ROOT}/ (takes a few seconds, once).")
     generate_demo_data(DEMO_ROOT)
 
@@ -85,7 +91,9 @@ def _write_split(root: Path, split: str, count: int, image_size: int, rng: rando
     """Draw `count` balanced samples and write their PNGs and the two list files of one split."""
     (root / "images" / split).mkdir(parents=True)
     (root / "masks" / split).mkdir(parents=True)
-    class_lines, seg_lines = [], []
+    class_lines, seg_lines, table = [], [], ["path,shape,tags,size,x,y"]
+    for name in CLASS_NAMES:
+        (root / "folder" / split / name).mkdir(parents=True)
     for index in range(count):
         label = index % len(CLASS_NAMES)
         image, mask = draw_sample(label, image_size, rng)
@@ -93,10 +101,23 @@ def _write_split(root: Path, split: str, count: int, image_size: int, rng: rando
         mask_path = f"masks/{split}/{index:05d}.png"
         image.save(root / image_path)
         mask.save(root / mask_path)
+        os.link(root / image_path, root / "folder" / split / CLASS_NAMES[label] / f"{index:05d}.png")
         class_lines.append(f"{image_path} {label}")
         seg_lines.append(f"{image_path} {mask_path}")
+        table.append(f"{image_path},{CLASS_NAMES[label]},{shape_row(mask, label, image_size)}")
     (root / f"{split}.txt").write_text("\n".join(class_lines) + "\n")
     (root / f"seg_{split}.txt").write_text("\n".join(seg_lines) + "\n")
+    (root / f"{split}.csv").write_text("\n".join(table) + "\n")
+
+
+def shape_row(mask: Image.Image, label: int, image_size: int) -> str:
+    """The CSV's tags, size, x and y of a sample, read from its mask: several labels a
+    picture, and numbers to regress, that its pixels show."""
+    x0, y0, x1, y1 = mask.getbbox()
+    side = max(x1 - x0, y1 - y0) / image_size
+    kind = "round" if CLASS_NAMES[label] in ("circle", "ring") else "angular"
+    tags = ";".join((CLASS_NAMES[label], kind, "big" if side > 0.55 else "small"))
+    return f"{tags},{side:.4f},{(x0 + x1) / 2 / image_size:.4f},{(y0 + y1) / 2 / image_size:.4f}"
 
 
 def draw_sample(label: int, image_size: int, rng: random.Random) -> tuple[Image.Image, Image.Image]:

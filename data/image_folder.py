@@ -19,7 +19,9 @@ from pathlib import Path
 from torchvision.datasets.folder import IMG_EXTENSIONS, find_classes, make_dataset
 
 from data.augment import Augment
+from data.demo_data import ensure_demo_data
 from data.list_dataset import ListDataset, ListEntry, Samples, open_samples
+from utils.distributed import main_process_first
 from utils.errors import UserError
 
 
@@ -88,6 +90,8 @@ def build_image_folder(train: bool, augment: Augment, train_dir: str = "", val_d
     if bool(val_dir) == bool(val_fraction):
         raise UserError("--data_type image_folder validates on --val_dir <folder> or on --val_fraction <share> of "
                         f"--train_dir; give one of them (now: --val_dir {val_dir!r}, --val_fraction {val_fraction}).")
+    with main_process_first():  # the demo's folders are drawn on first use, by one process
+        ensure_demo_data(train_dir)
     if train or val_fraction:
         samples = scan_folder(train_dir)
         samples = split(samples, val_fraction, split_seed, validation=not train) if val_fraction else samples

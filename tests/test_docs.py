@@ -24,6 +24,8 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+import torchvision
 from helpers import EVENT_DEADLINE, REPO, copy_project, with_torchrun_mark
 
 import eval as evaluate
@@ -109,6 +111,13 @@ def test_every_command_of_the_docs_runs_as_written(doc: str, tiny_demo: Path, tm
     python_bin = str(Path(sys.executable).parent)  # `source .venv/bin/activate`
     env = {**os.environ, "PATH": f"{python_bin}:{os.environ['PATH']}", "PYTHON": sys.executable,
            "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@t", "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@t"}
+    # The torch hub cache of a machine where the fine-tuning recipe's weights were fetched:
+    # resnet18's DEFAULT file, random weights written here (nothing is downloaded).
+    hub = tmp_path / "torch_home" / "hub" / "checkpoints"
+    hub.mkdir(parents=True)
+    torch.save(torchvision.models.resnet18().state_dict(), hub / "resnet18-f37072fd.pth")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    env["TORCH_HOME"] = str(tmp_path / "torch_home")
     own_code = True
     for command in commands(doc):
         tested = as_tested(command, project, tmp_path)

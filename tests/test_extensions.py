@@ -16,29 +16,32 @@ from helpers import EVENT_DEADLINE, copy_project, run_python
 
 pytestmark = pytest.mark.slow
 
-FOCAL_LOSS = '''class FocalLoss(nn.Module):
-    """Cross entropy that down-weights easy samples.
+POLY_LOSS = '''class PolyLoss(nn.Module):
+    """Poly-1 loss (Leng et al. 2022): cross entropy plus epsilon x (1 - the true class's probability).
 
     Args:
-        focal_gamma: how strongly easy samples are down-weighted (0: cross entropy)
+        poly_epsilon: the weight of the polynomial term (0: cross entropy)
     """
 
-    def __init__(self, ignore_index: int = NO_IGNORE, focal_gamma: float = 2.0) -> None:
+    def __init__(self, ignore_index: int = NO_IGNORE, poly_epsilon: float = 1.0) -> None:
         super().__init__()
-        self.ignore_index, self.gamma = ignore_index, focal_gamma
+        self.ignore_index, self.epsilon = ignore_index, poly_epsilon
 
     def forward(self, pred: Tensor, target: Tensor) -> Tensor:
         ce = F.cross_entropy(pred, target, ignore_index=self.ignore_index, reduction="none")
-        return ((1 - (-ce).exp()) ** self.gamma * ce).mean()
+        return (ce + self.epsilon * (1 - (-ce).exp())).mean()
 
 
 '''
-MACRO_F1 = '''
+KAPPA = '''
 
-def macro_f1(confusion: Tensor) -> float:
-    """The mean over classes of 2 TP / (2 TP + FP + FN)."""
+def cohen_kappa(confusion: Tensor) -> float:
+    """Agreement beyond chance: (observed - expected) / (1 - expected)."""
     confusion = confusion.double()
-    return (2 * confusion.diagonal() / (confusion.sum(0) + confusion.sum(1))).nanmean().item()
+    total = confusion.sum()
+    observed = confusion.diagonal().sum() / total
+    expected = (confusion.sum(0) * confusion.sum(1)).sum() / total**2
+    return ((observed - expected) / (1 - expected)).item()
 '''
 RMSPROP = '''def rmsprop(params: Iterable, lr: float, weight_decay: float,
             alpha: float = 0.99) -> torch.optim.Optimizer:
@@ -68,12 +71,12 @@ def extend(root: Path) -> None:
     for kind, name in (("model", "ext_net"), ("dataset", "ext_set")):
         result = run_python(["-m", "scaffold", kind, name], cwd=root)
         assert result.returncode == 0, result.stdout + result.stderr
-    edit(root / "loss.py", "LOSSES = {\n", FOCAL_LOSS + 'LOSSES = {\n    "focal": FocalLoss,\n')
-    (root / "metrics.py").write_text((root / "metrics.py").read_text() + MACRO_F1)
+    edit(root / "loss.py", "LOSSES = {\n", POLY_LOSS + 'LOSSES = {\n    "poly": PolyLoss,\n')
+    (root / "metrics.py").write_text((root / "metrics.py").read_text() + KAPPA)
     task = root / "tasks" / "classification.py"
-    edit(task, 'results = {"acc": overall_accuracy(confusion)}',
-         'results = {"acc": overall_accuracy(confusion), "macro_f1": macro_f1(confusion)}')
-    edit(task, "from metrics import add_confusion, ", "from metrics import add_confusion, macro_f1, ")
+    edit(task, 'results = {"acc": overall_accuracy(confusion), ',
+         'results = {"acc": overall_accuracy(confusion), "kappa": cohen_kappa(confusion), ')
+    edit(task, "from metrics import add_confusion, ", "from metrics import add_confusion, cohen_kappa, ")
     edit(root / "utils" / "optim.py", "OPTIMIZERS = {\n", RMSPROP + 'OPTIMIZERS = {\n    "rmsprop": rmsprop,\n')
     copied = task.read_text().replace("class ClassificationTask", "class OtherTask")
     (root / "tasks" / "other_task.py").write_text(copied.replace('name = "classification"', 'name = "other_task"'))
@@ -101,18 +104,18 @@ def test_the_new_components_train_with_their_own_flags(extended: Path, tiny_demo
     checkpoints = extended / "ext_runs"
     argv = ["--train_list", str(tiny_demo / "train.txt"), "--val_list", str(tiny_demo / "val.txt"),
             "--checkpoints_dir", str(checkpoints), "--epochs", "1", "--batch_size", "16", "--num_workers", "0",
-            "--model_type", "ext_net", "--width", "8", "--loss", "focal", "--focal_gamma", "1.5",
+            "--model_type", "ext_net", "--width", "8", "--loss", "poly", "--poly_epsilon", "0.5",
             "--optimizer", "rmsprop", "--alpha", "0.9"]
     result = run_python(["train.py", *argv], cwd=extended)
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = checkpoints.iterdir()
     with open(run_dir / "metrics.csv") as file:
         row = next(csv.DictReader(file))
-    assert {"train/macro_f1", "val/macro_f1"} <= set(row)
-    assert "--focal_gamma" in run_python(["train.py", "-h"], cwd=extended).stdout  # every loss's flags are listed
+    assert {"train/kappa", "val/kappa"} <= set(row)
+    assert "--poly_epsilon" in run_python(["train.py", "-h"], cwd=extended).stdout  # every loss's flags are listed
     result = run_python(["eval.py", "--load_model_path", str(run_dir / "last.pth"), "--num_workers", "0"],
                         cwd=extended)
     assert result.returncode == 0, result.stderr[-3000:]
     (result_dir,) = (run_dir / "last").iterdir()
     lines = dict(line.split(": ") for line in (result_dir / "result.txt").read_text().splitlines())
-    assert float(lines["loss"]) == pytest.approx(float(row["val/loss"]), abs=5e-7)  # the same focal loss, gamma 1.5
+    assert float(lines["loss"]) == pytest.approx(float(row["val/loss"]), abs=5e-7)  # the same poly loss, epsilon 0.5
