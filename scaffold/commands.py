@@ -67,13 +67,17 @@ def add_model(root: Path, name: str, dry_run: bool = False) -> FileTransaction:
     return files
 
 
-def add_dataset(root: Path, name: str, dry_run: bool = False) -> FileTransaction:
-    """Create data/<name>.py (a data set reading a list file) and its DATASETS entry."""
+def add_dataset(root: Path, name: str, dry_run: bool = False, task: str = "classification") -> FileTransaction:
+    """Create data/<name>.py (a data set reading a list file; for several labels or numbers a
+    CSV table) and its DATASETS entry."""
     class_name = camel_case(name) + "Dataset"
     builder = f"build_{name}"
     check_new_name(root, DATASETS, name, builder, [f"data/{name}.py", f"data/{name}"])
+    template = templates.DATASET if task == "classification" else templates.TABLE_DATASET
+    columns = {"multilabel": '("tags",)', "regression": '("size", "x", "y")'}.get(task, "")
     with FileTransaction(root, dry_run) as files:
-        files.write_text(root / "data" / f"{name}.py", templates.DATASET.format(name=name, class_name=class_name))
+        files.write_text(root / "data" / f"{name}.py", template.format(name=name, class_name=class_name, task=task,
+                                                                       columns=columns))
         register(files, DATASETS, f'"{name}": {builder},', f"from data.{name} import {builder}")
     return files
 
@@ -233,6 +237,10 @@ def build_parser() -> argparse.ArgumentParser:
     for command, what, registry in (("model", "model/<name>/", MODELS), ("dataset", "data/<name>.py", DATASETS)):
         sub = commands.add_parser(command, help=f"add {what} and its {registry.dict_name} entry")
         sub.add_argument("name", help=f"a new lowercase Python identifier, e.g. my_net: the {registry.flag} value")
+        if command == "dataset":
+            sub.add_argument("--task", default="classification", choices=["classification", "multilabel", "regression"],
+                             help="what its labels are: a class a picture (a list file), several labels or numbers "
+                                  "(a CSV table) (default: %(default)s)")
     for sub in commands.choices.values():
         sub.add_argument("--dry-run", action="store_true", help="print what would be written; write nothing")
     return parser
@@ -243,7 +251,7 @@ def run(args: argparse.Namespace, root: Path) -> FileTransaction:
     if args.command == "model":
         return add_model(root, args.name, args.dry_run)
     if args.command == "dataset":
-        return add_dataset(root, args.name, args.dry_run)
+        return add_dataset(root, args.name, args.dry_run, args.task)
     return new_project(root, args.dest, args.name or args.dest.resolve().name, force=args.force,
                        git=args.git, dry_run=args.dry_run)
 
@@ -254,7 +262,9 @@ def next_steps(args: argparse.Namespace) -> str:
         return (f"Next: edit model/{args.name}/model.py, then `bash scripts/train_{args.name}.sh` "
                 f"(or `python train.py --model_type {args.name}`).")
     if args.command == "dataset":
-        return f"Next: edit data/{args.name}.py, then `python train.py --data_type {args.name}`."
+        lists = "" if args.task == "classification" else \
+            " --train_list data/demo/train.csv --val_list data/demo/val.csv"
+        return f"Next: edit data/{args.name}.py, then `python train.py --data_type {args.name}{lists}`."
     return f"Next: cd {args.dest} && bash scripts/demo.sh"
 
 

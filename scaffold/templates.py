@@ -64,6 +64,32 @@ source scripts/find_python.sh
     --save_prefix demo "$@"
 '''
 
+TABLE_DATASET = '''"""{class_name}: pictures and their {task} labels from a CSV table; made by
+`python -m scaffold dataset {name} --task {task}`.
+
+A row a picture: a `path` column and the label column(s), `--label_columns` (the demo's
+data/demo/train.csv has them: `python train.py --data_type {name} --train_list
+data/demo/train.csv --val_list data/demo/val.csv`). data/csv_table.py reads the table (its
+docstring has the rules); edit `build_{name}` to find your samples another way, keeping the
+task: the loss, metrics and pictures of tasks/{task}.py serve it.
+"""
+
+from data.augment import Augment
+from data.csv_table import read_csv_samples
+from data.demo_data import ensure_demo_data
+from data.list_dataset import ListDataset, open_samples
+
+
+def build_{name}(list_path: str, train: bool, augment: Augment,
+        label_columns: tuple[str, ...] = {columns}, image_size: int = 32) -> ListDataset:
+    """Registry builder (see data/data_entry.py): it takes only what it uses. `list_path`,
+    `train` and `augment` are handed over by the loaders; every other typed parameter with a
+    default is a flag by itself (`label_columns` is --label_columns): add your own the same way."""
+    ensure_demo_data(list_path)  # draws the demo set if a file under data/demo/ is missing
+    samples = read_csv_samples(list_path, "path", label_columns, task="{task}")
+    return open_samples(samples, train, augment, image_size, in_memory=False)
+'''
+
 DATASET = '''"""{class_name}: samples from a list file; made by `python -m scaffold dataset {name}`.
 
 It starts as the simplest list-file data set (one `<image path> <class id>` line per
@@ -93,7 +119,7 @@ class {class_name}(Dataset):
             raise UserError(f"{{list_path}} lists label images; the data type {name} reads class ids "
                             "(`<image path> <class id>` lines).")
         self.transform = transform
-        self.task = "classification"  # selects the loss, metrics and pictures in tasks.py
+        self.task = "classification"  # selects the loss, metrics and pictures in tasks/
         self.in_channels = 3  # load_image decodes every picture as RGB
         names = read_class_names(list_path, dense=False)  # classes.txt beside the list, if any
         self.class_names = names or [str(i) for i in range(max(e.label for e in self.entries) + 1)]

@@ -241,6 +241,21 @@ def test_add_dataset_writes_module_and_entry_and_it_trains(project: Path) -> Non
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("task, metric", [("multilabel", "val/map"), ("regression", "val/mae")])
+def test_a_dataset_for_several_labels_or_numbers_trains_on_the_demo_table(task: str, metric: str,
+                                                                          project: Path) -> None:
+    result = run_scaffold(["dataset", f"{task}_set", "--task", task], cwd=project)
+    assert result.returncode == 0, result.stderr
+    demo = project / "data" / "demo"
+    argv = tiny_train_argv(demo, project / f"runs_{task}")[4:] + ["--data_type", f"{task}_set", "--train_list",
+                                                          str(demo / "train.csv"), "--val_list", str(demo / "val.csv")]
+    result = run_python(["train.py", *argv], cwd=project)
+    assert result.returncode == 0, result.stderr[-2000:]
+    (run_dir,) = (project / f"runs_{task}").iterdir()
+    assert metric in (run_dir / "metrics.csv").read_text().splitlines()[0].split(",")
+
+
+@pytest.mark.slow
 def test_generated_model_passes_the_model_tests(project: Path) -> None:
     """The project's own model tests (typed keywords, one score per class) cover the new model."""
     scaffold.add_model(project, "scaffold_net")
@@ -256,6 +271,8 @@ def test_generated_code_passes_ruff(project: Path) -> None:
         scaffold.add_model(project, name)
     for name in ("a_scaffold", "zz_scaffold"):
         scaffold.add_dataset(project, name)
+    scaffold.add_dataset(project, "tags_set", task="multilabel")
+    scaffold.add_dataset(project, "numbers_set", task="regression")
     result = run_python(["-m", "ruff", "check", "--no-cache", "model", "data", "scripts"], cwd=project)
     assert result.returncode == 0, result.stdout
 
