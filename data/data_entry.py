@@ -146,8 +146,11 @@ def training_labels(dataset: Dataset) -> torch.Tensor | None:
 
 def check_same_classes(names: list[str], other: list[str], what: str) -> None:
     """Labels must mean the same in both sets: `other` (the validation set's, or the data's
-    eval.py reads) must be `names`, or their start (a set without the last classes' samples)."""
-    if other != names[:len(other)]:
+    eval.py reads) must be `names`, or their start (a set without the last classes' samples).
+    Names that are the class ids (a list without classes.txt) say nothing to compare."""
+    def ids(some: list[str]) -> bool:  # a list without a classes file: its names are the ids themselves
+        return some == [str(i) for i in range(len(some))]
+    if other != names[:len(other)] and not ids(other) and not ids(names):
         def shown(some: list[str]) -> str:
             return ", ".join(some[:8]) + (", ..." if len(some) > 8 else "")
         raise UserError(f"The class (label) names of {what} ({shown(other)}) differ from the training set's "
