@@ -135,7 +135,8 @@ def add_train_flags(parser: ArgumentParser, names: dict[str, list[str]]) -> None
          help="train on only the first N batches of each epoch; 0 = all")
     flag(g, "--limit_val_batches", type=AMOUNT, default=0, help="validate on only the first N batches; 0 = all")
     flag(g, "--overfit_batches", type=AMOUNT, default=0, help="train and validate on the same first N training "
-         "batches each epoch, without augmentation: the loss must fall towards zero")
+         "batches each epoch, without augmentation: train/loss must fall towards zero (with --scheduler none: a "
+         "cosine ends the few steps at lr 0)")
     flag(g, "--fast_dev_run", action=BooleanOptionalAction, default=False,
          help="one training and one validation batch, then stop; nothing is kept")
     flag(g, "--folds", type=AMOUNT, default=0, help="k-fold cross-validation: split --train_list into K folds "
