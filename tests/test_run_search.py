@@ -115,11 +115,11 @@ def run_in_state(root: Path, name: str, state: str, age: float) -> Path:
     return run
 
 
-@pytest.mark.parametrize("state, words", [("running", "is still running (process 4242 on another-host"),
-                                           ("interrupted", "was interrupted at epoch 1 (resume it: python train.py "
+@pytest.mark.parametrize("state, words", [("running", "is still running (process 4242 on another-host; after epoch 1"),
+                                           ("interrupted", "is interrupted after epoch 1 (resume it: python train.py "
                                                            "--resume"),
                                            ("dead", "is dead (status.json says running, but its process"),
-                                           ("failed", "is failed (RuntimeError: out of memory) at epoch 2")])
+                                           ("failed", "is failed after epoch 2 (RuntimeError: out of memory)")])
 def test_the_newest_run_is_refused_unless_it_finished(tmp_path: Path, state: str, words: str) -> None:
     done = run_in_state(tmp_path, "base_done", "finished", age=100)
     newest = run_in_state(tmp_path, "base_new", state, age=1)
@@ -136,8 +136,8 @@ def test_the_run_taken_is_named_with_its_state(tmp_path: Path, capsys) -> None:
     run = run_in_state(tmp_path, "base_done", "finished", age=1)
     assert newest_matching_run(str(tmp_path), {"model_type": "base"}, prog="predict.py") == str(run)
     said = capsys.readouterr().err
-    assert f"predict.py: no --load_model_path given: taking the newest run, {run} (finished, epoch 10, " \
-           "best val/acc 0.988)" in said
+    assert f"predict.py: no --load_model_path given: taking the newest run, {run}: finished after epoch 10, " \
+           "best val/acc 0.988." in said
 
 
 def test_eval_and_predict_refuse_a_running_run_with_exit_code_2(trained_run: Path, tmp_path: Path, capsys) -> None:
@@ -153,4 +153,4 @@ def test_eval_and_predict_refuse_a_running_run_with_exit_code_2(trained_run: Pat
         assert error.startswith("error: No --load_model_path given, and the newest run") and str(run) in error
         args, _ = parse(["--checkpoints_dir", str(tmp_path), "--allow_unfinished", *extra])
         assert args.load_model_path == str(run / "best.pth")
-        assert "is still running" in capsys.readouterr().err
+        assert f"taking the newest run, {run}: still running" in capsys.readouterr().err

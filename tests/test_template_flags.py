@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from helpers import REPO, EVENT_DEADLINE
+from helpers import EVENT_DEADLINE, REPO
 
 import options
 

@@ -124,10 +124,10 @@ def newest_matching_run(checkpoints_dir: str, wanted: dict[str, str], allow_unfi
     if not finished and not allow_unfinished:
         done = next((other for other in matching[1:] if run_state(other)[0]), None)
         raise UserError(f"No --load_model_path given, and the newest run{f' trained with {given}' if given else ''}, "
-                        f"{run}, {state}: its checkpoints are not its final ones. Give the run to use, e.g. "
+                        f"{run}, is {state}: its checkpoints are not its final ones. Give the run to use, e.g. "
                         + (f"the newest finished one: --load_model_path {done}, " if done else "")
                         + f"or add --allow_unfinished (or --load_model_path {run}) to take this one anyway.")
-    print(f"{prog}: no --load_model_path given: taking the newest run, {run} ({state}).", file=sys.stderr)
+    print(f"{prog}: no --load_model_path given: taking the newest run, {run}: {state}.", file=sys.stderr)
     return str(run)
 
 
@@ -141,29 +141,30 @@ def trained_with(run: Path, wanted: dict[str, str]) -> bool:
 
 
 def run_state(run: Path) -> tuple[bool, str]:
-    """(whether the run finished, how it stands in words) from its status.json. A run without
-    a readable one (made by hand, or before status.json existed) is not guessed at: taken as
-    finished."""
+    """(whether the run finished, how it stands: "finished after epoch 10, best val/acc 0.986",
+    "still running (...)", "interrupted after epoch 1, ...", "dead (...)", "failed ...") from
+    its status.json. A run without a readable one (made by hand, or before status.json
+    existed) is not guessed at: taken as finished."""
     try:
         status = json.loads((run / "status.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         status = None
     if not isinstance(status, dict) or not isinstance(status.get("status"), str):
-        return True, "no readable status.json"
-    value, epoch = status["status"], status.get("epoch")
-    best = status.get("best") if isinstance(status.get("best"), dict) else {}
-    progress = f"epoch {epoch}" + "".join(f", best {name} {value:.4g}" for name, value in best.items()
-                                          if isinstance(value, (int, float)))
+        return True, "no readable status.json, so taken as finished"
+    value, best = status["status"], status.get("best") if isinstance(status.get("best"), dict) else {}
+    progress = f"after epoch {status.get('epoch')}" + "".join(
+        f", best {name} {number:.4g}" for name, number in best.items() if isinstance(number, (int, float)))
+    resume = f"resume it: python train.py --resume {run}"
     if value == "finished":
-        return True, f"finished, {progress}"
+        return True, f"finished {progress}"
     if value == "running":
         dead = dead_reason(status)
         if dead is not None:
-            return False, f"is dead (status.json says running, but {dead}; resume it: python train.py --resume {run})"
-        return False, f"is still running (process {status.get('pid')} on {status.get('host')}, {progress} so far)"
+            return False, f"dead (status.json says running, but {dead}; {resume})"
+        return False, f"still running (process {status.get('pid')} on {status.get('host')}; {progress} so far)"
     if value == "interrupted":
-        return False, f"was interrupted at {progress} (resume it: python train.py --resume {run})"
-    return False, f"is {value} ({status.get('error') or 'no error recorded'}) at {progress}"
+        return False, f"interrupted {progress} ({resume})"
+    return False, f"{value} {progress} ({status.get('error') or 'no error recorded'})"
 
 
 def resume_checkpoint_path(resume: str) -> Path:
