@@ -97,20 +97,26 @@ def test_a_folder_without_permissions_is_skipped(tmp_path: Path) -> None:
 
 # The picking of a run by eval.py and predict.py without --load_model_path (issue 29: a run
 # still training, or interrupted, was evaluated without a word).
-HEARTBEAT_NOW = datetime.now(timezone.utc).isoformat()
 STATES = {  # status.json of a run in each state; "running" on another host with a fresh heartbeat: alive
     "finished": {"status": "finished", "epoch": 10, "best": {"val/acc": 0.988}},
-    "running": {"status": "running", "host": "another-host", "pid": 4242, "heartbeat": HEARTBEAT_NOW, "epoch": 1},
+    "running": {"status": "running", "host": "another-host", "pid": 4242, "epoch": 1},  # + a heartbeat of now
     "interrupted": {"status": "interrupted", "epoch": 1},
     "dead": {"status": "running", "host": socket.gethostname(), "pid": 2**31 - 2, "epoch": 3},
     "failed": {"status": "failed", "error": "RuntimeError: out of memory", "epoch": 2},
 }
 
 
+def write_status(run: Path, state: str) -> None:
+    """The run's status.json in `state`; a live one's heartbeat is of now (not of when the tests
+    were collected: on a busy machine that can be over STALE_HEARTBEAT_S ago)."""
+    beat = {"heartbeat": datetime.now(timezone.utc).isoformat()} if state == "running" else {}
+    (run / "status.json").write_text(json.dumps(STATES[state] | beat))
+
+
 def run_in_state(root: Path, name: str, state: str, age: float) -> Path:
     """A run whose args.json is `age` seconds old (the newest run has the smallest age)."""
     run = make_run(root / name)
-    (run / "status.json").write_text(json.dumps(STATES[state]))
+    write_status(run, state)
     os.utime(run / "args.json", (time.time() - age, time.time() - age))
     return run
 
@@ -144,7 +150,7 @@ def test_eval_and_predict_refuse_a_running_run_with_exit_code_2(trained_run: Pat
     """Through the real command lines: one message naming the run, exit code 2; asked, they take it."""
     run = tmp_path / trained_run.name
     shutil.copytree(trained_run, run)
-    (run / "status.json").write_text(json.dumps(STATES["running"]))
+    write_status(run, "running")
     for parse, extra in ((options.parse_eval_args, []), (options.parse_predict_args, ["--input", str(tmp_path)])):
         with pytest.raises(SystemExit) as exited:
             parse(["--checkpoints_dir", str(tmp_path), *extra])
