@@ -15,6 +15,11 @@ import sys
 from argparse import Namespace
 from pathlib import Path
 
+from template_flags import answer_early
+
+if __name__ == "__main__":  # -h and a bad flag value answer now, not after the imports below load torch
+    answer_early("eval.py", sys.argv[1:])
+
 from torch import nn
 
 from data.data_entry import build_dataset, check_same_classes, eval_set_name, select_eval_loader
@@ -28,7 +33,7 @@ from utils.errors import UserError
 from utils.logger import setup_logging
 from utils.run_dir import RunDir
 from utils.run_info import file_sha256
-from utils.torch_utils import load_state_into, model_state, select_device
+from utils.torch_utils import load_state_into, make_deterministic, model_state, select_device
 
 log = logging.getLogger(__name__)
 
@@ -121,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; a UserError becomes one message on stderr and exit code 2."""
     args, checkpoint = parse_eval_args(argv)  # bad flags end here, with exit code 2
     start_process()  # joins torchrun's processes; freed host memory is kept for reuse
+    if args.deterministic:  # as in training: the same numbers on every run (slower)
+        make_deterministic()
     setup_logging(is_main_process())  # on the screen now; into log.txt once the folder exists
     run = result_folder(args)
 

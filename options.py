@@ -1,5 +1,7 @@
 """Command-line flags of train.py, eval.py and predict.py, and their checks: parsing and
-checking, nothing else (no file is written, no process group started).
+checking, nothing else (no file is written, no process group started). The template's own
+flags (common, training, evaluation) are in template_flags.py, which imports no torch, so
+that `-h` and a bad value answer at once; the components' come from their signatures here.
 
 `parse_train_args(argv)`, `parse_eval_args(argv)` and `parse_predict_args(argv)` (argv None:
 `sys.argv`) return the checked flags and the checkpoint they continue from or evaluate, read
@@ -11,7 +13,7 @@ schedule's own flags, and every loss's, come from their constructors' signatures
 """
 
 import sys
-from argparse import ArgumentParser, BooleanOptionalAction, Namespace
+from argparse import ArgumentParser, Namespace
 from pathlib import Path
 
 from data import data_entry
@@ -24,21 +26,10 @@ from loss import SUPPLIED as LOSS_SUPPLIED
 from model import model_entry
 from model.model_entry import MODELS, preprocessing_defaults
 from tasks import check_loss_flags
+from template_flags import AS_TRAINED, answer_early, template_parser
 from utils.distributed import launched_by_torchrun, launched_world_size
 from utils.errors import UserError
-from utils.flags import (
-    AMOUNT,
-    COUNT,
-    FRACTION,
-    PROBABILITY,
-    Parser,
-    changed_flags,
-    flag,
-    flags_as_argv,
-    number,
-    positive,
-    read_flags_file,
-)
+from utils.flags import Parser, changed_flags, flag, flags_as_argv, read_flags_file
 from utils.optim import (
     OPTIMIZER_SUPPLIED,
     OPTIMIZERS,
@@ -70,136 +61,6 @@ def component_of(unknown: str) -> str:
     return f"{unknown} is a flag of {' and of '.join(owners)}: add that to the command" if owners else ""
 
 
-def add_common_flags(parser: ArgumentParser) -> None:
-    """Flags shared by training, evaluation and prediction."""
-    g = parser.add_argument_group("common")
-    flag(g, "--model_type", default="base", choices=list(MODELS), eval_takes=True,
-         help="model to build, a name in model/model_entry.py")
-    flag(g, "--data_type", default="list", choices=list(DATASETS), eval_takes=True,
-         help="data set, a name in data/data_entry.py")
-    flag(g, "--save_prefix", default="exp", help="a word naming the run in its folder name")
-    flag(g, "--load_model_path", default=None, help="checkpoint (.pth) or run directory to load weights from")
-    flag(g, "--load_not_strict", action=BooleanOptionalAction, default=False,
-         help="load only the tensors whose names and shapes match the model")
-    flag(g, "--val_list", default=None, eval_takes=True, help="list file of the validation / evaluation set "
-         "(default: the demo's, data/demo/val.txt, or seg_val.txt for --data_type seg_list)")
-    flag(g, "--ignore_index", type=int, default=255, eval_takes=True,
-         help="segmentation: mask value that loss and metrics skip")
-    flag(g, "--gpus", type=int, nargs="+", default=None, on_resume="allowed",
-         help="GPU ids to use; several = DataParallel; -1 = CPU (default: GPU 0 if present)")
-    flag(g, "--seed", type=int, default=42, help="seed for python, numpy and torch")
-    for name, what in (("mean", "subtracted"), ("std", "divided by")):
-        flag(g, f"--{name}", type=float, nargs="+", default=None, eval_takes=True, help=f"per channel, {what} after "
-             "scaling pictures to [0, 1] (default: a pretrained model's own, else 0.5)")
-    flag(g, "--num_workers", type=AMOUNT, default=None, on_resume="allowed", help="DataLoader worker processes; 0 "
-         "loads in the main process (default: 2; without a GPU, 0 for an in-memory set read a batch at a time)")
-    flag(g, "--batch_size", type=COUNT, default=64, help="samples per batch (per process under torchrun)")
-    flag(g, "--checkpoints_dir", default="checkpoints", on_resume="allowed",
-         help="folder that holds the run directories")
-    flag(g, "--amp", default="none", choices=["none", "bf16", "fp16"], help="mixed precision: autocast to bfloat16 "
-         "or float16 (fp16 adds loss scaling); bf16 suits recent GPUs")
-    flag(g, "--channels_last", action=BooleanOptionalAction, default=False,
-         help="NHWC memory layout for the model and images: faster convolutions on tensor cores")
-    flag(g, "--compile", action=BooleanOptionalAction, default=False,
-         help="torch.compile the model (the first steps are slow while it compiles)")
-    flag(g, "--deterministic", action=BooleanOptionalAction, default=False,
-         help="use only deterministic algorithms: same seed, same numbers (slower)")
-    flag(g, "--debug", action=BooleanOptionalAction, default=False, on_resume="allowed",
-         help="show the full traceback of input errors instead of one message")
-
-
-def add_train_flags(parser: ArgumentParser) -> None:
-    """The training flags, in groups as `-h` shows them."""
-    g = parser.add_argument_group("training")
-    flag(g, "--train_list", default=None, help="list file of the training set (default: the demo's, "
-         "data/demo/train.txt, or seg_train.txt for --data_type seg_list)")
-    flag(g, "--epochs", type=COUNT, default=10, on_resume="allowed", help="epochs to train")
-    flag(g, "--lr", type=positive, default=3e-3, help="learning rate")
-    flag(g, "--optimizer", default="adamw", choices=list(OPTIMIZERS),
-         help="optimizer, a name in utils/optim.py; `--optimizer sgd -h` lists its flags")
-    flag(g, "--weight_decay", type=number(float, 0), default=1e-4, help="weight decay")
-    flag(g, "--accum_steps", type=COUNT, default=1, help="add up the gradients of N batches per optimizer step: an "
-         "N times larger batch in the same memory")
-    flag(g, "--clip_grad", type=number(float, 0), default=0.0,
-         help="clip the gradient norm to this value before each step; 0 = off")
-    flag(g, "--freeze_epochs", type=AMOUNT, default=0, help="train only the head (the last layer) for N epochs, "
-         "the backbone frozen, its BatchNorm in eval mode; then all of it")
-    flag(g, "--backbone_lr_scale", type=number(float, 0), default=1.0, help="the backbone's learning rate, as a "
-         "multiple of --lr (the head's)")
-    flag(g, "--layer_decay", type=number(float, 0, 1, high_open=False), default=1.0, help="each backbone unit's "
-         "lr is this times the next one's, from the head down: the units nearest the input learn slowest")
-    flag(g, "--ema_decay", type=FRACTION, default=0.0, help="keep an exponential moving average of the weights with "
-         "this decay, e.g. 0.999 (ramped up as min(D, (1 + n) / (10 + n))), validated as val_ema/...; 0 = off")
-    g = parser.add_argument_group("learning-rate schedule (stepped after every optimizer step)")
-    flag(g, "--scheduler", default="cosine", choices=list(SCHEDULERS), help="after the warmup: cosine down to "
-         "--min_lr, step, or none (constant); `--scheduler step -h` lists its flags")
-    flag(g, "--warmup_epochs", type=number(float, 0), default=0.0,
-         help="ramp the learning rate up linearly over this many epochs (fractions allowed)")
-    g = parser.add_argument_group("checkpoints, stopping and resuming")
-    flag(g, "--monitor", default=None, help="curve that picks best.pth, e.g. val/acc, val/loss or val_ema/acc "
-         "(default: the task's main validation metric: val/acc for classification, val/miou for segmentation)")
-    flag(g, "--monitor_mode", default=None, choices=["max", "min"],
-         help="whether a larger or a smaller --monitor is better (default: min for a loss, else max)")
-    flag(g, "--save_freq", type=COUNT, default=5, on_resume="allowed", help="also keep epoch_<N>.pth every N epochs")
-    flag(g, "--save_top_k", type=AMOUNT, default=0, help="also keep the K best epochs by --monitor as "
-         "top_epoch_<N>.pth")
-    flag(g, "--save_every_steps", type=AMOUNT, default=0, on_resume="allowed", help="also save last.pth every N "
-         "steps inside an epoch, so a long epoch can be resumed mid-way (default: 0, only at the end of each epoch)")
-    flag(g, "--patience", type=AMOUNT, default=0, on_resume="allowed",
-         help="stop early after N epochs without --monitor improving; 0 = never")
-    flag(g, "--min_delta", type=number(float, 0), default=0.0, on_resume="allowed",
-         help="the least change of --monitor that counts as an improvement")
-    flag(g, "--resume", default=None, config=False, help="continue a run: its directory (or its last.pth); flags "
-         "you add may only change harmless settings, e.g. --epochs")
-    flag(g, "--config", default=None, config=False, help="take every flag from a previous run (its directory or "
-         "args.json); flags given on the command line win")
-    flag(g, "--exp", default=None, help="experiment name: the run directory goes into <checkpoints_dir>/<exp>/, so "
-         "related runs stay together (default: directly in <checkpoints_dir>/)")
-    flag(g, "--print_freq", type=COUNT, default=20, on_resume="allowed",
-         help="show the running loss on the progress bar every N steps")
-    flag(g, "--log_freq", type=COUNT, default=20, on_resume="allowed",
-         help="write per-step TensorBoard curves (loss, lr) every N steps")
-    g = parser.add_argument_group("augmentation (torchvision.transforms.v2; all off by default)")
-    flag(g, "--crop_padding", type=AMOUNT, default=0, help="random shifts: pad by N pixels, then crop back")
-    flag(g, "--hflip", type=PROBABILITY, default=0.0, help="probability of a horizontal flip; wrong for digits, text")
-    flag(g, "--vflip", type=PROBABILITY, default=0.0, help="probability of a vertical flip")
-    flag(g, "--aug_policy", default="none", choices=list(POLICIES), help="a learned or random augmentation policy")
-    flag(g, "--random_erasing", type=PROBABILITY, default=0.0, help="probability of erasing a random rectangle")
-    flag(g, "--mixup", type=number(float, 0), default=0.0, help="MixUp's Beta(alpha, alpha), e.g. 0.2; 0 = off")
-    flag(g, "--cutmix", type=number(float, 0), default=0.0, help="CutMix's Beta(alpha, alpha), e.g. 1.0; 0 = off")
-    flag(g, "--sampler", default="shuffle", choices=["shuffle", "balanced"], help="each epoch a shuffle of every "
-         "sample, or a draw in which every class comes about equally often (imbalanced classes)")
-    g = parser.add_argument_group("checking a new model or data set quickly")
-    flag(g, "--limit_train_batches", type=AMOUNT, default=0,
-         help="train on only the first N batches of each epoch; 0 = all")
-    flag(g, "--limit_val_batches", type=AMOUNT, default=0, help="validate on only the first N batches; 0 = all")
-    flag(g, "--overfit_batches", type=AMOUNT, default=0, help="train and validate on the same first N training "
-         "batches each epoch, without augmentation: the loss must fall towards zero")
-    flag(g, "--fast_dev_run", action=BooleanOptionalAction, default=False,
-         help="one training and one validation batch, then stop; nothing is kept")
-    flag(g, "--folds", type=AMOUNT, default=0, help="k-fold cross-validation: split --train_list into K folds "
-         "(default: 0, off)")
-    flag(g, "--fold", type=AMOUNT, default=0, help="with --folds: validate on fold N (0 to K-1), train on the others")
-
-
-def add_result_flags(parser: ArgumentParser, prog: str) -> None:
-    """What eval.py and predict.py share: where the results go, which weights."""
-    g = parser.add_argument_group("evaluation" if prog == "eval.py" else "prediction")
-    if prog == "eval.py":
-        flag(g, "--save_viz", action=BooleanOptionalAction, default=False,
-             help="also write PNG pictures of predictions into the result folder")
-        flag(g, "--viz_freq", type=COUNT, default=10, help="with --save_viz, draw every N-th batch")
-    else:
-        flag(g, "--input", required=True, help="a folder of pictures (searched recursively), a list file of image "
-                                               "paths (one a line) or one picture")
-        flag(g, "--top_k", type=COUNT, default=5, help="classification: the K best classes in columns top1..topK "
-                                                       "(at most the number of classes)")
-    flag(g, "--output_dir", default=None, help="write the result folder here instead of beside the checkpoint "
-                                               "(e.g. when the checkpoint is on read-only storage)")
-    flag(g, "--ema", action=BooleanOptionalAction, default=False,
-         help="use the checkpoint's averaged weights (from --ema_decay) instead of its own")
-
-
 def add_component_flags(parser: ArgumentParser, chosen: dict[str, str], losses: bool) -> None:
     """The chosen components' own flags, from their constructors' signatures, in a group
     each; with `losses`, every loss's (which one trains is known once the data tells the task).
@@ -224,18 +85,13 @@ def add_component_flags(parser: ArgumentParser, chosen: dict[str, str], losses: 
 
 def build_parser(prog: str = "train.py", **chosen: str) -> Parser:
     """The flags of train.py, eval.py or predict.py, with those of the components `chosen`
-    (e.g. model_type="unet"; the others their defaults)."""
-    names = list(COMPONENTS) if prog == "train.py" else ["model_type", "data_type"]
-    chosen = {name: chosen.get(name, COMPONENTS[name][3]) for name in names}
-    what = {"train.py": "Train a model", "eval.py": "Evaluate a checkpoint", "predict.py": "Predict on pictures"}
-    parser = Parser(prog, hint=component_of, description=f"{what[prog]} (see README.md). A component's own flags "
-                    "follow its choice: `python train.py --model_type unet -h` lists unet's.")
-    add_common_flags(parser)
-    if prog == "train.py":
-        add_train_flags(parser)
-    else:
-        parser.set_defaults(save_prefix=prog.removesuffix(".py"))
-        add_result_flags(parser, prog)
+    (e.g. model_type="unet"; the others their defaults). predict.py reads pictures at the
+    checkpoint's size: it has the model's flags, not the data set's."""
+    names = {"train.py": list(COMPONENTS), "eval.py": ["model_type", "data_type"], "predict.py": ["model_type"]}
+    chosen = {name: chosen.get(name, COMPONENTS[name][3]) for name in names[prog]}
+    parser = template_parser(prog, {name: list(registry) for name, (_, registry, _, _) in COMPONENTS.items()}
+                             | {"aug_policy": list(POLICIES)})
+    parser.hint = component_of
     add_component_flags(parser, chosen, losses=prog != "predict.py")
     return parser
 
@@ -257,6 +113,7 @@ def chosen_components(prog: str, argv: list[str], saved: dict) -> dict[str, str]
 def parse_train_args(argv: list[str] | None = None) -> tuple[Namespace, Resume | None]:
     """The checked training flags, and what --resume continues from (None for a new run)."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    answer_early("train.py", argv)  # again, for callers other than train.py (the slurm script, tests)
     first = Parser("train.py", add_help=False)
     first.add_argument("--resume")
     first.add_argument("--config")
@@ -350,19 +207,20 @@ def parse_eval_args(argv: list[str] | None = None, prog: str = "eval.py") -> tup
     """The checked flags of eval.py (or predict.py), model and data flags defaulting to the
     checkpoint's saved ones (the loss's too, for eval.py), and the checkpoint, read once."""
     argv = sys.argv[1:] if argv is None else list(argv)
+    answer_early(prog, argv)  # -h needs no checkpoint
     first = Parser(prog, add_help=False)
     for name, default in (("load_model_path", None), ("checkpoints_dir", "checkpoints"), ("model_type", None),
                           ("data_type", None)):
         first.add_argument(f"--{name}", default=default)
+    first.add_argument("--allow_unfinished", action="store_true")
     first = first.parse_known_args(argv)[0]
     try:
-        if {"-h", "--help"} & set(argv):  # help needs no checkpoint
-            build_parser(prog, **chosen_components(prog, argv, {})).parse_args(argv)
         if prog == "predict.py" and launched_by_torchrun():
             raise UserError(f"predict.py runs as one process, but torchrun started {launched_world_size()}; "
                             "run it with python (it uses one GPU, chosen by --gpus).")
         wanted = {name: value for name in ("model_type", "data_type") if (value := getattr(first, name)) is not None}
-        path = resolve_checkpoint(first.load_model_path or newest_matching_run(first.checkpoints_dir, wanted))
+        path = resolve_checkpoint(first.load_model_path or newest_matching_run(first.checkpoints_dir, wanted,
+                                                                               first.allow_unfinished, prog))
         checkpoint = read_checkpoint(path, mmap=True)
         saved = checkpoint.get("args") if isinstance(checkpoint.get("args"), dict) else {}
         parser = build_parser(prog, **chosen_components(prog, argv, saved))
@@ -370,6 +228,7 @@ def parse_eval_args(argv: list[str] | None = None, prog: str = "eval.py") -> tup
         Parser(prog).error(str(error))
     parser.set_defaults(**{a.dest: saved[a.dest] for a in parser._actions if getattr(a, "eval_takes", False)
                            and a.dest in saved})
+    parser.set_defaults(**{name: saved.get(name, default) for name, default in AS_TRAINED[prog].items()})
     args = parser.parse_args(argv)
     try:
         args.load_model_path = str(path)

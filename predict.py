@@ -16,6 +16,11 @@ import sys
 from argparse import Namespace
 from pathlib import Path
 
+from template_flags import answer_early
+
+if __name__ == "__main__":  # -h and a bad flag value answer now, not after the imports below load torch
+    answer_early("predict.py", sys.argv[1:])
+
 import torch
 from torch import nn
 from torch.utils.data import DataLoader
@@ -32,7 +37,7 @@ from utils.errors import UserError
 from utils.logger import ProgressBar, setup_logging
 from utils.run_dir import RunDir
 from utils.run_info import file_sha256
-from utils.torch_utils import AMP_DTYPES, select_device
+from utils.torch_utils import AMP_DTYPES, make_deterministic, select_device
 
 log = logging.getLogger(__name__)
 
@@ -116,6 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point; a UserError becomes one message on stderr and exit code 2."""
     args, checkpoint = parse_predict_args(argv)  # bad flags end here, with exit code 2
     start_process()  # freed host memory is kept for reuse
+    if args.deterministic:  # as in training: the same numbers on every run (slower)
+        make_deterministic()
     setup_logging()  # on the screen now; into log.txt once the folder exists
     run = result_folder(args)
 

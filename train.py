@@ -16,6 +16,11 @@ import time
 from argparse import Namespace
 from collections.abc import Callable
 
+from template_flags import answer_early
+
+if __name__ == "__main__":  # -h and a bad flag value answer now, not after the imports below load torch
+    answer_early("train.py", sys.argv[1:])
+
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader

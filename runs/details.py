@@ -8,10 +8,10 @@ results. Like the table it reads text files only and shows what it can of a brok
 import os
 from pathlib import Path
 
-from runs.liveness import dead_reason
 from runs.reader import (
     RunRecord,
     duration_seconds,
+    evaluation_outdated,
     is_number,
     read_json,
     read_result_txt,
@@ -20,6 +20,7 @@ from runs.reader import (
     scan_dirs,
 )
 from runs.table import format_duration
+from utils.liveness import dead_reason
 
 INDENT = "  "
 
@@ -141,8 +142,9 @@ def evaluation_lines(path: Path, problems: list[str]) -> list[str]:
         results = read_result_txt(folder / "result.txt", problems) if os.path.isfile(folder / "result.txt") else {}
         main = "  ".join(f"{name} {value:.4g}" for name, value in results.items() if "/" not in name)
         per_class = sum("/" in name for name in results)
+        old = f"  (old: {folder.parent.name}.pth was written again after it)" if evaluation_outdated(folder) else ""
         lines.append(f"{INDENT}{folder.relative_to(path).as_posix()}  {status.get('status', '?')}  {main}"
-                     + (f"  (+{per_class} per-class values)" if per_class else ""))
+                     + (f"  (+{per_class} per-class values)" if per_class else "") + old)
         files = sorted(entry.name + ("/" if entry.is_dir() else "") for entry in list_folder(folder) or [])
         lines.append(f"{INDENT * 2}{' '.join(files)}")
     return lines or [f"{INDENT}none (python eval.py --load_model_path {path})"]

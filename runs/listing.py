@@ -13,7 +13,7 @@ and its epoch, and the newest evaluation's results. Columns and conditions are d
 runs/table.py and runs/filter.py. Only text files are read (no checkpoint, no
 TensorBoard file), and runs that are running, crashed or half-written are listed with what
 can be read ('?' marks what cannot); a "running" run whose process is gone shows as `dead`
-(runs/liveness.py). `--group_by` (runs/groups.py) prints one row per group of runs instead.
+(utils/liveness.py). `--group_by` (runs/groups.py) prints one row per group of runs instead.
 Standard library only: no torch import, fast start.
 """
 
@@ -86,7 +86,8 @@ def list_runs(root: Path, where: list[str], sort: str | None, descending: bool, 
     if as_csv:
         return format_csv(rows, all_columns(rows))
     table = format_text_table(rows, table_columns(rows, differing_args(records)))
-    return "\n".join([table, "", summary_line(rows, total, records), *problem_lines(rows), *notes])
+    return "\n".join([table, "", summary_line(rows, total, records), *outdated_lines(rows), *problem_lines(rows),
+                      *notes])
 
 
 def summary_line(rows: list[dict[str, object]], total: int, records: list[RunRecord]) -> str:
@@ -102,6 +103,13 @@ def best_meaning(records: list[RunRecord]) -> str:
         ((monitor, mode),) = monitors
         return f"best = best {monitor} ({mode})"
     return "best = best --monitor value of each run (see the monitor column; empty: the task's main metric)"
+
+
+def outdated_lines(rows: list[dict[str, object]]) -> list[str]:
+    """One note per run whose shown evaluation is of a checkpoint written again since."""
+    return [f"note: {row['run']}: eval {row['eval']} (old) is of an earlier {row['eval'].split('/')[0]}.pth: the "
+            f"run went on after it, so eval/... and best may disagree; evaluate again: python eval.py "
+            f"--load_model_path {row['path']}" for row in rows if row.get("eval_outdated")]
 
 
 def problem_lines(rows: list[dict[str, object]]) -> list[str]:

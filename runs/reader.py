@@ -41,6 +41,7 @@ class RunRecord:
     status: dict | None = None  # None: status.json missing or unreadable
     metrics: list[dict[str, float]] = field(default_factory=list)  # metrics.csv rows
     evaluation: Path | None = None  # the newest result folder holding result.txt
+    evaluation_outdated: bool = False  # the checkpoint it evaluated was replaced after it (the run went on)
     results: dict[str, float] = field(default_factory=dict)  # its result.txt
     problems: list[str] = field(default_factory=list)  # files that could not be read, and why
     monitor: str = DEFAULT_MONITOR  # the value `best` is the best of
@@ -57,6 +58,7 @@ def read_run(path: Path) -> RunRecord:
     record.evaluation = newest_evaluation(path)
     if record.evaluation is not None:
         record.results = read_result_txt(record.evaluation / "result.txt", record.problems)
+        record.evaluation_outdated = evaluation_outdated(record.evaluation)
     record.monitor, record.best, record.best_epoch = read_best(record)
     return record
 
@@ -150,6 +152,18 @@ def newest_evaluation(run_dir: Path) -> Path | None:
             if modified > newest_time:
                 newest, newest_time = Path(folder), modified
     return newest
+
+
+def evaluation_outdated(evaluation: Path) -> bool:
+    """Whether the checkpoint an evaluation read, `<run dir>/<stem>.pth` beside its `<stem>/`
+    folder, was written again after it: a run that went on has a newer best.pth (or last.pth),
+    so the evaluation's numbers are of an older one. By the files' times (the evaluation's
+    args.json is written after it read the checkpoint), never by opening the checkpoint."""
+    checkpoint = evaluation.parent.parent / f"{evaluation.parent.name}.pth"
+    try:
+        return os.stat(checkpoint).st_mtime > os.stat(evaluation / "args.json").st_mtime
+    except OSError:  # no such checkpoint (removed) or no args.json: nothing to compare
+        return False
 
 
 def scan_dirs(folder: str | Path) -> list[str]:

@@ -2,7 +2,7 @@
 its flags, seed and fold, its state, its run directory once known, and every attempt.
 
 A point's state is one of pending, running, finished, failed and interrupted (dead runs are
-found by reading the run's status.json, runs/liveness.py). `attempts` keeps the history: each
+found by reading the run's status.json, utils/liveness.py). `attempts` keeps the history: each
 start (`new`) or resumption (`resume`) with its command, times, exit code and run directory,
 so a failed run retried with --retry_failed still shows the run directory that failed.
 Run directories are stored relative to the experiment folder, so the folder can be moved.

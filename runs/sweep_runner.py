@@ -28,9 +28,9 @@ from datetime import datetime
 from pathlib import Path
 
 from runs.gpus import slot_devices
-from runs.liveness import dead_reason
 from runs.reader import read_json
 from runs.sweep_manifest import entry_run_dir, save_manifest, stored_path
+from utils.liveness import dead_reason
 from utils.run_search import is_run_dir
 
 POLL_S = 0.2  # how often running jobs are checked

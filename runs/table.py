@@ -5,14 +5,16 @@ A row maps column names to plain values (numbers stay numbers, so sorting and `-
 compare them as numbers); only printing turns them into text. Columns:
 
 - `run` (folder name), `exp`, `status` (status.json's, or `dead` for a "running" run whose
-  process is gone: runs/liveness.py), `started`, `duration` (seconds), `model_type`, `data_type`
+  process is gone: utils/liveness.py), `started`, `duration` (seconds), `model_type`, `data_type`
 - every argument from args.json, under its own name (`lr`, `epochs`, `monitor`, ...)
 - every metrics.csv value of the last epoch (`train/loss`, `val/acc`, ...) and `epoch`, the
   last epoch done
 - `best` and `best_epoch`: the best `--monitor` value and its epoch (status.json, else
   metrics.csv; `?` when status.json's is not a number)
 - `eval`: the newest evaluation (`<checkpoint stem>/<name>`) and `eval/<name>` for each of
-  its result.txt values without a `/` (`eval/acc`, `eval/loss`; per-class values are left out)
+  its result.txt values without a `/` (`eval/acc`, `eval/loss`; per-class values are left out);
+  `eval_outdated`: True when the checkpoint it evaluated was written again since (the run went
+  on), shown as `(old)` after the `eval` cell and in a note under the table
 - `path` and `problems` (the files that could not be read)
 
 The text table shows the first group, the arguments whose values differ between the listed
@@ -24,8 +26,8 @@ import io
 import json
 from pathlib import Path
 
-from runs.liveness import shown_status
 from runs.reader import UNKNOWN, RunRecord, duration_seconds
+from utils.liveness import shown_status
 
 FRONT = ("run", "exp", "status", "started", "duration", "model_type", "data_type")
 PROGRESS = ("epoch", "best", "best_epoch")
@@ -51,6 +53,7 @@ def run_row(record: RunRecord, root: Path) -> dict[str, object]:
         "best": record.best,
         "best_epoch": record.best_epoch,
         "eval": record.evaluation.relative_to(record.path).as_posix() if record.evaluation else None,
+        "eval_outdated": record.evaluation_outdated if record.evaluation else None,
     }
     row.update((f"eval/{name}", value) for name, value in record.results.items() if "/" not in name)
     row.update((name, value) for name, value in (record.metrics[-1] if record.metrics else {}).items()
@@ -91,16 +94,17 @@ def all_columns(rows: list[dict[str, object]]) -> list[str]:
     """Every column of any row (CSV): the fixed ones, the evaluation, the metrics, then the
     arguments (names without a `/`) alphabetically, and path and problems last."""
     seen = dict.fromkeys(name for row in rows for name in row)
-    fixed = [*FRONT, *PROGRESS, "eval", "path", "problems"]
+    fixed = [*FRONT, *PROGRESS, "eval", "eval_outdated", "path", "problems"]
     evaluation = [name for name in seen if name.startswith("eval/")]
     metrics = [name for name in seen if "/" in name and not name.startswith("eval/")]
     args = sorted(name for name in seen if "/" not in name and name not in fixed)
-    return [*FRONT, *PROGRESS, "eval", *evaluation, *metrics, *args, "path", "problems"]
+    return [*FRONT, *PROGRESS, "eval", "eval_outdated", *evaluation, *metrics, *args, "path", "problems"]
 
 
 def format_text_table(rows: list[dict[str, object]], columns: list[str]) -> str:
     """Aligned columns, two spaces apart; numbers short (4 significant digits)."""
-    cells = [columns] + [[display(name, row.get(name)) for name in columns] for row in rows]
+    cells = [columns] + [[display(name, row.get(name)) + (" (old)" if name == "eval" and row.get("eval_outdated")
+                                                          else "") for name in columns] for row in rows]
     widths = [max(len(line[i]) for line in cells) for i in range(len(columns))]
     return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(line, widths)).rstrip()
                      for line in cells)

@@ -6,7 +6,8 @@
 # Then compare: python -m runs checkpoints/lr_sweep --group_by lr
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/find_python.sh
 # shellcheck disable=SC2086  # $SWEEP_FLAGS is split into several flags on purpose
-"${PYTHON:-python}" -m runs.sweep --exp lr_sweep --grid lr=0.001,0.003,0.01 --seeds 0 1 2 ${SWEEP_FLAGS:-} \
+"$PYTHON" -m runs.sweep --exp lr_sweep --grid lr=0.001,0.003,0.01 --seeds 0 1 2 ${SWEEP_FLAGS:-} \
     -- --model_type base --data_type list --train_list data/demo/train.txt --val_list data/demo/val.txt \
     --optimizer adamw --scheduler cosine --epochs 10 --batch_size 64 --save_prefix lr_sweep "$@"

@@ -7,7 +7,7 @@ ranks, lowest first (a module may import its own rank and those below):
                        logging, checkpoints, devices; imports nothing of the project above it
   1  components        loss.py, metrics.py, tasks.py, data/*, model/* (not the entries)
   2  entries           data/data_entry.py, model/model_entry.py: the registries
-  3  options.py        flags and their checks
+  3  options.py        flags and their checks (template_flags.py: the template's own flags)
   4  entry points      train.py, eval.py, predict.py: Trainer, Evaluator
   5  tools             runs/, scaffold/, bench/: they use the rest, nothing uses them
 """
@@ -32,7 +32,7 @@ def rank(module: str) -> int | None:
         return 2
     if top in ("loss", "metrics", "tasks", "data", "model"):
         return 1
-    if top == "options":
+    if top in ("options", "template_flags"):
         return 3
     if top in ENTRY_POINTS:
         return 4
@@ -85,7 +85,8 @@ def test_the_check_finds_an_upward_import(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("module, expected", [("utils.run_dir", 0), ("tasks", 1), ("data.augment", 1),
-                                              ("data.data_entry", 2), ("options", 3), ("train", 4),
+                                              ("data.data_entry", 2), ("options", 3),
+                                              ("template_flags", 3), ("train", 4),
                                               ("runs.sweep", 5), ("scaffold.commands", 5)])
 def test_ranks(module: str, expected: int) -> None:
     assert rank(module) == expected

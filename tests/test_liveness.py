@@ -1,4 +1,4 @@
-"""runs/liveness.py: a run that says "running" but whose process is gone, whose pid now belongs
+"""utils/liveness.py: a run that says "running" but whose process is gone, whose pid now belongs
 to another program, or whose heartbeat stopped, is shown as dead in the table and in --show."""
 
 import json
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from runs import listing as runs
-from runs import liveness
-from runs.liveness import STALE_HEARTBEAT_S, dead_reason, shown_status
+from utils import liveness
+from utils.liveness import STALE_HEARTBEAT_S, dead_reason, shown_status
 
 HOST = socket.gethostname()
 

@@ -255,3 +255,24 @@ def test_tensorboard_hparams_hold_the_args_and_final_metrics(trained_run: Path) 
     accuracies = [float(row["val/acc"]) for row in csv.DictReader(open(trained_run / "metrics.csv"))]
     (best,) = events.Scalars("best/val/acc")
     assert (best.step, best.value) == (6, pytest.approx(max(accuracies)))  # at the last global step
+
+
+def test_an_evaluation_of_a_checkpoint_written_again_since_is_marked_old(tmp_path: Path, capsys) -> None:
+    """Issue 29: during a resume the table showed `best 0.988` beside `eval/acc 0.328`, the
+    evaluation of the epoch-1 best.pth, with no word that they are of different checkpoints."""
+    run = fake_run(tmp_path, "base_a", results="loss: 1.5\nacc: 0.328\n")
+    (run / "best" / "val_eval" / "args.json").write_text("{}")  # the evaluation opened ...
+    (run / "best.pth").write_bytes(b"")
+    os.utime(run / "best" / "val_eval" / "args.json", (1_000, 1_000))  # ... before best.pth was written again
+    code, out, _ = list_runs(tmp_path, capsys=capsys)
+    assert code == 0
+    assert table_rows(out)[0]["eval"] == "best/val_eval (old)"
+    assert "note: base_a: eval best/val_eval (old) is of an earlier best.pth: the run went on after it" in out
+    assert f"python eval.py --load_model_path {run}" in out
+    _, out, _ = list_runs(tmp_path, "--csv", capsys=capsys)
+    assert next(csv.DictReader(io.StringIO(out)))["eval_outdated"] == "True"
+    _, out, _ = list_runs(tmp_path, "--show", str(run), capsys=capsys)
+    assert "(old: best.pth was written again after it)" in out
+    os.utime(run / "best.pth", (500, 500))  # evaluated after the last write: current, no note
+    _, out, _ = list_runs(tmp_path, capsys=capsys)
+    assert table_rows(out)[0]["eval"] == "best/val_eval" and "note:" not in out

@@ -4,8 +4,11 @@ The scripts run in a copy of the project (its own checkpoints/ and data/), with 
 demo set already in place, except the main job, which also generates the real one.
 """
 
+import os
+import re
 import shlex
 import shutil
+import subprocess
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -39,6 +42,41 @@ def test_every_script_is_an_experiment_pair_a_sweep_or_known() -> None:
         paired_eval = name.startswith("eval_") and (SCRIPTS / name.replace("eval_", "train_", 1)).is_file()
         assert name in NOT_EXPERIMENTS or name.startswith(("train_", "sweep_")) or paired_eval, \
             f"{name}: name experiment scripts train_<x>.sh / eval_<x>.sh / sweep_<x>.sh so the tests run them"
+
+
+# Scripts that start the project's Python in a plain shell (the two set-up helpers are sourced by
+# the others; Slurm's needs a job: tests/test_slurm.py).
+PYTHON_SCRIPTS = sorted(p.name for p in SCRIPTS.glob("*.sh")
+                        if p.name not in {"find_python.sh", "setup_env.sh", "slurm_train.sh"})
+
+
+def test_every_script_finds_python_through_find_python_sh() -> None:
+    """One rule for which Python runs (issue 29: sweep_lr.sh used `${PYTHON:-python}` and missed
+    .venv/): every script sources scripts/find_python.sh, or setup_env.sh, which does."""
+    for script in SCRIPTS.glob("*.sh"):
+        text = script.read_text(encoding="utf-8")
+        if script.name != "find_python.sh":
+            assert "source scripts/find_python.sh" in text or "source scripts/setup_env.sh" in text, script.name
+        assert not re.search(r"\$\{PYTHON:-[^}]", text), f"{script.name}: use \"$PYTHON\" from scripts/find_python.sh"
+
+
+@pytest.mark.parametrize("script", PYTHON_SCRIPTS)
+def test_every_script_runs_the_projects_venv_when_python_is_not_set(script: str, tmp_path: Path) -> None:
+    """Without $PYTHON, each script runs .venv/bin/python (here a fake that records its calls)."""
+    project = tmp_path / "project"
+    shutil.copytree(SCRIPTS, project / "scripts")
+    for name in ("requirements.txt", "requirements-dev.txt"):
+        shutil.copy(REPO / name, project / name)
+    log = tmp_path / "calls.log"
+    fake = project / ".venv" / "bin" / "python"
+    fake.parent.mkdir(parents=True)
+    fake.write_text(f'#!/usr/bin/env bash\necho "$*" >> {shlex.quote(str(log))}\n')
+    fake.chmod(0o755)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHON", "TORCH_INDEX_URL")}
+    result = subprocess.run(["bash", f"scripts/{script}", "--epochs", "1"], cwd=project, capture_output=True,
+                            text=True, env={**env, "GPU_CHECK_DRY": "1", "OUT": str(tmp_path / "out")})
+    assert result.returncode == 0 and "command not found" not in result.stderr, result.stderr[-2000:]
+    assert log.is_file() and log.read_text().strip(), f"{script} did not run .venv/bin/python"
 
 
 @pytest.mark.slow

@@ -20,8 +20,8 @@ class Parser(ArgumentParser):
     block; an unknown flag gets `hint(flag)` (whose flag it is) or the flags it may be a typo of."""
 
     def __init__(self, prog: str, description: str | None = None, add_help: bool = True,
-                 hint: Callable[[str], str] | None = None) -> None:
-        super().__init__(prog=prog, description=description, add_help=add_help, allow_abbrev=False)
+                 hint: Callable[[str], str] | None = None, usage: str | None = None) -> None:
+        super().__init__(prog=prog, description=description, add_help=add_help, allow_abbrev=False, usage=usage)
         self.context = ""  # what is being parsed, when not the command line (e.g. "--config x: ")
         self.hint = hint
 
@@ -40,6 +40,17 @@ class Parser(ArgumentParser):
         prefixed = sorted((s for s in known if unknown.startswith(s) or s.startswith(unknown)), key=len, reverse=True)
         close = list(dict.fromkeys([*prefixed, *difflib.get_close_matches(unknown, known, n=3)]))[:3]
         return f" (did you mean {' or '.join(close)}?)" if close else ""
+
+    def format_groups(self, groups: list) -> str:
+        """The help of these argument groups alone, without usage and description: the part of
+        -h that comes later (template_flags.answer_early)."""
+        formatter = self._get_formatter()
+        for group in groups:
+            formatter.start_section(group.title)
+            formatter.add_text(group.description)
+            formatter.add_arguments(group._group_actions)
+            formatter.end_section()
+        return formatter.format_help()
 
 
 def flag(group, name: str, on_resume: str = "refused", eval_takes: bool = False, config: bool = True,

@@ -13,10 +13,12 @@ and two links to one run would list it twice.
 
 import json
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 from utils.errors import UserError
+from utils.liveness import dead_reason
 
 
 def is_run_dir(folder: Path) -> bool:
@@ -103,24 +105,66 @@ def resolve_checkpoint(path: str, file_name: str = "best.pth") -> Path:
     return path
 
 
-def newest_matching_run(checkpoints_dir: str, wanted: dict[str, str]) -> str:
+def newest_matching_run(checkpoints_dir: str, wanted: dict[str, str], allow_unfinished: bool = False,
+                        prog: str = "eval.py") -> str:
     """The newest run under `checkpoints_dir` trained with the `wanted` flag values (by the
     time of its args.json, which only training writes): what eval.py and predict.py take
-    without --load_model_path."""
+    without --load_model_path. One that has not finished (still running, interrupted, failed,
+    or dead) is refused unless `allow_unfinished`: its best.pth is not the run's last word."""
     runs = runs_newest_first(checkpoints_dir)
     if not runs:
         raise UserError(f"No --load_model_path given and no run directory under {checkpoints_dir}/ "
                         "to take the newest from; train first or pass a checkpoint path.")
-    for run in runs:
-        try:
-            saved = json.loads((run / "args.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            continue
-        if isinstance(saved, dict) and all(saved.get(name) == value for name, value in wanted.items()):
-            return str(run)
+    matching = [run for run in runs if trained_with(run, wanted)]
     given = " ".join(f"--{name} {value}" for name, value in wanted.items())
-    raise UserError(f"No --load_model_path given, and no run under {checkpoints_dir}/ was trained with {given} "
-                    f"(the newest, {runs[0]}, was not); pass --load_model_path.")
+    if not matching:
+        raise UserError(f"No --load_model_path given, and no run under {checkpoints_dir}/ was trained with {given} "
+                        f"(the newest, {runs[0]}, was not); pass --load_model_path.")
+    run, (finished, state) = matching[0], run_state(matching[0])
+    if not finished and not allow_unfinished:
+        done = next((other for other in matching[1:] if run_state(other)[0]), None)
+        raise UserError(f"No --load_model_path given, and the newest run{f' trained with {given}' if given else ''}, "
+                        f"{run}, is {state}: its checkpoints are not its final ones. Give the run to use, e.g. "
+                        + (f"the newest finished one: --load_model_path {done}, " if done else "")
+                        + f"or add --allow_unfinished (or --load_model_path {run}) to take this one anyway.")
+    print(f"{prog}: no --load_model_path given: taking the newest run, {run}: {state}.", file=sys.stderr)
+    return str(run)
+
+
+def trained_with(run: Path, wanted: dict[str, str]) -> bool:
+    """Whether the run's args.json has the `wanted` flag values."""
+    try:
+        saved = json.loads((run / "args.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(saved, dict) and all(saved.get(name) == value for name, value in wanted.items())
+
+
+def run_state(run: Path) -> tuple[bool, str]:
+    """(whether the run finished, how it stands: "finished after epoch 10, best val/acc 0.986",
+    "still running (...)", "interrupted after epoch 1, ...", "dead (...)", "failed ...") from
+    its status.json. A run without a readable one (made by hand, or before status.json
+    existed) is not guessed at: taken as finished."""
+    try:
+        status = json.loads((run / "status.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        status = None
+    if not isinstance(status, dict) or not isinstance(status.get("status"), str):
+        return True, "no readable status.json, so taken as finished"
+    value, best = status["status"], status.get("best") if isinstance(status.get("best"), dict) else {}
+    progress = f"after epoch {status.get('epoch')}" + "".join(
+        f", best {name} {number:.4g}" for name, number in best.items() if isinstance(number, (int, float)))
+    resume = f"resume it: python train.py --resume {run}"
+    if value == "finished":
+        return True, f"finished {progress}"
+    if value == "running":
+        dead = dead_reason(status)
+        if dead is not None:
+            return False, f"dead (status.json says running, but {dead}; {resume})"
+        return False, f"still running (process {status.get('pid')} on {status.get('host')}; {progress} so far)"
+    if value == "interrupted":
+        return False, f"interrupted {progress} ({resume})"
+    return False, f"{value} {progress} ({status.get('error') or 'no error recorded'})"
 
 
 def resume_checkpoint_path(resume: str) -> Path:

@@ -5,7 +5,7 @@ Values: running, finished, interrupted (Ctrl-C / SIGTERM: saved, resumable) and 
 write anything, so it stays "running"; to tell it from a live run, `running()` records the
 `host` and `pid` of the process, and `start_heartbeat()` rewrites `heartbeat` (an ISO time
 with time zone) every minute from a background thread while the run lives. A reader
-(`python -m runs`, runs/liveness.py) calls a "running" run dead when its process is gone
+(`python -m runs`, utils/liveness.py) calls a "running" run dead when its process is gone
 from this host, or its heartbeat stopped. Written atomically, so a reader never sees half a
 file.
 """
@@ -86,7 +86,7 @@ class RunStatus:
     def start_heartbeat(self, interval_s: float = 60) -> None:
         """Write `heartbeat` now and then every `interval_s` seconds from a daemon thread, until
         `stop_heartbeat()` (or the process ends). Readers call a run whose heartbeat is older
-        than runs/liveness.py's STALE_HEARTBEAT_S dead, so keep the interval well below it.
+        than utils/liveness.py's STALE_HEARTBEAT_S dead, so keep the interval well below it.
         Does nothing when disabled or already beating."""
         if not self.enabled or self._heartbeat is not None:
             return

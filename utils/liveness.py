@@ -1,4 +1,5 @@
-"""Is a run that says "running" still running? The runs table, `--show` and the sweep ask here.
+"""Is a run that says "running" still running? The runs table, `--show`, the sweep, and eval.py
+and predict.py before they take the newest run (utils/run_search.py), ask here.
 
 A run killed outright (SIGKILL, out of memory, power loss, a lost node) never writes its
 end, so its status.json says "running" for ever. It is called dead when either
