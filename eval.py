@@ -22,7 +22,7 @@ from model.model_entry import check_model_fits, model_kwargs, prepare_model, sel
 from options import parse_eval_args
 from tasks import Task, select_loss, select_task
 from train import evaluate
-from utils.atomic import atomic_write_text
+from utils.atomic import atomic_write_text, writing
 from utils.distributed import ShardSampler, gather_to_main, is_main_process, start_process
 from utils.errors import UserError
 from utils.logger import setup_logging
@@ -67,9 +67,11 @@ class Evaluator:
     def keep_batch(self, i: int, out: dict) -> None:
         """A batch's rows of predictions.csv (and the files they name), and its --save_viz pictures."""
         indices = self.sample_indices(i, len(out["label"]))
-        self.rows.extend(self.task.evaluation_rows(out["path"], out["label"], out["pred"], self.folder, indices))
+        with writing(self.folder / "predictions"):  # the files a task's rows name (segmentation's masks)
+            self.rows.extend(self.task.evaluation_rows(out["path"], out["label"], out["pred"], self.folder, indices))
         if self.args.save_viz and i % self.args.viz_freq == 0:
-            self.task.save_pictures(out["image"], out["label"], out["pred"], self.folder / "viz", indices)
+            with writing(self.folder / "viz"):
+                self.task.save_pictures(out["image"], out["label"], out["pred"], self.folder / "viz", indices)
 
     def sample_indices(self, batch_index: int, batch_size: int) -> list[int]:
         """The data-set indices of a batch's samples (under torchrun a process reads every

@@ -27,6 +27,7 @@ from eval import load_model
 from model.model_entry import check_model_fits, prepare_model
 from options import parse_predict_args
 from tasks import Task
+from utils.atomic import writing
 from utils.distributed import start_process
 from utils.errors import UserError
 from utils.logger import ProgressBar, setup_logging
@@ -42,15 +43,18 @@ class PredictionCsv:
     unbuffered write, so a run that stops leaves whole lines: the rows of the batches done."""
 
     def __init__(self, path: Path, header: list[str]) -> None:
-        self.file = open(path, "xb", buffering=0)  # "x": never overwrite a file
+        self.path = path
+        with writing(path):
+            self.file = open(path, "xb", buffering=0)  # "x": never overwrite a file
         self.append([header])
 
     def append(self, rows: list[list]) -> None:
         buffer = io.StringIO()
         csv.writer(buffer, lineterminator="\n").writerows(rows)
         data = memoryview(buffer.getvalue().encode("utf-8"))
-        while data:  # a regular file takes it all at once; a short write is continued
-            data = data[self.file.write(data):]
+        with writing(self.path):
+            while data:  # a regular file takes it all at once; a short write is continued
+                data = data[self.file.write(data):]
 
     def close(self) -> None:
         self.file.close()
@@ -95,7 +99,9 @@ def predict(model: nn.Module, loader: DataLoader, task: Task, folder: Path, top_
             with torch.autocast(device.type, dtype=AMP_DTYPES[amp], enabled=AMP_DTYPES[amp] is not None):
                 pred = model(image)
             indices = list(range(done, done + len(image)))
-            table.append(task.prediction_rows(batch["path"], batch["size"], pred, folder, indices, top_k))
+            with writing(folder / "predictions"):  # the files a task's rows name (segmentation's masks)
+                rows = task.prediction_rows(batch["path"], batch["size"], pred, folder, indices, top_k)
+            table.append(rows)
             done += len(image)
     finally:
         table.close()

@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from utils.atomic import atomic_write_text
+from utils.atomic import DISK_FULL, atomic_write_text, write_error
 from utils.distributed import broadcast_from_main, cleanup_distributed, is_main_process
 from utils.errors import UserError
 from utils.logger import log_to_file, stop_log_file
@@ -150,9 +150,10 @@ class RunDir:
         """Do `work` (which opens this folder) and keep status.json true, whatever happens:
         finished (with the details `work` returns), interrupted by a caught signal (saved: the
         resume command is printed; exit code 128 + the signal), or failed with the error. A
-        UserError becomes one message and exit code 2 (its traceback with --debug); any other
-        exception is a bug, recorded and shown in full. The folder is closed and torchrun's
-        process group left either way; a temporary folder is removed."""
+        UserError (a full disk too: utils/atomic.py) becomes one message and exit code 2 (its
+        traceback with --debug); any other exception is a bug, recorded and shown in full. The
+        folder is closed and torchrun's process group left either way; a temporary folder is
+        removed."""
         try:
             details = work() or {}
             self.status.finished(**details)
@@ -160,17 +161,18 @@ class RunDir:
                 log.info("--fast_dev_run: one training and one validation batch ran; nothing is kept.")
         except StopRequested as stop:
             return self.interrupted(stop.signal_number)
-        except UserError as error:
-            self.status.failed(error)
+        except (UserError, OSError) as error:
+            if isinstance(error, OSError) and not isinstance(error, UserError):
+                if error.errno not in DISK_FULL:
+                    return self.failed_by_bug(error)
+                error = write_error(error.filename or self.path, error)  # written by a library (a picture)
+            self.record_end(self.status.failed, error)
             if debug:
                 raise
             log.error(f"error: {error}")
             return 2
         except BaseException as error:
-            if self.stop.requested:  # e.g. SIGTERM also stopped the data workers, whose error came first
-                return self.interrupted(self.stop.signal_number)
-            self.status.failed(error)  # a bug, or a second Ctrl-C: recorded, then shown in full
-            raise
+            return self.failed_by_bug(error)
         finally:
             self.close()
             cleanup_distributed()
@@ -178,11 +180,26 @@ class RunDir:
                 shutil.rmtree(self.path.parent, ignore_errors=True)
         return 0
 
+    def failed_by_bug(self, error: BaseException) -> int:
+        """A bug, or a second Ctrl-C: recorded, then shown in full (raised again)."""
+        if self.stop.requested:  # e.g. SIGTERM also stopped the data workers, whose error came first
+            return self.interrupted(self.stop.signal_number)
+        self.record_end(self.status.failed, error)
+        raise error
+
+    def record_end(self, write: Callable[..., None], *args: object) -> None:
+        """Write how the run ended into status.json; if even that fails (the folder was
+        deleted), say so instead of hiding the error that ended the run."""
+        try:
+            write(*args)
+        except OSError as error:  # a WriteError
+            log.error(f"error: status.json could not be updated either: {error}")
+
     def interrupted(self, signal_number: int) -> int:
         """Record and report a stop by signal; the exit code is 128 + the signal number."""
         name = signal.Signals(signal_number).name
         command = shlex.join([*launcher(), self.script, "--resume", str(self.path)])
-        self.status.interrupted(f"stopped by {name}", command)
+        self.record_end(self.status.interrupted, f"stopped by {name}", command)
         log.error(f"Stopped by {name}; resume from the last saved checkpoint with:\n  {command}")
         return 128 + signal_number
 
