@@ -49,6 +49,7 @@ from utils.optim import (
 )
 from utils.run_dir import Resume, check_folder_name
 from utils.run_search import newest_matching_run, resolve_checkpoint, resume_checkpoint_path, saved_run_args
+from utils.run_status import RunStatus
 from utils.signature_flags import add_shared_flags, add_signature_flags, builder_kwargs, flag_parameters
 from utils.torch_utils import check_gpus, read_checkpoint
 
@@ -320,7 +321,9 @@ def check_resume(args: Namespace, saved: dict, checkpoint: dict, parser: Parser)
                         f"{'; '.join(f'--{n} {changed[n][0]} (run) vs {changed[n][1]} (now)' for n in refused)}. "
                         f"Start a new run instead, or drop them; flags that may change on resume: "
                         f"{', '.join(allowed)}.")
-    if checkpoint["epoch"] >= args.epochs:
+    # All epochs saved but not "finished" (killed after its last save): resuming it finishes it.
+    status = RunStatus(resume_checkpoint_path(resume).parent).values.get("status")
+    if checkpoint["epoch"] >= args.epochs and status == "finished":
         raise UserError(f"--resume {resume}: the run already did all {checkpoint['epoch']} epochs; "
                         "pass a larger --epochs to extend it.")
     schedule = builder_kwargs(SCHEDULERS[args.scheduler], vars(args), SCHEDULER_SUPPLIED)

@@ -65,11 +65,11 @@ def test_a_full_disk_while_saving_epoch_2_keeps_epoch_1_and_says_so(tiny_demo: P
     real_write = checkpoints.atomic_write_bytes
     calls = []
 
-    def write(path, data, mode=None):
+    def write(path, data, mode=None, **options):
         calls.append(path)
         if len(calls) == 2:  # epoch 2's last.pth
             raise OSError(errno.ENOSPC, "No space left on device")
-        real_write(path, data, mode)
+        real_write(path, data, mode, **options)
 
     monkeypatch.setattr(checkpoints, "atomic_write_bytes", write)
     assert train.main(tiny_train_argv(tiny_demo, tmp_path, epochs=2)) == 2

@@ -111,6 +111,12 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     return getattr(model, "_orig_mod", model)
 
 
+def finite_weights(model: nn.Module) -> bool:
+    """Whether every floating-point weight and buffer is finite (one read from the GPU)."""
+    tensors = [t for t in unwrap_model(model).state_dict().values() if t.is_floating_point()]
+    return not tensors or bool(torch.stack([t.isfinite().all() for t in tensors]).all())
+
+
 def read_checkpoint(path: str | Path, mmap: bool = False) -> dict:
     """Load a checkpoint on the CPU with `weights_only=True` (no arbitrary code is unpickled).
 
