@@ -27,7 +27,6 @@ from utils.distributed import ShardSampler, gather_to_main, is_main_process, sta
 from utils.errors import UserError
 from utils.logger import setup_logging
 from utils.run_dir import RunDir
-from utils.run_info import file_sha256
 from utils.torch_utils import load_state_into, model_state, select_device
 
 log = logging.getLogger(__name__)
@@ -127,7 +126,7 @@ def main(argv: list[str] | None = None) -> int:
         evaluator = Evaluator(args, checkpoint)  # bad input ends here, before the folder exists
         run.open(args, "eval.py", sys.argv[1:] if argv is None else argv,
                  info={"checkpoint": str(Path(args.load_model_path).resolve()),
-                       "checkpoint_sha256": file_sha256(args.load_model_path)})
+                       "checkpoint_sha256": args.load_model_sha256})
         log.info(f"Evaluating {args.load_model_path}{' (averaged weights)' if args.ema else ''}; "
                  f"results go to {run.path}")
         evaluator.eval(run.path)

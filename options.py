@@ -51,7 +51,7 @@ from utils.run_dir import Resume, check_folder_name
 from utils.run_search import newest_matching_run, resolve_checkpoint, resume_checkpoint_path, saved_run_args
 from utils.run_status import RunStatus
 from utils.signature_flags import add_shared_flags, add_signature_flags, builder_kwargs, flag_parameters
-from utils.torch_utils import check_gpus, read_checkpoint
+from utils.torch_utils import check_gpus, read_checkpoint, read_checkpoint_and_sha256
 
 # The flags that choose a component: its registry, what the code hands its builder itself,
 # and the default; the chosen one's typed parameters are flags of their own.
@@ -353,7 +353,7 @@ def parse_eval_args(argv: list[str] | None = None, prog: str = "eval.py") -> tup
                             "run it with python (it uses one GPU, chosen by --gpus).")
         wanted = {name: value for name in ("model_type", "data_type") if (value := getattr(first, name)) is not None}
         path = resolve_checkpoint(first.load_model_path or newest_matching_run(first.checkpoints_dir, wanted))
-        checkpoint = read_checkpoint(path, mmap=True)
+        checkpoint, sha256 = read_checkpoint_and_sha256(path)  # what is loaded is what is recorded
         saved = checkpoint.get("args") if isinstance(checkpoint.get("args"), dict) else {}
         parser = build_parser(prog, **chosen_components(prog, argv, saved))
     except UserError as error:
@@ -362,7 +362,7 @@ def parse_eval_args(argv: list[str] | None = None, prog: str = "eval.py") -> tup
                            and a.dest in saved})
     args = parser.parse_args(argv)
     try:
-        args.load_model_path = str(path)
+        args.load_model_path, args.load_model_sha256 = str(path), sha256  # run_info.json records both
         if prog == "eval.py":
             args.val_list = args.val_list or demo_list(args.data_type, train=False)
             check_common_args(args)

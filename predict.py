@@ -32,7 +32,6 @@ from utils.distributed import start_process
 from utils.errors import UserError
 from utils.logger import ProgressBar, setup_logging
 from utils.run_dir import RunDir
-from utils.run_info import file_sha256
 from utils.torch_utils import AMP_DTYPES, select_device
 
 log = logging.getLogger(__name__)
@@ -129,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         model, task, loader = build_prediction(args, checkpoint)  # bad input ends here, before the folder
         run.open(args, "predict.py", sys.argv[1:] if argv is None else argv,
                  info={"checkpoint": str(Path(args.load_model_path).resolve()),
-                       "checkpoint_sha256": file_sha256(args.load_model_path)})
+                       "checkpoint_sha256": args.load_model_sha256})
         log.info(f"Predicting on {len(loader.dataset)} pictures of {args.input} with {args.load_model_path}"
                  f"{' (averaged weights)' if args.ema else ''}; results go to {run.path}")
         count = predict(model, loader, task, run.path, args.top_k, args.amp, args.channels_last)

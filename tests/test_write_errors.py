@@ -23,7 +23,7 @@ import train
 from predict import PredictionCsv
 from utils.atomic import WriteError, atomic_write_text
 from utils.errors import UserError
-from utils.logger import Logger, LogFile
+from utils.logger import LogFile, Logger
 from utils.run_status import RunStatus
 
 DISK_FULL = OSError(errno.ENOSPC, "No space left on device")
