@@ -127,8 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         run.open(args, "eval.py", sys.argv[1:] if argv is None else argv,
                  info={"checkpoint": str(Path(args.load_model_path).resolve()),
                        "checkpoint_sha256": args.load_model_sha256})
-        log.info(f"Evaluating {args.load_model_path}{' (averaged weights)' if args.ema else ''}; "
-                 f"results go to {run.path}")
+        log.info(f"Evaluating {args.load_model_path}{' (averaged weights)' if args.ema else ''}")
         evaluator.eval(run.path)
 
     return run.report(evaluate_checkpoint, args.debug)

@@ -38,6 +38,7 @@ from utils.flags import (
     number,
     positive,
     read_flags_file,
+    worker_processes,
 )
 from utils.optim import (
     OPTIMIZER_SUPPLIED,
@@ -89,7 +90,7 @@ def add_common_flags(parser: ArgumentParser) -> None:
     flag(g, "--gpus", type=int, nargs="+", default=None, on_resume="allowed",
          help="GPU ids to use; several = DataParallel; -1 = CPU (default: GPU 0 if present)")
     flag(g, "--seed", type=int, default=42, help="seed for python, numpy and torch")
-    flag(g, "--num_workers", type=AMOUNT, default=None, on_resume="allowed", help="DataLoader worker processes; 0 "
+    flag(g, "--num_workers", type=worker_processes, default=None, on_resume="allowed", help="DataLoader worker processes; 0 "
          "loads in the main process (default: 2; without a GPU, 0 for an in-memory set read a batch at a time)")
     flag(g, "--batch_size", type=COUNT, default=64, help="samples per batch (per process under torchrun)")
     flag(g, "--checkpoints_dir", default="checkpoints", on_resume="allowed",

@@ -130,7 +130,7 @@ def main(argv: list[str] | None = None) -> int:
                  info={"checkpoint": str(Path(args.load_model_path).resolve()),
                        "checkpoint_sha256": args.load_model_sha256})
         log.info(f"Predicting on {len(loader.dataset)} pictures of {args.input} with {args.load_model_path}"
-                 f"{' (averaged weights)' if args.ema else ''}; results go to {run.path}")
+                 f"{' (averaged weights)' if args.ema else ''}")
         count = predict(model, loader, task, run.path, args.top_k, args.amp, args.channels_last)
         log.info(f"{count} predictions written to {run.path}")
 

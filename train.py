@@ -373,8 +373,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def train() -> dict:
         trainer = Trainer(args, resume)  # bad data or model end here, before the folder exists
-        run.open(args, "train.py", argv, resumed=resume.record() if resume else None)
-        log.info(f"Run directory: {run.path}")
+        run.open(args, "train.py", argv, resumed=resume.record() if resume else None)  # logs `Run directory:`
         trainer.train(run)
         return trainer.checkpoints.report(trainer.epoch, kept=not run.temporary)  # the best epoch; stopped early?
 

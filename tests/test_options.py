@@ -62,6 +62,7 @@ def test_every_flag_has_help(parser) -> None:
     (["--hflip", "2"], "--hflip 2.0 is a probability: it must be in [0, 1]"),
     (["--warmup_epochs", "-1"], "--warmup_epochs -1.0 must be 0 or more"),
     (["--patience", "-2"], "--patience -2 must be 0 or more"),
+    (["--num_workers", "100000"], "--num_workers 100000 is more worker processes than this machine can run"),
     (["--min_lr", "1"], "--scheduler cosine cannot be built with min_lr=1.0: min_lr must be 0 or more and below "
                         "--lr 0.003"),
     (["--min_lr", "1e-5", "--scheduler", "step"], "unrecognized arguments: --min_lr 1e-5 (--min_lr is a flag of "

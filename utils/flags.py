@@ -6,6 +6,7 @@ Standard library only; the flags themselves are in options.py."""
 import difflib
 import json
 import math
+import os
 import re
 from argparse import SUPPRESS, ArgumentParser, ArgumentTypeError, BooleanOptionalAction, Namespace
 from collections.abc import Callable
@@ -87,6 +88,17 @@ def positive(text: str) -> float:
 
 COUNT, AMOUNT = number(int, 1), number(int, 0)  # 1 or more; 0 or more
 FRACTION, PROBABILITY = number(float, 0, 1), number(float, 0, 1, high_open=False, words="is a probability: it must be")
+
+
+def worker_processes(text: str) -> int:
+    """A `type=` for --num_workers: 0 or more, at most 4 per CPU this process may use. Each
+    worker is a process; 100,000 of them loaded the machine past 300 and produced no batch."""
+    value = AMOUNT(text)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if value > 4 * cpus:
+        raise ArgumentTypeError(f"{value} is more worker processes than this machine can run: it has {cpus} CPU(s) "
+                                f"for this process; use at most {4 * cpus} (4 per CPU), e.g. {min(cpus, 8)}.")
+    return value
 
 
 def read_flags_file(path: str, flag_name: str) -> dict:

@@ -85,7 +85,8 @@ class RunStatus:
         """The run ended normally; `details` e.g. `stopped_early={"epoch": 7, ...}`."""
         self._write(status="finished", ended=now(), **details)
 
-    def interrupted(self, reason: str, resume_command: str) -> None:
+    def interrupted(self, reason: str, resume_command: str | None) -> None:
+        """Stopped by a signal; `resume_command` None: nothing was saved to resume from."""
         self._write(status="interrupted", ended=now(), error=reason, resume_command=resume_command)
 
     def failed(self, error: BaseException) -> None:
