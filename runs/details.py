@@ -20,6 +20,7 @@ from runs.reader import (
     scan_dirs,
 )
 from runs.table import format_duration
+from utils.small_files import read_small_text
 
 INDENT = "  "
 
@@ -83,8 +84,8 @@ def code_lines(info: dict | None, path: Path) -> list[str]:
 def command_lines(path: Path) -> list[str]:
     """The recorded command (command.sh's last line) and the folder it ran in."""
     try:
-        lines = [line for line in (path / "command.sh").read_text(encoding="utf-8").splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError):
+        lines = [line for line in read_small_text(path / "command.sh").splitlines() if line.strip()]
+    except (OSError, ValueError):  # missing, not a regular file (a FIFO would block), binary, huge
         return ["command  ? (command.sh missing or unreadable)"]
     folder = next((line[3:] for line in lines if line.startswith("cd ")), "?")
     return [f"command  {lines[-1] if lines else '?'}", f"         in {folder}"]

@@ -19,10 +19,11 @@ import json
 import os
 from pathlib import Path
 
-from runs.reader import read_small_text, short
+from runs.reader import short
 from runs.sweep_grid import Point
 from utils.atomic import atomic_write_text
 from utils.errors import UserError
+from utils.small_files import read_json_file
 
 MANIFEST_NAME = "sweep.json"
 LOCK_NAME = ".sweep.lock"
@@ -56,12 +57,11 @@ def load_manifest(exp_dir: Path) -> dict | None:
     path = exp_dir / MANIFEST_NAME
     afresh = "repair it, or move it away to start the sweep afresh (finished runs would then be trained again)"
     try:
-        manifest = json.loads(read_small_text(path))  # a regular file of a sensible size, never a FIFO
+        manifest = read_json_file(path)  # a regular file of a sensible size, never a FIFO
     except FileNotFoundError:
         return None
-    except (OSError, ValueError, RecursionError) as error:  # RecursionError: absurdly nested JSON
-        reason = "it is nested too deeply" if isinstance(error, RecursionError) else error
-        raise UserError(f"{path} cannot be read ({reason}); {afresh}.") from None
+    except (OSError, ValueError) as error:
+        raise UserError(f"{path} cannot be read ({error}); {afresh}.") from None
     problem = manifest_problem(manifest)
     if problem:
         raise UserError(f"{path} is not a sweep manifest of version {VERSION} (edited by hand?): {problem}; "

@@ -11,12 +11,12 @@ would otherwise list the same runs again at every level until the path grows too
 and two links to one run would list it twice.
 """
 
-import json
 import os
 from collections.abc import Iterator
 from pathlib import Path
 
 from utils.errors import UserError
+from utils.small_files import read_json_file
 
 
 def is_run_dir(folder: Path) -> bool:
@@ -113,7 +113,7 @@ def newest_matching_run(checkpoints_dir: str, wanted: dict[str, str]) -> str:
                         "to take the newest from; train first or pass a checkpoint path.")
     for run in runs:
         try:
-            saved = json.loads((run / "args.json").read_text(encoding="utf-8"))
+            saved = read_json_file(run / "args.json")
         except (OSError, ValueError):
             continue
         if isinstance(saved, dict) and all(saved.get(name) == value for name, value in wanted.items()):
@@ -161,7 +161,7 @@ def saved_run_args(checkpoint: dict, path: Path) -> dict:
 def read_run_id(folder: Path) -> str | None:
     """The run_id in a run's run_info.json (None if it cannot be read)."""
     try:
-        info = json.loads((folder / "run_info.json").read_text(encoding="utf-8"))
+        info = read_json_file(folder / "run_info.json")
     except (OSError, ValueError):
         return None
     return info.get("run_id") if isinstance(info, dict) else None

@@ -19,6 +19,7 @@ from datetime import datetime
 from pathlib import Path
 
 from utils.atomic import DISK_FULL, WriteError, atomic_write_bytes, overwrite_in_place
+from utils.small_files import read_json_file
 
 # Every write is read-modify-write of the whole file, and a run has several writers: train.py's
 # main and the Trainer each hold a RunStatus, and the heartbeat thread writes too. One lock for
@@ -45,7 +46,7 @@ class RunStatus:
     def values(self) -> dict:
         """The file as it is now (read again each time: train.py's main and Trainer both write it)."""
         try:
-            values = json.loads(self.path.read_text())
+            values = read_json_file(self.path)  # a hand-made FIFO or nested junk: as if there were none
         except (OSError, ValueError):
             return {}
         return values if isinstance(values, dict) else {}
