@@ -19,7 +19,7 @@ from runs.reader import (
     resume_entries,
     scan_dirs,
 )
-from runs.table import format_duration
+from runs.table import format_duration, printable
 from utils.small_files import read_small_text
 
 INDENT = "  "
@@ -38,15 +38,15 @@ def format_run_details(record: RunRecord) -> str:
     ]
     if record.problems:  # the newest evaluation's result.txt was read twice: name its problems once
         sections.append(["problems", *(f"{INDENT}{problem}" for problem in dict.fromkeys(record.problems))])
-    return "\n\n".join("\n".join(lines) for lines in sections)
+    return "\n\n".join("\n".join(printable(line) for line in lines) for lines in sections)  # no raw control characters
 
 
 def status_lines(status: dict | None) -> list[str]:
     """Status, times, error or resume command, and every resumption with its changed flags."""
     if status is None:
         return ["status   ? (status.json missing or unreadable)"]
-    took = duration_seconds(status)
     dead = dead_reason(status)
+    took = duration_seconds(status, alive=dead is None)
     shown = f"dead (status.json says running, but {dead})" if dead else status.get("status", "?")
     lines = [f"status   {shown}, started {status.get('started')}, ended {status.get('ended')}"
              + (f", took {format_duration(took)}" if took is not None else "")]

@@ -222,8 +222,10 @@ def parse_time(text: object) -> datetime | None:
         return None
 
 
-def duration_seconds(status: dict) -> float | None:
-    """Seconds from start to end, or to now while running (pauses before a resume included)."""
+def duration_seconds(status: dict, alive: bool = True) -> float | None:
+    """Seconds from start to end, or to now while running (pauses before a resume included);
+    for a run that died without saying so (`alive=False`), to its last sign of life (the
+    heartbeat or the last update), so its duration does not grow for ever."""
     started = parse_time(status.get("started"))
     ended = parse_time(status.get("ended"))
     if started is None:
@@ -231,7 +233,10 @@ def duration_seconds(status: dict) -> float | None:
     if ended is None:
         if status.get("status") != "running":
             return None
-        ended = datetime.now(started.tzinfo)
+        last_sign_of_life = parse_time(status.get("updated")) or parse_time(status.get("heartbeat"))
+        ended = datetime.now(started.tzinfo) if alive else last_sign_of_life
+        if ended is None:
+            return None
     try:
         return max(0.0, (ended - started).total_seconds())
     except TypeError:  # one time with a time zone, the other without: edited by hand
