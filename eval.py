@@ -17,7 +17,7 @@ from pathlib import Path
 
 from torch import nn
 
-from data.data_entry import build_dataset, eval_set_name, select_eval_loader
+from data.data_entry import build_dataset, check_classes_fit, eval_set_name, select_eval_loader
 from model.model_entry import check_model_fits, model_kwargs, prepare_model, select_model
 from options import parse_eval_args
 from tasks import Task, select_loss, select_task
@@ -48,6 +48,8 @@ class Evaluator:
             raise UserError(f"{args.load_model_path} is a {task_name} model, but --val_list {args.val_list} "
                             f"(--data_type {args.data_type}) holds {data.task} data.")
         model, self.task = load_model(args, checkpoint, kwargs, data.task)
+        check_classes_fit(self.task.class_names, data, f"--val_list {args.val_list}",
+                          f"the model {args.load_model_path}")
         check_model_fits(model.to(device), data[0]["image"], self.task.check_output, args.model_type)
         self.model = prepare_model(model, args, device, training=False)
         self.loss_fn, _ = select_loss(vars(args), self.task)  # the run's loss, from its flags (as trained)

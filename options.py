@@ -1,13 +1,12 @@
 """Command-line flags of train.py, eval.py and predict.py, and their checks: parsing and
 checking, nothing else (no file is written, no process group started).
 
-`parse_train_args(argv)`, `parse_eval_args(argv)` and `parse_predict_args(argv)` (argv None:
-`sys.argv`) return the checked flags and the checkpoint they continue from or evaluate, read
-once; a bad value is one message and exit code 2, before anything is written. Each flag's
-check sits beside it: its `type=`, and `flag(..., on_resume=, eval_takes=, config=)` for what
-it means to --resume, eval.py and --config. The chosen model's, data set's, optimizer's and
-schedule's own flags, and every loss's, come from their constructors' signatures
-(utils/signature_flags.py): `python train.py --model_type unet -h` lists unet's.
+`parse_train_args(argv)`, `parse_eval_args(argv)` and `parse_predict_args(argv)` (argv None: `sys.argv`)
+return the checked flags and the checkpoint they continue from or evaluate, read once; a bad value is
+one message and exit code 2, before anything is written. Each flag's check sits beside it: its `type=`,
+and `flag(..., on_resume=, eval_takes=, config=)` for what it means to --resume, eval.py and --config.
+The chosen model's, data set's, optimizer's and schedule's own flags, and every loss's, come from their
+constructors' signatures (utils/signature_flags.py): `python train.py --model_type unet -h` lists unet's.
 """
 
 import sys
@@ -50,7 +49,6 @@ from utils.optim import (
 )
 from utils.run_dir import Resume, check_folder_name
 from utils.run_search import newest_matching_run, resolve_checkpoint, resume_checkpoint_path, saved_run_args
-from utils.run_status import RunStatus
 from utils.signature_flags import add_shared_flags, add_signature_flags, builder_kwargs, flag_parameters
 from utils.torch_utils import check_gpus, read_checkpoint, read_checkpoint_and_sha256
 
@@ -90,8 +88,9 @@ def add_common_flags(parser: ArgumentParser) -> None:
     flag(g, "--gpus", type=int, nargs="+", default=None, on_resume="allowed",
          help="GPU ids to use; several = DataParallel; -1 = CPU (default: GPU 0 if present)")
     flag(g, "--seed", type=int, default=42, help="seed for python, numpy and torch")
-    flag(g, "--num_workers", type=worker_processes, default=None, on_resume="allowed", help="DataLoader worker processes; 0 "
-         "loads in the main process (default: 2; without a GPU, 0 for an in-memory set read a batch at a time)")
+    flag(g, "--num_workers", type=worker_processes, default=None, on_resume="allowed", help="DataLoader worker "
+         "processes, at most 4 per CPU; 0 loads in the main process (default: 2; without a GPU, 0 for an in-memory "
+         "set read a batch at a time)")
     flag(g, "--batch_size", type=COUNT, default=64, help="samples per batch (per process under torchrun)")
     flag(g, "--checkpoints_dir", default="checkpoints", on_resume="allowed",
          help="folder that holds the run directories")
@@ -278,7 +277,7 @@ def parse_train_args(argv: list[str] | None = None) -> tuple[Namespace, Resume |
     try:
         finish_train_args(args)
         if resume is not None:
-            resume.changed = check_resume(args, saved, resume.checkpoint, parser)
+            resume.changed = check_resume(args, saved, resume, parser)
     except UserError as error:
         parser.error(str(error))
     return args, resume
@@ -308,9 +307,9 @@ def finish_train_args(args: Namespace) -> None:
         args.epochs, args.limit_train_batches, args.limit_val_batches = 1, 1, 1
 
 
-def check_resume(args: Namespace, saved: dict, checkpoint: dict, parser: Parser) -> dict[str, tuple[object, object]]:
+def check_resume(args: Namespace, saved: dict, resume_of: Resume, parser: Parser) -> dict[str, tuple[object, object]]:
     """The flags a resumption changes; refused when they would change the run it continues."""
-    resume, processes = args.resume, launched_world_size()
+    resume, processes, checkpoint = args.resume, launched_world_size(), resume_of.checkpoint
     if checkpoint.get("world_size", 1) != processes:
         raise UserError(f"--resume {resume}: the run used {checkpoint.get('world_size', 1)} process(es), now "
                         f"{processes}; that changes the batches it trains on. Resume with the same "
@@ -322,9 +321,7 @@ def check_resume(args: Namespace, saved: dict, checkpoint: dict, parser: Parser)
                         f"{'; '.join(f'--{n} {changed[n][0]} (run) vs {changed[n][1]} (now)' for n in refused)}. "
                         f"Start a new run instead, or drop them; flags that may change on resume: "
                         f"{', '.join(allowed)}.")
-    # All epochs saved but not "finished" (killed after its last save): resuming it finishes it.
-    status = RunStatus(resume_checkpoint_path(resume).parent).values.get("status")
-    if checkpoint["epoch"] >= args.epochs and status == "finished":
+    if checkpoint["epoch"] >= args.epochs and resume_of.finished:  # else killed after its last save: finish it
         raise UserError(f"--resume {resume}: the run already did all {checkpoint['epoch']} epochs; "
                         "pass a larger --epochs to extend it.")
     schedule = builder_kwargs(SCHEDULERS[args.scheduler], vars(args), SCHEDULER_SUPPLIED)

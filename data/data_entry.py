@@ -108,7 +108,37 @@ def training_sets(args: Namespace) -> tuple[Dataset, Dataset]:
         labels = [entry.label for entry in getattr(train_data, "entries", [None] * len(train_data))]
         train_indices, val_indices = fold_indices(labels, args.folds, args.fold)
         return Part(train_data, train_indices), Part(val_data, val_indices)
-    return build_dataset(args, train=True), build_dataset(args, train=False)
+    train_set, val_set = build_dataset(args, train=True), build_dataset(args, train=False)
+    check_classes_fit(train_set.class_names, val_set, f"--val_list {args.val_list}",
+                      f"the training list {args.train_list}")
+    return train_set, val_set
+
+
+def check_classes_fit(class_names: list[str], data: Dataset, flag: str, owner: str) -> None:
+    """`data`'s classes must be among `class_names` (the training set's, or a checkpoint's):
+    a label the model has no output for is refused now, before a run folder exists, not when
+    validation meets it after a whole epoch. Names are compared where both sides have them
+    (a classes.txt); numbered classes ("0", "1", ...) only by their count."""
+    names = getattr(data, "class_names", None)
+    if names is None:
+        return
+    if len(names) > len(class_names):
+        outside = next((entry for entry in getattr(data, "entries", []) if isinstance(entry.label, int)
+                        and entry.label >= len(class_names)), None)
+        example = f" (class id {outside.label} at {outside.where})" if outside else ""
+        raise UserError(f"{flag} has {len(names)} classes{example}, but {owner} has {len(class_names)} (ids 0 to "
+                        f"{len(class_names) - 1}): the model has no output for the others. Use lists of the same "
+                        "classes (a classes.txt beside a list names them, one a line).")
+    differ = [i for i, (name, own) in enumerate(zip(names, class_names)) if name != own
+              and not (numbered(names) or numbered(class_names))]
+    if differ:
+        raise UserError(f"{flag} names class {differ[0]} {names[differ[0]]!r}, but {owner} names it "
+                        f"{class_names[differ[0]]!r}; give both the same classes.txt.")
+
+
+def numbered(class_names: list[str]) -> bool:
+    """Classes without names (no classes.txt): "0", "1", ..."""
+    return list(class_names) == [str(i) for i in range(len(class_names))]
 
 
 def select_train_loader(args: Namespace, dataset: Dataset) -> DataLoader:

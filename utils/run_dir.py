@@ -52,6 +52,12 @@ class Resume:
     checkpoint: dict
     changed: dict[str, tuple[object, object]]  # flag -> (the run's value, the value now)
 
+    @property
+    def finished(self) -> bool:
+        """Whether the run said it finished: one killed after saving its last epoch did not,
+        and resuming it finishes it (its names repaired)."""
+        return RunStatus(self.path.parent).values.get("status") == "finished"
+
     def record(self) -> dict:
         """The resumption as status.json records it."""
         return {"from": str(self.path),
