@@ -21,7 +21,7 @@ from pathlib import Path
 
 from runs.reader import short
 from runs.sweep_grid import Point
-from utils.atomic import atomic_write_text
+from utils.atomic import atomic_write_text, writing
 from utils.errors import UserError
 from utils.small_files import read_json_file
 
@@ -171,7 +171,8 @@ class SweepLock:
         self.file = None
 
     def __enter__(self) -> "SweepLock":
-        self.file = open(self.path, "a+")
+        with writing(self.path):
+            self.file = open(self.path, "a+")
         try:
             fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -32,6 +32,7 @@ from runs.gpus import slot_devices
 from runs.liveness import RUN_SCRIPTS, dead_reason, is_pid, process_gone
 from runs.reader import read_json
 from runs.sweep_manifest import entry_run_dir, save_manifest, stored_path
+from utils.atomic import writing
 from utils.run_search import is_run_dir
 
 POLL_S = 0.2  # how often running jobs are checked
@@ -109,13 +110,15 @@ def start_job(task: Task, command: list[str], slot: int, devices: list[str] | No
     if devices is not None:
         env["CUDA_VISIBLE_DEVICES"] = slot_devices(slot, devices, gpus_per_job)
     log = exp_dir / entry["log"]
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "a", encoding="utf-8") as out:
-        offset = out.tell()
-        gpus = f" (CUDA_VISIBLE_DEVICES={env['CUDA_VISIBLE_DEVICES']})" if devices is not None else ""
-        out.write(f"==== {now()} sweep, {task.action}: {shlex.join(command)}{gpus}\n")
-        out.flush()
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+    with writing(log):  # a full disk: one message
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a", encoding="utf-8") as out:
+            offset = out.tell()
+            gpus = f" (CUDA_VISIBLE_DEVICES={env['CUDA_VISIBLE_DEVICES']})" if devices is not None else ""
+            out.write(f"==== {now()} sweep, {task.action}: {shlex.join(command)}{gpus}\n")
+            out.flush()
+            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                       env=env)
     entry["attempts"].append({"action": task.action, "command": command, "started": now(), "ended": None,
                               "exit_code": None, "state": "running", "log_offset": offset,
                               "run_dir": entry["run_dir"] if task.action == "resume" else None,

@@ -384,3 +384,19 @@ def test_a_manifest_nested_absurdly_deep_or_not_a_file_is_one_message(tmp_path: 
         (tmp_path / "s" / "sweep.json").write_text(content)
     assert run_sweep(tmp_path, "--grid", "lr=0.1") == 2
     assert "sweep.json cannot be read" in capsys.readouterr().err
+
+
+def test_a_full_disk_while_the_sweep_writes_is_one_message(tmp_path: Path, monkeypatch, capsys) -> None:
+    import tempfile
+
+    real = tempfile.mkstemp
+
+    def mkstemp(*args, **kwargs):
+        if kwargs.get("prefix", "").startswith(".sweep.json"):
+            raise OSError(28, "No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    assert run_sweep(tmp_path, "--grid", "lr=0.1") == 2
+    err = capsys.readouterr().err
+    assert f"error: Writing {tmp_path / 's' / 'sweep.json'} failed: the disk is full." in err and err.count("\n") == 1
