@@ -53,7 +53,7 @@ def status_of(run_dir: Path) -> dict:
     return json.loads((run_dir / "status.json").read_text())
 
 
-def test_a_kill_before_the_first_best_link_loses_no_best_pth(tiny_demo: Path, tmp_path: Path) -> None:
+def test_a_kill_before_the_first_best_link_loses_no_best_pth(tiny_demo: Path, tmp_path: Path, capsys) -> None:
     """Epoch 1 is the best of the three (a larger train/loss is "better" here), and the process
     dies after its last.pth, before best.pth and epoch_1.pth were linked: the resumed run
     links them again, so it ends with both, and eval.py evaluates best.pth."""
@@ -62,6 +62,9 @@ def test_a_kill_before_the_first_best_link_loses_no_best_pth(tiny_demo: Path, tm
     run_dir = killed_while_linking("best.pth", 1, argv)
     assert epoch_of(run_dir / "last.pth") == 1 and not (run_dir / "best.pth").exists()
     assert "epoch" not in status_of(run_dir)  # status.json never names an epoch that is not on disk
+    with pytest.raises(SystemExit):  # until it is resumed, eval.py says how to get best.pth
+        evaluate.main(["--load_model_path", str(run_dir), "--num_workers", "0"])
+    assert f"`python train.py --resume {run_dir}` writes it" in capsys.readouterr().err
     assert train.main(["--resume", str(run_dir)]) == 0
     status = status_of(run_dir)
     assert status["status"] == "finished" and status["best_epoch"] == 1

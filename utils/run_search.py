@@ -98,8 +98,11 @@ def resolve_checkpoint(path: str, file_name: str = "best.pth") -> Path:
     if path.is_dir():
         path = path / file_name
     if not path.is_file():
+        stopped = (path.parent / "last.pth").is_file() and is_run_dir(path.parent)
+        hint = (f" The run was stopped before it saved {path.name} (in its first epoch, or while saving): "
+                f"`python train.py --resume {path.parent}` writes it." if stopped else "")
         raise UserError(f"Checkpoint {path} does not exist; give a .pth checkpoint or a "
-                        f"run directory that holds {file_name}.")
+                        f"run directory that holds {file_name}.{hint}")
     return path
 
 
