@@ -183,10 +183,10 @@ class RunDir:
         except StopRequested as stop:
             return self.interrupted(stop.signal_number)
         except (UserError, OSError) as error:
-            if isinstance(error, OSError) and not isinstance(error, UserError):
+            if not isinstance(error, UserError):  # a plain OSError: a bug, unless a library met a full disk
                 if error.errno not in DISK_FULL:
                     return self.failed_by_bug(error)
-                error = write_error(error.filename or self.path, error)  # written by a library (a picture)
+                error = write_error(error.filename or self.path, error)
             self.record_end(self.status.failed, error)
             if debug:
                 raise
