@@ -22,17 +22,16 @@ if __name__ == "__main__":  # -h and a bad flag value answer now, not after the 
 
 from torch import nn
 
-from data.data_entry import build_dataset, check_same_classes, eval_set_name, select_eval_loader
+from data.data_entry import build_dataset, check_classes_fit, eval_set_name, select_eval_loader
 from model.model_entry import check_model_fits, model_kwargs, prepare_model, select_model
 from options import parse_eval_args
 from tasks import Task, select_loss, select_task
 from train import evaluate
-from utils.atomic import atomic_write_text
+from utils.atomic import atomic_write_text, writing
 from utils.distributed import ShardSampler, gather_to_main, is_main_process, start_process
 from utils.errors import UserError
 from utils.logger import setup_logging
 from utils.run_dir import RunDir
-from utils.run_info import file_sha256
 from utils.torch_utils import load_state_into, make_deterministic, model_state, select_device
 
 log = logging.getLogger(__name__)
@@ -54,8 +53,8 @@ class Evaluator:
             raise UserError(f"{args.load_model_path} is a {task_name} model, but --val_list {args.val_list} "
                             f"(--data_type {args.data_type}) holds {data.task} data.")
         model, self.task = load_model(args, checkpoint, kwargs, data.task)
-        if checkpoint.get("class_names"):  # a checkpoint older than the names cannot be checked
-            check_same_classes(self.task.class_names, data.class_names, f"--val_list {args.val_list}")
+        check_classes_fit(self.task.class_names, data, f"--val_list {args.val_list}",
+                          f"the model {args.load_model_path}")
         check_model_fits(model.to(device), data[0]["image"], self.task.check_output, args.model_type)
         self.model = prepare_model(model, args, device, training=False)
         self.loss_fn, _ = select_loss(vars(args), self.task)  # the run's loss, from its flags (as trained)
@@ -75,9 +74,11 @@ class Evaluator:
     def keep_batch(self, i: int, out: dict) -> None:
         """A batch's rows of predictions.csv (and the files they name), and its --save_viz pictures."""
         indices = self.sample_indices(i, len(out["label"]))
-        self.rows.extend(self.task.evaluation_rows(out["path"], out["label"], out["pred"], self.folder, indices))
+        with writing(self.folder / "predictions"):  # the files a task's rows name (segmentation's masks)
+            self.rows.extend(self.task.evaluation_rows(out["path"], out["label"], out["pred"], self.folder, indices))
         if self.args.save_viz and i % self.args.viz_freq == 0:
-            self.task.save_pictures(out["image"], out["label"], out["pred"], self.folder / "viz", indices)
+            with writing(self.folder / "viz"):
+                self.task.save_pictures(out["image"], out["label"], out["pred"], self.folder / "viz", indices)
 
     def sample_indices(self, batch_index: int, batch_size: int) -> list[int]:
         """The data-set indices of a batch's samples (under torchrun a process reads every
@@ -135,9 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         evaluator = Evaluator(args, checkpoint)  # bad input ends here, before the folder exists
         run.open(args, "eval.py", sys.argv[1:] if argv is None else argv,
                  info={"checkpoint": str(Path(args.load_model_path).resolve()),
-                       "checkpoint_sha256": file_sha256(args.load_model_path)})
-        log.info(f"Evaluating {args.load_model_path}{' (averaged weights)' if args.ema else ''}; "
-                 f"results go to {run.path}")
+                       "checkpoint_sha256": args.load_model_sha256})
+        log.info(f"Evaluating {args.load_model_path}{' (averaged weights)' if args.ema else ''}")
         evaluator.eval(run.path)
 
     return run.report(evaluate_checkpoint, args.debug)

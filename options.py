@@ -3,13 +3,12 @@ checking, nothing else (no file is written, no process group started). The templ
 flags (common, training, evaluation) are in template_flags.py, which imports no torch, so
 that `-h` and a bad value answer at once; the components' come from their signatures here.
 
-`parse_train_args(argv)`, `parse_eval_args(argv)` and `parse_predict_args(argv)` (argv None:
-`sys.argv`) return the checked flags and the checkpoint they continue from or evaluate, read
-once; a bad value is one message and exit code 2, before anything is written. Each flag's
-check sits beside it: its `type=`, and `flag(..., on_resume=, eval_takes=, config=)` for what
-it means to --resume, eval.py and --config. The chosen model's, data set's, optimizer's and
-schedule's own flags, and every loss's, come from their constructors' signatures
-(utils/signature_flags.py): `python train.py --model_type unet -h` lists unet's.
+`parse_train_args(argv)`, `parse_eval_args(argv)` and `parse_predict_args(argv)` (argv None: `sys.argv`)
+return the checked flags and the checkpoint they continue from or evaluate, read once; a bad value is
+one message and exit code 2, before anything is written. Each flag's check sits beside it: its `type=`,
+and `flag(..., on_resume=, eval_takes=, config=)` for what it means to --resume, eval.py and --config.
+The chosen model's, data set's, optimizer's and schedule's own flags, and every loss's, come from their
+constructors' signatures (utils/signature_flags.py): `python train.py --model_type unet -h` lists unet's.
 """
 
 import sys
@@ -41,7 +40,7 @@ from utils.optim import (
 from utils.run_dir import Resume, check_folder_name
 from utils.run_search import newest_matching_run, resolve_checkpoint, resume_checkpoint_path, saved_run_args
 from utils.signature_flags import add_shared_flags, add_signature_flags, builder_kwargs, flag_parameters
-from utils.torch_utils import check_gpus, read_checkpoint
+from utils.torch_utils import check_gpus, read_checkpoint, read_checkpoint_and_sha256
 
 # The flags that choose a component: its registry, what the code hands its builder itself,
 # and the default; the chosen one's typed parameters are flags of their own.
@@ -146,7 +145,7 @@ def parse_train_args(argv: list[str] | None = None) -> tuple[Namespace, Resume |
     try:
         finish_train_args(args)
         if resume is not None:
-            resume.changed = check_resume(args, saved, resume.checkpoint, parser)
+            resume.changed = check_resume(args, saved, resume, parser)
     except UserError as error:
         parser.error(str(error))
     return args, resume
@@ -176,9 +175,9 @@ def finish_train_args(args: Namespace) -> None:
         args.epochs, args.limit_train_batches, args.limit_val_batches = 1, 1, 1
 
 
-def check_resume(args: Namespace, saved: dict, checkpoint: dict, parser: Parser) -> dict[str, tuple[object, object]]:
+def check_resume(args: Namespace, saved: dict, resume_of: Resume, parser: Parser) -> dict[str, tuple[object, object]]:
     """The flags a resumption changes; refused when they would change the run it continues."""
-    resume, processes = args.resume, launched_world_size()
+    resume, processes, checkpoint = args.resume, launched_world_size(), resume_of.checkpoint
     if checkpoint.get("world_size", 1) != processes:
         raise UserError(f"--resume {resume}: the run used {checkpoint.get('world_size', 1)} process(es), now "
                         f"{processes}; that changes the batches it trains on. Resume with the same "
@@ -190,7 +189,7 @@ def check_resume(args: Namespace, saved: dict, checkpoint: dict, parser: Parser)
                         f"{'; '.join(f'--{n} {changed[n][0]} (run) vs {changed[n][1]} (now)' for n in refused)}. "
                         f"Start a new run instead, or drop them; flags that may change on resume: "
                         f"{', '.join(allowed)}.")
-    if checkpoint["epoch"] >= args.epochs:
+    if checkpoint["epoch"] >= args.epochs and resume_of.finished:  # else killed after its last save: finish it
         raise UserError(f"--resume {resume}: the run already did all {checkpoint['epoch']} epochs; "
                         "pass a larger --epochs to extend it.")
     schedule = builder_kwargs(SCHEDULERS[args.scheduler], vars(args), SCHEDULER_SUPPLIED)
@@ -221,7 +220,7 @@ def parse_eval_args(argv: list[str] | None = None, prog: str = "eval.py") -> tup
         wanted = {name: value for name in ("model_type", "data_type") if (value := getattr(first, name)) is not None}
         path = resolve_checkpoint(first.load_model_path or newest_matching_run(first.checkpoints_dir, wanted,
                                                                                first.allow_unfinished, prog))
-        checkpoint = read_checkpoint(path, mmap=True)
+        checkpoint, sha256 = read_checkpoint_and_sha256(path)  # what is loaded is what is recorded
         saved = checkpoint.get("args") if isinstance(checkpoint.get("args"), dict) else {}
         parser = build_parser(prog, **chosen_components(prog, argv, saved))
     except UserError as error:
@@ -231,7 +230,7 @@ def parse_eval_args(argv: list[str] | None = None, prog: str = "eval.py") -> tup
     parser.set_defaults(**{name: saved.get(name, default) for name, default in AS_TRAINED[prog].items()})
     args = parser.parse_args(argv)
     try:
-        args.load_model_path = str(path)
+        args.load_model_path, args.load_model_sha256 = str(path), sha256  # run_info.json records both
         if prog == "eval.py":
             args.val_list = args.val_list or demo_list(args.data_type, train=False)
             check_common_args(args)

@@ -32,11 +32,11 @@ from eval import load_model
 from model.model_entry import check_model_fits, prepare_model
 from options import parse_predict_args
 from tasks import Task
+from utils.atomic import writing
 from utils.distributed import start_process
 from utils.errors import UserError
 from utils.logger import ProgressBar, setup_logging
 from utils.run_dir import RunDir
-from utils.run_info import file_sha256
 from utils.torch_utils import AMP_DTYPES, make_deterministic, select_device
 
 log = logging.getLogger(__name__)
@@ -47,15 +47,18 @@ class PredictionCsv:
     unbuffered write, so a run that stops leaves whole lines: the rows of the batches done."""
 
     def __init__(self, path: Path, header: list[str]) -> None:
-        self.file = open(path, "xb", buffering=0)  # "x": never overwrite a file
+        self.path = path
+        with writing(path):
+            self.file = open(path, "xb", buffering=0)  # "x": never overwrite a file
         self.append([header])
 
     def append(self, rows: list[list]) -> None:
         buffer = io.StringIO()
         csv.writer(buffer, lineterminator="\n").writerows(rows)
         data = memoryview(buffer.getvalue().encode("utf-8"))
-        while data:  # a regular file takes it all at once; a short write is continued
-            data = data[self.file.write(data):]
+        with writing(self.path):
+            while data:  # a regular file takes it all at once; a short write is continued
+                data = data[self.file.write(data):]
 
     def close(self) -> None:
         self.file.close()
@@ -100,7 +103,9 @@ def predict(model: nn.Module, loader: DataLoader, task: Task, folder: Path, top_
             with torch.autocast(device.type, dtype=AMP_DTYPES[amp], enabled=AMP_DTYPES[amp] is not None):
                 pred = model(image)
             indices = list(range(done, done + len(image)))
-            table.append(task.prediction_rows(batch["path"], batch["size"], pred, folder, indices, top_k))
+            with writing(folder / "predictions"):  # the files a task's rows name (segmentation's masks)
+                rows = task.prediction_rows(batch["path"], batch["size"], pred, folder, indices, top_k)
+            table.append(rows)
             done += len(image)
     finally:
         table.close()
@@ -130,9 +135,9 @@ def main(argv: list[str] | None = None) -> int:
         model, task, loader = build_prediction(args, checkpoint)  # bad input ends here, before the folder
         run.open(args, "predict.py", sys.argv[1:] if argv is None else argv,
                  info={"checkpoint": str(Path(args.load_model_path).resolve()),
-                       "checkpoint_sha256": file_sha256(args.load_model_path)})
+                       "checkpoint_sha256": args.load_model_sha256})
         log.info(f"Predicting on {len(loader.dataset)} pictures of {args.input} with {args.load_model_path}"
-                 f"{' (averaged weights)' if args.ema else ''}; results go to {run.path}")
+                 f"{' (averaged weights)' if args.ema else ''}")
         count = predict(model, loader, task, run.path, args.top_k, args.amp, args.channels_last)
         log.info(f"{count} predictions written to {run.path}")
 

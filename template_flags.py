@@ -13,7 +13,7 @@ import os
 import sys
 from argparse import ArgumentParser, BooleanOptionalAction
 
-from utils.flags import AMOUNT, COUNT, FRACTION, PROBABILITY, Parser, flag, number, positive
+from utils.flags import AMOUNT, COUNT, FRACTION, PROBABILITY, Parser, flag, number, positive, worker_processes
 
 # The first lines of -h: the flags most runs set; every flag follows, by group.
 USAGE = {"train.py": "python train.py [--model_type NAME] [--data_type NAME] [--train_list FILE --val_list FILE]\n"
@@ -51,8 +51,9 @@ def add_common_flags(parser: ArgumentParser, prog: str, names: dict[str, list[st
     for name, what in (("mean", "subtracted"), ("std", "divided by")):
         flag(g, f"--{name}", type=float, nargs="+", default=None, eval_takes=True, help=f"per channel, {what} after "
              "scaling pictures to [0, 1] (default: a pretrained model's own, else 0.5)")
-    flag(g, "--num_workers", type=AMOUNT, default=None, on_resume="allowed", help="DataLoader worker processes; 0 "
-         "loads in the main process (default: 2; without a GPU, 0 for an in-memory set read a batch at a time)")
+    flag(g, "--num_workers", type=worker_processes, default=None, on_resume="allowed", help="DataLoader worker "
+         "processes, at most 4 per CPU; 0 loads in the main process (default: 2; without a GPU, 0 for an in-memory "
+         "set read a batch at a time)")
     flag(g, "--batch_size", type=COUNT, default=64, help="samples per batch (per process under torchrun)")
     flag(g, "--checkpoints_dir", default="checkpoints", on_resume="allowed",
          help="folder that holds the run directories")

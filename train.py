@@ -9,6 +9,7 @@ and how a run resumes: `checkpoint_state` / `resume`; which checkpoints are kept
 stopping: utils/checkpoints.py.
 """
 
+import functools
 import logging
 import math
 import sys
@@ -27,7 +28,6 @@ from torch.utils.data import DataLoader
 
 from data.data_entry import (
     augment_of,
-    check_same_classes,
     check_same_data,
     describe_data,
     select_eval_loader,
@@ -57,10 +57,11 @@ from utils.distributed import (
     sync_buffers_from_main,
     world_size,
 )
+from utils.errors import UserError
 from utils.logger import Logger, ProgressBar, check_finite, setup_logging
 from utils.optim import build_optimizer, build_schedule
 from utils.run_dir import Resume, RunDir
-from utils.torch_utils import AMP_DTYPES, make_deterministic, select_device, set_seed
+from utils.torch_utils import AMP_DTYPES, finite_weights, make_deterministic, select_device, set_seed
 
 log = logging.getLogger(__name__)
 PER_CLASS_CURVES = 20  # validation curves per class (accuracy, F1, IoU, ...) up to this many classes
@@ -77,7 +78,6 @@ class Trainer:
         self.device = select_device(args.gpus)
         torch.backends.cudnn.benchmark = not args.deterministic  # cuDNN picks the fastest kernels
         train_set, val_set = training_sets(args)
-        check_same_classes(train_set.class_names, val_set.class_names, "the validation set")
         self.data = describe_data(args, train_set, val_set)  # to tell, on resuming, that the data is the same
         self.train_loader = select_train_loader(args, train_set)
         self.val_loader = select_eval_loader(args, val_set, args.limit_val_batches)
@@ -141,13 +141,18 @@ class Trainer:
         Ctrl-C, SIGTERM or SIGUSR1 saves and stops after the current step."""
         self.run = run
         self.logger = Logger(run.path, self.history, self.global_step, enabled=run.writer)
-        self.checkpoints.open(run.path, enabled=run.writer)
+        self.checkpoints.open(run.path, enabled=run.writer)  # a resumed run's best.pth, top-k: as last.pth says
+        if self.checkpoints.resumed_from is not None:
+            record_progress = self.progress()  # what last.pth, now with all its names, holds
+            record_progress()
+        if self.epoch >= self.args.epochs or self.checkpoints.stop_early:
+            log.info(f"The run had done its epochs (up to epoch {self.epoch}) when it was stopped; it is finished now.")
         with run.catching_stop_signals():
             try:
                 for epoch in range(self.epoch + 1, self.args.epochs + 1):
-                    self.run_epoch(epoch)
-                    if self.checkpoints.stop_early:
+                    if self.checkpoints.stop_early:  # checked first: a resumed run may have stopped early already
                         break
+                    self.run_epoch(epoch)
                     if any_rank(run.stop.requested) and epoch < self.args.epochs:  # the last epoch just finishes
                         run.stop_now()
             finally:
@@ -191,7 +196,7 @@ class Trainer:
 
             measure(meter, self.task, out)
             if i % self.args.print_freq == 0:  # only then is a value read from the GPU (which waits for it)
-                check_finite(out["loss"].item(), epoch, i)
+                check_finite(out["loss"].item(), epoch, i, self.kept())
                 bar.show(loss=meter.local_mean("loss"))
             if i % self.args.log_freq == 0:
                 self.logger.record_step({"train_step/loss": out["loss"].detach(), "train_step/lr": lr},
@@ -206,7 +211,8 @@ class Trainer:
         if len(self.optimizer.param_groups) > 1:  # each group's own: the head's and each backbone unit's
             values |= {f"train/lr/{group['name']}": group["lr"] for group in self.optimizer.param_groups}
         values |= prefixed("train/", epoch_results(meter, self.task))
-        check_finite(values["train/loss"], epoch, steps - 1)
+        check_finite(values["train/loss"], epoch, steps - 1, self.kept())
+        self.check_weights(epoch, steps - 1)  # the epoch's last update may have broken them: not saved, then
         self.logger.record_scalar("time/data_efficiency", bar.efficiency)
         return values
 
@@ -265,11 +271,18 @@ class Trainer:
 
     def save_checkpoints(self, values: dict[str, float]) -> None:
         """last.pth every epoch, best.pth when --monitor improves, epoch_<N>.pth and the top-k
-        (utils/checkpoints.py decides); status.json says how far the run is."""
+        (utils/checkpoints.py decides); then, once they are on disk, status.json says how far
+        the run is (written by the checkpoint writer's thread)."""
         improved = self.checkpoints.judge(self.epoch, values)
-        self.run.progress(self.epoch, self.global_step, best={self.checkpoints.monitor: self.checkpoints.best},
-                          best_epoch=self.checkpoints.best_epoch)
-        self.checkpoints.save_epoch(self.checkpoint_state(), self.epoch, improved)  # every process: it gathers RNGs
+        # Every process: the state gathers their random generators.
+        self.checkpoints.save_epoch(self.checkpoint_state(), self.epoch, improved, on_saved=self.progress())
+
+    def progress(self) -> Callable[[], None]:
+        """What status.json says of the run's progress now (epoch, step, best), to be written
+        once the checkpoint that holds it is on disk."""
+        return functools.partial(self.run.progress, self.epoch, self.global_step,
+                                 best={self.checkpoints.monitor: self.checkpoints.best},
+                                 best_epoch=self.checkpoints.best_epoch)
 
     def save_mid_epoch_if_due(self, epoch: int, steps_done: int, meter: Meter) -> None:
         """After an optimizer step: save last.pth every --save_every_steps batches, and when
@@ -279,13 +292,27 @@ class Trainer:
         if not stop and not (every and self.global_step - self.saved_at_step >= every):
             return
         self.saved_at_step = self.global_step
-        check_finite(meter.local_mean("loss"), epoch, steps_done - 1)  # never save diverged weights
+        check_finite(meter.local_mean("loss"), epoch, steps_done - 1, self.kept())  # never save diverged weights
+        self.check_weights(epoch, steps_done - 1)
         state = self.checkpoint_state() | {"step_in_epoch": steps_done, "partial_epoch": meter.state_dict()}
         self.checkpoints.save_last(state)
         log.info(f"Saved last.pth at epoch {epoch}, step {steps_done}")
         if stop:
             self.checkpoints.wait()
             self.run.stop_now()
+
+    def check_weights(self, epoch: int, step: int) -> None:
+        """Before a save: weights that a step made non-finite (nan, inf) are never saved."""
+        if not any_rank(not finite_weights(self.model)):
+            return
+        raise UserError(f"The weights became non-finite (nan or inf) at epoch {epoch}, step {step}, by its "
+                        f"update; they were not saved. Try a lower --lr or --clip_grad; {self.kept()}")
+
+    def kept(self) -> str:
+        """What a run that diverged keeps, for its message."""
+        saved = self.checkpoints.last_saved
+        return (f"last.pth, from {saved}, is the last checkpoint saved (its weights are finite)." if saved
+                else "no checkpoint was saved before that.")
 
     def checkpoint_state(self) -> dict:
         """Everything needed to evaluate or to continue exactly: the training's parts (weights,
@@ -314,7 +341,7 @@ class Trainer:
         self.epoch, self.global_step = checkpoint["epoch"], checkpoint["global_step"]
         self.step_in_epoch, self.saved_at_step = checkpoint["step_in_epoch"], checkpoint["global_step"]
         self.partial_epoch = checkpoint.get("partial_epoch")  # the sums of every process: Meter gives them to rank 0
-        self.checkpoints.load_state_dict(checkpoint["checkpoints"])
+        self.checkpoints.resume(checkpoint)  # best so far, top-k; the names to repair once the folder opens
         self.history = checkpoint["history"]
         # Last: it also restores the random generators, which building the model and data drew from.
         load_training_state(checkpoint, resume.path, self.model, self.optimizer, self.scheduler, self.scaler,
@@ -386,8 +413,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def train() -> dict:
         trainer = Trainer(args, resume)  # bad data or model end here, before the folder exists
-        run.open(args, "train.py", argv, resumed=resume.record() if resume else None)
-        log.info(f"Run directory: {run.path}")
+        run.open(args, "train.py", argv, resumed=resume.record() if resume else None)  # logs `Run directory:`
         trainer.train(run)
         return trainer.checkpoints.report(trainer.epoch, kept=not run.temporary)  # the best epoch; stopped early?
 

@@ -121,7 +121,38 @@ def training_sets(args: Namespace) -> tuple[Dataset, Dataset]:
         labels = [entry.label for entry in getattr(train_data, "entries", [None] * len(train_data))]
         train_indices, val_indices = fold_indices(labels, args.folds, args.fold)
         return Part(train_data, train_indices), Part(val_data, val_indices)
-    return build_dataset(args, train=True), build_dataset(args, train=False)
+    train_set, val_set = build_dataset(args, train=True), build_dataset(args, train=False)
+    lists = reads_lists(args.data_type)
+    check_classes_fit(train_set.class_names, val_set, f"--val_list {args.val_list}" if lists else "the validation set",
+                      f"the training list {args.train_list}" if lists else "the training set")
+    return train_set, val_set
+
+
+def check_classes_fit(class_names: list[str], data: Dataset, flag: str, owner: str) -> None:
+    """`data`'s classes must be among `class_names` (the training set's, or a checkpoint's):
+    a label the model has no output for is refused now, before a run folder exists, not when
+    validation meets it after a whole epoch. Names are compared where both sides have them
+    (a classes.txt); numbered classes ("0", "1", ...) only by their count."""
+    names = getattr(data, "class_names", None)
+    if names is None:
+        return
+    if len(names) > len(class_names):
+        outside = next((entry for entry in getattr(data, "entries", []) if isinstance(entry.label, int)
+                        and entry.label >= len(class_names)), None)
+        example = f" (class id {outside.label} at {outside.where})" if outside else ""
+        raise UserError(f"{flag} has {len(names)} classes{example}, but {owner} has {len(class_names)} (ids 0 to "
+                        f"{len(class_names) - 1}): the model has no output for the others. Use lists of the same "
+                        "classes (a classes.txt beside a list names them, one a line).")
+    differ = [i for i, (name, own) in enumerate(zip(names, class_names)) if name != own
+              and not (numbered(names) or numbered(class_names))]
+    if differ:
+        raise UserError(f"{flag} names class {differ[0]} {names[differ[0]]!r}, but {owner} names it "
+                        f"{class_names[differ[0]]!r}; give both the same classes.txt.")
+
+
+def numbered(class_names: list[str]) -> bool:
+    """Classes without names (no classes.txt): "0", "1", ..."""
+    return list(class_names) == [str(i) for i in range(len(class_names))]
 
 
 def training_labels(dataset: Dataset) -> torch.Tensor | None:
@@ -142,21 +173,6 @@ def training_labels(dataset: Dataset) -> torch.Tensor | None:
     if not labels or isinstance(labels[0], Path):
         return None
     return torch.stack([torch.as_tensor(label) for label in labels])
-
-
-def check_same_classes(names: list[str], other: list[str], what: str) -> None:
-    """Labels must mean the same in both sets: `other` (the validation set's, or the data's
-    eval.py reads) must be `names`, or their start (a set without the last classes' samples).
-    Names that are the class ids (a list without classes.txt) say nothing to compare."""
-    def ids(some: list[str]) -> bool:  # a list without a classes file: its names are the ids themselves
-        return some == [str(i) for i in range(len(some))]
-    if other != names[:len(other)] and not ids(other) and not ids(names):
-        def shown(some: list[str]) -> str:
-            return ", ".join(some[:8]) + (", ..." if len(some) > 8 else "")
-        raise UserError(f"The class (label) names of {what} ({shown(other)}) differ from the training set's "
-                        f"({shown(names)}): "
-                        "the same label would mean two things. Name them once, in a classes.txt beside the lists "
-                        "(or, for several labels, as 0 / 1 columns).")
 
 
 def select_train_loader(args: Namespace, dataset: Dataset) -> DataLoader:

@@ -19,8 +19,9 @@ from runs.reader import (
     resume_entries,
     scan_dirs,
 )
-from runs.table import format_duration
+from runs.table import format_duration, printable
 from utils.liveness import dead_reason
+from utils.small_files import read_small_text
 
 INDENT = "  "
 
@@ -38,15 +39,15 @@ def format_run_details(record: RunRecord) -> str:
     ]
     if record.problems:  # the newest evaluation's result.txt was read twice: name its problems once
         sections.append(["problems", *(f"{INDENT}{problem}" for problem in dict.fromkeys(record.problems))])
-    return "\n\n".join("\n".join(lines) for lines in sections)
+    return "\n\n".join("\n".join(printable(line) for line in lines) for lines in sections)  # no raw control characters
 
 
 def status_lines(status: dict | None) -> list[str]:
     """Status, times, error or resume command, and every resumption with its changed flags."""
     if status is None:
         return ["status   ? (status.json missing or unreadable)"]
-    took = duration_seconds(status)
     dead = dead_reason(status)
+    took = duration_seconds(status, alive=dead is None)
     shown = f"dead (status.json says running, but {dead})" if dead else status.get("status", "?")
     lines = [f"status   {shown}, started {status.get('started')}, ended {status.get('ended')}"
              + (f", took {format_duration(took)}" if took is not None else "")]
@@ -84,8 +85,8 @@ def code_lines(info: dict | None, path: Path) -> list[str]:
 def command_lines(path: Path) -> list[str]:
     """The recorded command (command.sh's last line) and the folder it ran in."""
     try:
-        lines = [line for line in (path / "command.sh").read_text(encoding="utf-8").splitlines() if line.strip()]
-    except (OSError, UnicodeDecodeError):
+        lines = [line for line in read_small_text(path / "command.sh").splitlines() if line.strip()]
+    except (OSError, ValueError):  # missing, not a regular file (a FIFO would block), binary, huge
         return ["command  ? (command.sh missing or unreadable)"]
     folder = next((line[3:] for line in lines if line.startswith("cd ")), "?")
     return [f"command  {lines[-1] if lines else '?'}", f"         in {folder}"]

@@ -8,6 +8,7 @@ order comparisons compare numbers, or text alphabetically when the value is not 
 (`started>=2026-11-25`); runs without a value of that kind in the column are left out.
 """
 
+import math
 import re
 from dataclasses import dataclass
 
@@ -76,11 +77,23 @@ def as_number(value: object) -> float | None:
 
 
 def sort_rows(rows: list[dict[str, object]], column: str, descending: bool = False) -> list[dict[str, object]]:
-    """Rows ordered by one column: numbers by value (before text), text alphabetically; rows
-    without a value last either way. Ties keep their order."""
-    present = [row for row in rows if row.get(column) not in (None, "")]
-    missing = [row for row in rows if row.get(column) in (None, "")]
-    return sorted(present, key=lambda row: sort_key(row[column]), reverse=descending) + missing
+    """Rows ordered by one column: numbers by value, then text alphabetically (`?`, a value
+    that could not be read), then NaN (a diverged run: it compares with nothing, and among
+    the numbers would scramble their order), then rows without a value; in that order either
+    way, so `--sort best --desc` starts with the best number. Ties keep their order."""
+    def kind(row: dict[str, object]) -> int:
+        value = row.get(column)
+        if value in (None, ""):
+            return 3
+        return 2 if is_nan(value) else sort_key(value)[0]  # 0: a number, 1: text
+
+    ordered = sorted(rows, key=lambda row: sort_key(row[column]) if kind(row) < 2 else (0, 0.0, ""),
+                     reverse=descending)
+    return sorted(ordered, key=kind)  # stable: each kind keeps the order above
+
+
+def is_nan(value: object) -> bool:
+    return isinstance(value, float) and math.isnan(value)
 
 
 def sort_key(value: object) -> tuple:

@@ -27,7 +27,15 @@ from runs.details import format_run_details
 from runs.filter import holds, parse_condition, sort_rows
 from runs.groups import format_groups, groups_summary
 from runs.reader import RunRecord, monitor_mode, read_run
-from runs.table import all_columns, differing_args, format_csv, format_text_table, run_row, table_columns
+from runs.table import (
+    all_columns,
+    differing_args,
+    format_csv,
+    format_text_table,
+    printable,
+    run_row,
+    table_columns,
+)
 from utils.errors import UserError
 from utils.run_search import find_run_dirs, is_run_dir
 
@@ -77,7 +85,7 @@ def list_runs(root: Path, where: list[str], sort: str | None, descending: bool, 
     if not kept:
         return "" if as_csv else f"No run matches {' and '.join(where)} (of {len(rows)} runs under {root})."
     total, records, rows = len(rows), [records[i] for i in kept], [rows[i] for i in kept]
-    notes = [f"note: {folder} cannot be read; runs in it are not listed" for folder in unreadable]
+    notes = [f"note: {printable(str(folder))} cannot be read; runs in it are not listed" for folder in unreadable]
     if group_by:
         text, count = format_groups(rows, group_by, sort, descending, as_csv)
         summary = f"{groups_summary(count, rows, total)}; {best_meaning(records)}"
@@ -114,7 +122,7 @@ def outdated_lines(rows: list[dict[str, object]]) -> list[str]:
 
 def problem_lines(rows: list[dict[str, object]]) -> list[str]:
     """One note per run with files that could not be read ('?' in the table)."""
-    return [f"note: {row['run']}: {row['problems']}" for row in rows if row.get("problems")]
+    return [f"note: {printable(row['run'])}: {printable(row['problems'])}" for row in rows if row.get("problems")]
 
 
 def find_run(run: str, root: Path) -> RunRecord:

@@ -15,21 +15,15 @@ import io
 import json
 import math
 import os
-import stat
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from utils.small_files import FileTooLarge, read_json_file, read_small_text
+
 # What train.py uses when args.json lacks these (runs made before they existed).
 DEFAULT_MONITOR, DEFAULT_MONITOR_MODE = "val/acc", "max"
 UNKNOWN = "?"  # a value that is recorded but cannot be read (the table shows it as is)
-# A run's text files are small (a metrics.csv of 10,000 epochs is about 1 MB); a larger one
-# is not what a run wrote, and reading it would stall the listing of every other run.
-MAX_FILE_BYTES = 16 * 2**20
-
-
-class FileTooLarge(ValueError):
-    """A text file over MAX_FILE_BYTES."""
 
 
 @dataclass
@@ -63,18 +57,6 @@ def read_run(path: Path) -> RunRecord:
     return record
 
 
-def read_small_text(path: Path) -> str:
-    """A regular file's text (UTF-8). Raises OSError (missing, unreadable, not a regular file:
-    a FIFO would block the listing), UnicodeDecodeError (binary) or FileTooLarge."""
-    if not stat.S_ISREG(os.stat(path).st_mode):
-        raise IsADirectoryError(f"{path} is not a regular file")
-    with open(path, "rb") as file:
-        data = file.read(MAX_FILE_BYTES + 1)
-    if len(data) > MAX_FILE_BYTES:
-        raise FileTooLarge(f"over {MAX_FILE_BYTES // 2**20} MB")
-    return data.decode("utf-8")
-
-
 def unreadable(name: str, error: Exception) -> str:
     """The problem line for a file that could not be read."""
     if isinstance(error, FileTooLarge):
@@ -90,12 +72,12 @@ def read_json(path: Path, problems: list[str], required: bool = True) -> dict | 
     """A JSON object from `path`, or None (with a line in `problems`; none for a file that is
     missing and not `required`)."""
     try:
-        value = json.loads(read_small_text(path))
+        value = read_json_file(path)
     except FileNotFoundError:
         if required:
             problems.append(f"{path.name} is missing")
         return None
-    except (OSError, ValueError, RecursionError) as error:  # RecursionError: absurdly nested JSON
+    except (OSError, ValueError) as error:
         problems.append(unreadable(path.name, error))
         return None
     if not isinstance(value, dict):
@@ -254,8 +236,10 @@ def parse_time(text: object) -> datetime | None:
         return None
 
 
-def duration_seconds(status: dict) -> float | None:
-    """Seconds from start to end, or to now while running (pauses before a resume included)."""
+def duration_seconds(status: dict, alive: bool = True) -> float | None:
+    """Seconds from start to end, or to now while running (pauses before a resume included);
+    for a run that died without saying so (`alive=False`), to its last sign of life (the
+    heartbeat or the last update), so its duration does not grow for ever."""
     started = parse_time(status.get("started"))
     ended = parse_time(status.get("ended"))
     if started is None:
@@ -263,7 +247,10 @@ def duration_seconds(status: dict) -> float | None:
     if ended is None:
         if status.get("status") != "running":
             return None
-        ended = datetime.now(started.tzinfo)
+        last_sign_of_life = parse_time(status.get("updated")) or parse_time(status.get("heartbeat"))
+        ended = datetime.now(started.tzinfo) if alive else last_sign_of_life
+        if ended is None:
+            return None
     try:
         return max(0.0, (ended - started).total_seconds())
     except TypeError:  # one time with a time zone, the other without: edited by hand

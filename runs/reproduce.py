@@ -16,7 +16,7 @@ Standard library and the `git` command only. Remove the worktree when done with
 """
 
 import argparse
-import json
+import re
 import shlex
 import subprocess
 import sys
@@ -24,8 +24,10 @@ from pathlib import Path
 
 from runs.reader import read_json, resume_changes, resume_entries
 from utils.errors import UserError
+from utils.small_files import read_json_file, read_small_text
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PYTHON = re.compile(r"python[0-9.]*")  # an interpreter's file name: python, python3, python3.11
 
 
 def git(repo: Path, *args: str) -> subprocess.CompletedProcess:
@@ -39,7 +41,7 @@ def git(repo: Path, *args: str) -> subprocess.CompletedProcess:
 def recorded_code(run_dir: Path) -> tuple[str, Path | None]:
     """The run's commit and its code.patch (None when the tree was clean), from run_info.json."""
     try:
-        info = json.loads((run_dir / "run_info.json").read_text(encoding="utf-8"))
+        info = read_json_file(run_dir / "run_info.json")  # a regular file, not absurdly nested
     except FileNotFoundError:
         raise UserError(f"{run_dir} has no run_info.json, so which code made it is unknown; give a run "
                         "directory made by train.py (or an evaluation's result folder).") from None
@@ -62,13 +64,25 @@ def recorded_command(run_dir: Path) -> list[str]:
     """The command of command.sh (its last line; the `cd` line before it names the folder it
     ran in, which is replaced by the worktree)."""
     try:
-        lines = (run_dir / "command.sh").read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError):
+        lines = read_small_text(run_dir / "command.sh").splitlines()
+    except (OSError, ValueError):
         raise UserError(f"{run_dir} has no readable command.sh, so the run's command is unknown.") from None
     commands = [line for line in lines if line.strip() and not line.startswith(("#", "cd "))]
     if not commands:
         raise UserError(f"{run_dir}/command.sh holds no command.")
-    return shlex.split(commands[-1])
+    try:
+        return shlex.split(commands[-1])
+    except ValueError as error:  # an unclosed quote (edited by hand?)
+        raise UserError(f"{run_dir}/command.sh: its command cannot be read as a shell command ({error}): "
+                        f"{commands[-1][:200]}") from None
+
+
+def with_this_python(command: list[str]) -> list[str]:
+    """The command with this Python in place of the one it was recorded with (`python`, or a
+    virtualenv's `.venv/bin/python`, which the worktree does not have)."""
+    if command and PYTHON.fullmatch(Path(command[0]).name):
+        return [sys.executable, *command[1:]]
+    return command
 
 
 def repository_root(repo: Path) -> Path:
@@ -149,20 +163,23 @@ def main(argv: list[str] | None = None, repo: Path = PROJECT_ROOT) -> int:
     args = build_parser().parse_args(argv)
     try:
         dest, command = reproduce(args.run_dir, args.dest, repo)
+        command = with_this_python(command)  # this environment: the worktree has no .venv
+        print(f"Its command, to run from there:\n  cd {shlex.quote(str(dest))} && {shlex.join(command)}")
+        for note in [*resume_notes(args.run_dir), "Relative paths in the command now resolve in the worktree, "
+                     "where files git does not track (your data) are missing; the new run goes to its checkpoints/."]:
+            print(f"Note: {note}")
+        print(f"Remove the worktree when done: git worktree remove --force {shlex.quote(str(dest))}")
+        if not args.run:
+            return 0
+        sys.stdout.flush()
+        try:
+            return subprocess.run(command, cwd=dest).returncode
+        except OSError as error:
+            raise UserError(f"The run's command cannot be started in {dest}: {command[0]!r} "
+                            f"({error.strerror or error}).") from None
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
-    print(f"Its command, to run from there:\n  cd {shlex.quote(str(dest))} && {shlex.join(command)}")
-    for note in [*resume_notes(args.run_dir), "Relative paths in the command now resolve in the worktree, "
-                 "where files git does not track (your data) are missing; the new run goes to its checkpoints/."]:
-        print(f"Note: {note}")
-    print(f"Remove the worktree when done: git worktree remove --force {shlex.quote(str(dest))}")
-    if not args.run:
-        return 0
-    if command and command[0] in ("python", "python3"):
-        command = [sys.executable, *command[1:]]  # this environment: the worktree has no .venv
-    sys.stdout.flush()
-    return subprocess.run(command, cwd=dest).returncode
 
 
 if __name__ == "__main__":

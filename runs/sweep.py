@@ -23,9 +23,18 @@ from pathlib import Path
 
 from runs.gpus import job_devices
 from runs.sweep_grid import check_train_flags, grid_points, parse_grid
-from runs.sweep_manifest import SweepLock, entry_point, load_manifest, merge_points, new_manifest, save_manifest
+from runs.sweep_manifest import (
+    MANIFEST_NAME,
+    SweepLock,
+    entry_point,
+    load_manifest,
+    merge_points,
+    new_manifest,
+    save_manifest,
+)
 from runs.sweep_report import Progress, describe_plan, summary
 from runs.sweep_runner import Job, Task, plan_task, refresh_state, run_tasks, start_job, task_command
+from utils.atomic import writing
 from utils.errors import UserError
 
 TRAIN_SCRIPT = Path(__file__).resolve().parents[1] / "train.py"
@@ -112,7 +121,8 @@ def sweep(args: argparse.Namespace, train_flags: list[str]) -> int:
         manifest, tasks = prepare(exp_dir, args, train_flags, points)
         print(describe_plan(manifest, tasks, exp_dir, lambda task: command_of(task, args, train_flags, manifest)))
         return 0
-    exp_dir.mkdir(parents=True, exist_ok=True)
+    with writing(exp_dir / MANIFEST_NAME):
+        exp_dir.mkdir(parents=True, exist_ok=True)
     with SweepLock(exp_dir):
         manifest, tasks = prepare(exp_dir, args, train_flags, points)
         save_manifest(exp_dir, manifest)

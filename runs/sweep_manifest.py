@@ -19,9 +19,11 @@ import json
 import os
 from pathlib import Path
 
+from runs.reader import short
 from runs.sweep_grid import Point
-from utils.atomic import atomic_write_text
+from utils.atomic import atomic_write_text, writing
 from utils.errors import UserError
+from utils.small_files import read_json_file
 
 MANIFEST_NAME = "sweep.json"
 LOCK_NAME = ".sweep.lock"
@@ -53,29 +55,69 @@ def new_manifest(exp: str, train_flags: list[str], folds: int | None, points: li
 def load_manifest(exp_dir: Path) -> dict | None:
     """The manifest, None if there is none yet; a UserError if it cannot be used."""
     path = exp_dir / MANIFEST_NAME
+    afresh = "repair it, or move it away to start the sweep afresh (finished runs would then be trained again)"
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest = read_json_file(path)  # a regular file of a sensible size, never a FIFO
     except FileNotFoundError:
         return None
     except (OSError, ValueError) as error:
-        raise UserError(f"{path} cannot be read ({error}); repair it, or move it away to start the sweep "
-                        "afresh (finished runs would then be trained again).") from None
-    if not is_manifest(manifest):
-        raise UserError(f"{path} is not a sweep manifest of version {VERSION} (edited by hand?); repair it, or "
-                        "move it away to start the sweep afresh (finished runs would then be trained again).")
+        raise UserError(f"{path} cannot be read ({error}); {afresh}.") from None
+    problem = manifest_problem(manifest)
+    if problem:
+        raise UserError(f"{path} is not a sweep manifest of version {VERSION} (edited by hand?): {problem}; "
+                        f"{afresh}.")
     return manifest
 
 
-def is_manifest(manifest: object) -> bool:
-    """The fields the sweep relies on are there, with the right types."""
+STATES = ("pending", "running", "finished", "failed", "interrupted", "dead")
+OPTIONAL_TEXT = (str, type(None))
+
+
+def manifest_problem(manifest: object) -> str | None:
+    """The first field the sweep relies on that is missing or of the wrong type, or None."""
     if not isinstance(manifest, dict) or manifest.get("version") != VERSION:
-        return False
-    if not isinstance(manifest.get("train_flags"), list) or not isinstance(manifest.get("points"), list):
-        return False
-    fields = {"name": str, "flags": dict, "state": str, "attempts": list, "log": str}
-    return all(isinstance(entry, dict) and all(isinstance(entry.get(key), kind) for key, kind in fields.items())
-               and all(isinstance(entry.get(key), (int, type(None))) for key in ("seed", "fold"))
-               for entry in manifest["points"])
+        return f'"version" is not {VERSION}' if isinstance(manifest, dict) else "it holds no JSON object"
+    for key, kinds in (("exp", str), ("train_flags", list), ("folds", (int, type(None))), ("points", list)):
+        if not is_a(manifest.get(key), kinds):
+            return f'"{key}" is {short(manifest.get(key))}'
+    if not all(isinstance(flag, str) for flag in manifest["train_flags"]):
+        return '"train_flags" holds a value that is not text'
+    for number, entry in enumerate(manifest["points"], start=1):
+        problem = entry_problem(entry)
+        if problem:
+            return f"point {number}: {problem}"
+    return None
+
+
+def entry_problem(entry: object) -> str | None:
+    """What is wrong with one point of the manifest, or None."""
+    if not isinstance(entry, dict):
+        return f"{short(entry)} is not an object"
+    fields = {"name": str, "label": str, "flags": dict, "seed": (int, type(None)), "fold": (int, type(None)),
+              "state": str, "run_dir": OPTIONAL_TEXT, "error": OPTIONAL_TEXT, "log": str, "attempts": list}
+    for key, kinds in fields.items():
+        if not is_a(entry.get(key), kinds) or key not in entry:
+            return f'"{key}" is {short(entry.get(key)) if key in entry else "missing"}'
+    if entry["state"] not in STATES:
+        return f'"state" is {short(entry["state"])}, not one of {", ".join(STATES)}'
+    if not all(isinstance(name, str) and isinstance(value, str) for name, value in entry["flags"].items()):
+        return f'"flags" {short(entry["flags"])} holds a value that is not text (grid values are text: "0.1")'
+    if Path(entry["log"]).is_absolute() or ".." in Path(entry["log"]).parts:
+        return f'"log" {short(entry["log"])} is not a file inside the experiment folder'
+    for attempt in entry["attempts"]:
+        if not isinstance(attempt, dict):
+            return f'an attempt, {short(attempt)}, is not an object'
+        for key, kinds in (("log_offset", int), ("pid", int), ("command", list), ("run_dir", OPTIONAL_TEXT)):
+            if key in attempt and not is_a(attempt[key], kinds):
+                return f'an attempt\'s "{key}" is {short(attempt[key])}'
+        if attempt.get("log_offset", 0) < 0:
+            return f'an attempt\'s "log_offset" is {attempt["log_offset"]}'
+    return None
+
+
+def is_a(value: object, kinds: type | tuple[type, ...]) -> bool:
+    """isinstance, where JSON's true and false are not numbers (no field of the manifest is a bool)."""
+    return isinstance(value, kinds) and not isinstance(value, bool)
 
 
 def merge_points(manifest: dict, points: list[Point], train_flags: list[str], folds: int | None) -> int:
@@ -129,7 +171,8 @@ class SweepLock:
         self.file = None
 
     def __enter__(self) -> "SweepLock":
-        self.file = open(self.path, "a+")
+        with writing(self.path):
+            self.file = open(self.path, "a+")
         try:
             fcntl.flock(self.file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

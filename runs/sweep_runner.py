@@ -19,6 +19,7 @@ import os
 import re
 import shlex
 import signal
+import socket
 import subprocess
 import time
 import types
@@ -30,7 +31,8 @@ from pathlib import Path
 from runs.gpus import slot_devices
 from runs.reader import read_json
 from runs.sweep_manifest import entry_run_dir, save_manifest, stored_path
-from utils.liveness import dead_reason
+from utils.atomic import writing
+from utils.liveness import RUN_SCRIPTS, dead_reason, is_pid, process_gone
 from utils.run_search import is_run_dir
 
 POLL_S = 0.2  # how often running jobs are checked
@@ -65,9 +67,14 @@ def now() -> str:
 
 def refresh_state(entry: dict, exp_dir: Path) -> None:
     """Bring a point's state up to date with its run's status.json: the manifest is stale when
-    a sweep was killed outright, or when someone resumed a run by hand."""
+    a sweep was killed outright, or when someone resumed a run by hand. A point whose
+    train.py still runs (its sweep was killed outright, before the run named its folder)
+    stays "running": starting it again would train the point twice."""
     if entry["state"] == "running" and entry.get("run_dir") is None and entry["attempts"]:
-        learn_run_dir(entry, exp_dir / entry["log"], entry["attempts"][-1].get("log_offset", 0), exp_dir)
+        attempt = entry["attempts"][-1]
+        learn_run_dir(entry, exp_dir / entry["log"], attempt.get("log_offset", 0), exp_dir)
+        if entry.get("run_dir") is None and attempt_alive(attempt):
+            return
     run_dir = entry_run_dir(entry, exp_dir)
     status = read_json(run_dir / "status.json", [], required=False) if run_dir is not None else None
     value = (status or {}).get("status")
@@ -103,20 +110,32 @@ def start_job(task: Task, command: list[str], slot: int, devices: list[str] | No
     if devices is not None:
         env["CUDA_VISIBLE_DEVICES"] = slot_devices(slot, devices, gpus_per_job)
     log = exp_dir / entry["log"]
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with open(log, "a", encoding="utf-8") as out:
-        offset = out.tell()
-        gpus = f" (CUDA_VISIBLE_DEVICES={env['CUDA_VISIBLE_DEVICES']})" if devices is not None else ""
-        out.write(f"==== {now()} sweep, {task.action}: {shlex.join(command)}{gpus}\n")
-        out.flush()
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+    with writing(log):  # a full disk: one message
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with open(log, "a", encoding="utf-8") as out:
+            offset = out.tell()
+            gpus = f" (CUDA_VISIBLE_DEVICES={env['CUDA_VISIBLE_DEVICES']})" if devices is not None else ""
+            out.write(f"==== {now()} sweep, {task.action}: {shlex.join(command)}{gpus}\n")
+            out.flush()
+            process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                       env=env)
     entry["attempts"].append({"action": task.action, "command": command, "started": now(), "ended": None,
                               "exit_code": None, "state": "running", "log_offset": offset,
-                              "run_dir": entry["run_dir"] if task.action == "resume" else None})
+                              "run_dir": entry["run_dir"] if task.action == "resume" else None,
+                              "pid": process.pid, "host": socket.gethostname()})  # to tell, later, if it still runs
     entry["state"], entry["error"] = "running", None
     if task.action == "new":
         entry["run_dir"] = None
     return Job(task, process, slot, log, offset)
+
+
+def attempt_alive(attempt: dict) -> bool:
+    """Whether an attempt's process still runs on this host (its script, not a reused pid)."""
+    pid, command = attempt.get("pid"), attempt.get("command") or []
+    if attempt.get("host") != socket.gethostname() or not is_pid(pid):
+        return False
+    script = Path(str(command[1])).name if len(command) > 1 else None
+    return process_gone(pid, (script,) if script else RUN_SCRIPTS) is None
 
 
 def learn_run_dir(entry: dict, log: Path, offset: int, exp_dir: Path) -> bool:

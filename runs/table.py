@@ -24,6 +24,7 @@ runs (less `NOT_COMPARED`), `epoch`, `best`, `best_epoch` and the evaluation; CS
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
 from runs.reader import UNKNOWN, RunRecord, duration_seconds
@@ -36,6 +37,7 @@ PROGRESS = ("epoch", "best", "best_epoch")
 NOT_COMPARED = ("run_dir", "resume", "checkpoints_dir", "save_prefix", "num_workers", "in_memory", "print_freq",
                 "save_freq", "save_every_steps", "gpus", "debug")
 MAX_TEXT_WIDTH = 40  # longer text cells (list file paths) keep their end
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")  # and direction overrides
 
 
 def run_row(record: RunRecord, root: Path) -> dict[str, object]:
@@ -46,7 +48,7 @@ def run_row(record: RunRecord, root: Path) -> dict[str, object]:
         "exp": experiment(record, root),
         "status": (shown_status(status) or UNKNOWN) if status is not None else UNKNOWN,
         "started": status.get("started") if status is not None else UNKNOWN,
-        "duration": duration_seconds(status) if status is not None else None,
+        "duration": duration_seconds(status, alive=shown_status(status) != "dead") if status is not None else None,
         "model_type": args.get("model_type") if args is not None else UNKNOWN,
         "data_type": args.get("data_type") if args is not None else UNKNOWN,
         "epoch": int(record.metrics[-1]["epoch"]) if record.metrics else None,
@@ -127,8 +129,15 @@ def display(column: str, value: object) -> str:
         return value[:16].replace("T", " ")  # 2026-11-25T13:01:02+01:00 -> 2026-11-25 13:01
     if isinstance(value, float):
         return f"{value:.4g}"
-    text = csv_value(value)
+    text = printable(csv_value(value))
     return text if len(text) <= MAX_TEXT_WIDTH else "..." + text[-(MAX_TEXT_WIDTH - 3):]
+
+
+def printable(text: str) -> str:
+    """`text` with control characters (a newline, ESC, which a terminal would obey) and
+    direction overrides shown as escapes (`\\n`, `\\x1b`): a folder name cannot break the
+    table or restyle the terminal."""
+    return CONTROL.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
 
 
 def csv_value(value: object) -> str:

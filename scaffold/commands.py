@@ -13,7 +13,9 @@ the templates in scaffold/templates.py.
 
 import argparse
 import keyword
+import os
 import re
+import signal
 import stat
 import subprocess
 import sys
@@ -33,6 +35,8 @@ COMPONENT_NAME = re.compile(r"[a-z][a-z0-9_]*")
 PROJECT_NAME = re.compile(r"[A-Za-z0-9]([A-Za-z0-9._-]*[A-Za-z0-9])?")
 # The template's own benchmarks and the figures they measured: a new project starts without them.
 TEMPLATE_ONLY = ("bench/", "docs/performance.md")
+# In a new project while it is being written: a destination holding it is one this command began.
+INCOMPLETE = ".scaffold-incomplete"
 
 
 @dataclass(frozen=True)
@@ -115,19 +119,40 @@ def new_project(source: Path, dest: Path, name: str, force: bool = False, git: b
     `name`; with `git`, also a new repository holding them in one commit."""
     check_project_name(name)
     check_destination(source, dest, force, git)
+    relatives = [relative for relative in project_files(source)
+                 if not relative.startswith(TEMPLATE_ONLY) and relative != INCOMPLETE]
+    check_no_links(dest, relatives)
     old_name = read_project_name(source)
     with FileTransaction(dest, dry_run) as files:
         files.make_dirs(dest)
-        for relative in project_files(source):
-            if relative.startswith(TEMPLATE_ONLY):
-                continue
+        if not dry_run:  # first in, last out: left by a command killed outright, so that the same command goes on
+            files.write(dest / INCOMPLETE, b"python -m scaffold project stopped before writing every file\n")
+        for relative in relatives:
             data = without_template_notes(relative, (source / relative).read_bytes())
             data = rename_project(relative, data, old_name, name)
             files.write(dest / relative, data, mode=stat.S_IMODE((source / relative).stat().st_mode))
+        if not dry_run:
+            (dest / INCOMPLETE).unlink()
+            files.writes = [write for write in files.writes if write.path != dest / INCOMPLETE]  # not a project file
         if git and not dry_run:
             files.track_new_dir(dest / ".git")
             commit_everything(dest, f"{name}: new project from the PyTorch template")
     return files
+
+
+def check_no_links(dest: Path, relatives: list[str]) -> None:
+    """Refuse, before anything is written, a symbolic link inside `dest` on the way to a file
+    the project writes (a linked sub-folder, or a linked file): --force writes inside the
+    destination only, never through a link into a folder outside it."""
+    for relative in relatives:
+        path = dest
+        for part in Path(relative).parts:
+            path = path / part
+            if path.is_symlink():
+                raise UserError(f"{path} is a symbolic link (to {os.readlink(path)}); the project would be written "
+                                "through it, outside the destination. Remove the link, or choose another folder.")
+            if not path.exists():
+                break
 
 
 def without_template_notes(relative: str, data: bytes) -> bytes:
@@ -163,7 +188,7 @@ def check_destination(source: Path, dest: Path, force: bool, git: bool) -> None:
     if dest.resolve().is_relative_to(source.resolve()):
         raise UserError(f"The destination {dest} is inside the template ({source}); choose a folder "
                         f"outside it, e.g. ../{dest.name}.")
-    if dest.is_dir() and any(dest.iterdir()) and not force:
+    if dest.is_dir() and any(dest.iterdir()) and not force and not (dest / INCOMPLETE).is_file():
         raise UserError(f"The destination {dest} exists and is not empty; choose a new folder, or pass "
                         "--force to write the template's files into it (replacing files of the same name).")
     if git and (dest / ".git").exists():
@@ -268,9 +293,19 @@ def next_steps(args: argparse.Namespace) -> str:
     return f"Next: cd {args.dest} && bash scripts/demo.sh"
 
 
+class Stopped(Exception):
+    """SIGTERM while writing: raised so that the transaction puts every file back."""
+
+
+def stop(number: int, frame: object) -> None:
+    raise Stopped(number)
+
+
 def main(argv: list[str] | None = None, root: Path = PROJECT_ROOT) -> int:
-    """Entry point; a UserError becomes one line on stderr and exit code 2, and nothing is written."""
+    """Entry point; a UserError, a failed write (a full disk) or a stop (Ctrl-C, SIGTERM)
+    becomes one line on stderr, and every file is put back as it was."""
     args = build_parser().parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, stop)
     try:
         files = run(args, root)
     except UserError as error:
@@ -278,7 +313,13 @@ def main(argv: list[str] | None = None, root: Path = PROJECT_ROOT) -> int:
         return 2
     except OSError as error:
         print(f"error: {error}; every file was put back as it was.", file=sys.stderr)
-        return 1
+        return 2
+    except (Stopped, KeyboardInterrupt) as error:
+        number = error.args[0] if isinstance(error, Stopped) else signal.SIGINT
+        print(f"error: stopped by {signal.Signals(number).name}; every file was put back as it was.", file=sys.stderr)
+        return 128 + number
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(report(args, files))
     return 0
 

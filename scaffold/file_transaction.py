@@ -10,10 +10,13 @@ With `dry_run=True` nothing touches the disk: the planned writes are only record
 `describe()` shows them (new files by path, edited files as a unified diff).
 """
 
+import contextlib
 import difflib
 import os
 import shutil
+import signal
 import stat
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -78,9 +81,14 @@ class FileTransaction:
             self.created_dirs.append(folder)
 
     def rollback(self) -> None:
-        """Undo every write, newest first, then remove the folders this transaction created."""
+        """Undo every write, newest first, then remove the folders this transaction created;
+        Ctrl-C and SIGTERM wait until that is done (a second stop must not cut it short)."""
         if self.dry_run:
             return
+        with signals_held():
+            self._undo()
+
+    def _undo(self) -> None:
         for planned in reversed(self.writes):
             if planned.before is None:
                 planned.path.unlink(missing_ok=True)
@@ -115,3 +123,16 @@ class FileTransaction:
             return path.resolve().relative_to(self.root.resolve()).as_posix()
         except ValueError:
             return str(path)
+
+
+@contextlib.contextmanager
+def signals_held() -> Iterator[None]:
+    """Inside: SIGINT and SIGTERM wait (they arrive after the block), where the system allows."""
+    if not hasattr(signal, "pthread_sigmask"):
+        yield
+        return
+    held = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT, signal.SIGTERM})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, held)

@@ -116,13 +116,33 @@ def test_label_outside_the_classes(earlier, tiny_demo, tmp_path, capsys) -> None
 
 
 def test_eval_label_the_model_cannot_predict(earlier, tiny_demo, tmp_path, capsys) -> None:
+    """Found before the result folder exists, not by the evaluation loop."""
     bad = write_list(tmp_path / "lists", f"{tiny_demo}/images/val/00000.png 0\n{tiny_demo}/images/val/00001.png 7\n")
     before = snapshot(earlier)
     code, err = run_main(evaluate.main, ["--load_model_path", str(earlier), "--val_list", str(bad)], capsys)
     assert code == 2 and "Traceback" not in err
-    assert f"Label 7 of {tiny_demo}/images/val/00001.png is outside [0, 5)" in err
-    after = snapshot(earlier)  # the evaluation adds its own result folder, and changes nothing else
-    assert {name: after[name] for name in before} == before
+    assert f"--val_list {bad} has 8 classes (class id 7 at {bad}:2), but the model {earlier / 'best.pth'} has 5" in err
+    assert snapshot(earlier) == before  # no result folder either
+
+
+def test_validation_labels_outside_the_training_classes_are_refused_before_the_run_folder(earlier, tiny_demo,
+                                                                                          tmp_path, capsys) -> None:
+    samples = "".join(f"{tiny_demo}/images/train/{i:05d}.png {i % 5}\n" for i in range(32))
+    train = write_list(tmp_path / "train", samples)
+    val = write_list(tmp_path / "val", f"{tiny_demo}/images/val/00000.png 0\n{tiny_demo}/images/val/00001.png 7\n")
+    assert_refused(["--train_list", str(train), "--val_list", str(val)],
+                   f"--val_list {val} has 8 classes (class id 7 at {val}:2), but the training list {train} has 5",
+                   earlier, tiny_demo, capsys)
+    assert [p.name for p in earlier.parent.iterdir()] == [earlier.name]  # no new run folder
+
+
+def test_lists_that_name_their_classes_differently_are_refused(earlier, tiny_demo, tmp_path, capsys) -> None:
+    samples = "".join(f"{tiny_demo}/images/train/{i:05d}.png {i % 2}\n" for i in range(32))
+    train = write_list(tmp_path / "train", samples, classes="cat\ndog\n")
+    val = write_list(tmp_path / "val", f"{tiny_demo}/images/val/00000.png 0\n", classes="dog\ncat\n")
+    assert_refused(["--train_list", str(train), "--val_list", str(val)],
+                   f"--val_list {val} names class 0 'dog', but the training list {train} names it 'cat'",
+                   earlier, tiny_demo, capsys)
 
 
 def test_gpus_without_cuda(earlier, tiny_demo, capsys, monkeypatch) -> None:
@@ -188,7 +208,7 @@ def test_resume_whose_weights_do_not_fit_its_model(earlier, tiny_demo, tmp_path,
 
 
 def test_a_failed_run_records_the_error(earlier, tiny_demo, tmp_path, capsys) -> None:
-    bad = write_list(tmp_path / "lists", "gone.png 1\n")
+    bad = write_list(tmp_path / "lists", "gone.png 4\n")  # label 4: the five classes of the val list
     # Read from disk, the missing picture is found during the first epoch, with the run's folder open.
     assert_refused(["--train_list", str(bad), "--save_prefix", "doomed", "--batch_size", "1", "--no-in_memory"],
                    "does not exist", earlier, tiny_demo, capsys)
@@ -199,7 +219,7 @@ def test_a_failed_run_records_the_error(earlier, tiny_demo, tmp_path, capsys) ->
 
 @pytest.mark.slow
 def test_debug_shows_the_traceback(tiny_demo, tmp_path) -> None:
-    bad = write_list(tmp_path / "lists", "gone.png 1\n")
+    bad = write_list(tmp_path / "lists", "gone.png 4\n")  # label 4: the five classes of the val list
     argv = tiny_train_argv(tiny_demo, tmp_path / "ckpt") + ["--train_list", str(bad), "--debug", "--batch_size", "1"]
     result = run_python(["train.py", *argv])
     assert result.returncode == 1

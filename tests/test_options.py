@@ -2,6 +2,7 @@
 It parses and checks only: nothing is written (the run folder is utils/run_dir.py's)."""
 
 import json
+import os
 from argparse import BooleanOptionalAction
 from pathlib import Path
 
@@ -62,6 +63,7 @@ def test_every_flag_has_help(parser) -> None:
     (["--hflip", "2"], "--hflip 2.0 is a probability: it must be in [0, 1]"),
     (["--warmup_epochs", "-1"], "--warmup_epochs -1.0 must be 0 or more"),
     (["--patience", "-2"], "--patience -2 must be 0 or more"),
+    (["--num_workers", "100000"], "--num_workers 100000 is more worker processes than this machine can run"),
     (["--min_lr", "1"], "--scheduler cosine cannot be built with min_lr=1.0: min_lr must be 0 or more and below "
                         "--lr 0.003"),
     (["--min_lr", "1e-5", "--scheduler", "step"], "unrecognized arguments: --min_lr 1e-5 (--min_lr is a flag of "
@@ -181,6 +183,42 @@ def test_config_with_unknown_or_invalid_keys_names_them(trained_run: Path, tmp_p
         parse_train(["--config", str(tmp_path / "invalid.json")])
     err = capsys.readouterr().err
     assert f"--config {tmp_path / 'invalid.json'}: argument --lr: invalid float value: 'fast'" in err
+
+
+@pytest.mark.parametrize("value, message", [
+    ("false", 'deterministic is "false": --deterministic is on or off, so give true or false'),
+    ("true", 'deterministic is "true": --deterministic is on or off'),
+    (0, "deterministic is 0: --deterministic is on or off"),
+])
+def test_a_config_on_off_flag_takes_only_true_or_false(value, message: str, trained_run: Path, tmp_path: Path,
+                                                       capsys) -> None:
+    saved = json.loads((trained_run / "args.json").read_text())
+    (tmp_path / "args.json").write_text(json.dumps({**saved, "deterministic": value}))
+    with pytest.raises(SystemExit):
+        parse_train(["--config", str(tmp_path / "args.json")])
+    assert message in capsys.readouterr().err
+    (tmp_path / "args.json").write_text(json.dumps({**saved, "deterministic": False}))
+    assert parse_train(["--config", str(tmp_path / "args.json")]).deterministic is False
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda path: path.write_text("[" * 100_000), "is not readable JSON (JSON nested too deeply)"),
+    (lambda path: os.mkfifo(path), "is not readable JSON"),  # read, a FIFO would block for ever
+    (lambda path: path.write_text(json.dumps({"lr": [0.1, 0.2]})), "lr is [0.1, 0.2]: --lr takes one value"),
+    (lambda path: path.write_text(json.dumps({"save_prefix": {"a": 1}})), 'save_prefix is {"a": 1}: --save_prefix'),
+])
+def test_a_hostile_config_file_is_one_message(make, message: str, tmp_path: Path, capsys) -> None:
+    make(tmp_path / "args.json")
+    with pytest.raises(SystemExit) as exit_info:
+        parse_train(["--config", str(tmp_path / "args.json"), "--checkpoints_dir", str(tmp_path)])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and message in err and "Traceback" not in err
+
+
+def test_a_config_value_that_starts_with_a_dash_stays_a_value(trained_run: Path, tmp_path: Path) -> None:
+    saved = json.loads((trained_run / "args.json").read_text())
+    (tmp_path / "args.json").write_text(json.dumps({**saved, "save_prefix": "-x"}))
+    assert parse_train(["--config", str(tmp_path / "args.json")]).save_prefix == "-x"
 
 
 def test_eval_takes_model_and_data_flags_from_the_checkpoint(trained_run: Path, tiny_demo: Path) -> None:

@@ -3,6 +3,8 @@ holds exactly the code the run ran; its command runs there; and every way it can
 one clear error (exit 2) that leaves nothing behind."""
 
 import json
+import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -60,7 +62,8 @@ def test_the_worktree_holds_exactly_the_code_the_run_ran(project: tuple[Path, st
     head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=dest, capture_output=True, text=True).stdout.strip()
     assert head == commit
     out = capsys.readouterr().out
-    assert f"cd {dest} && python new_idea.py --lr 0.5" in out and "/where/it/ran" not in out
+    assert f"cd {dest} && {shlex.join([sys.executable, 'new_idea.py', '--lr', '0.5'])}" in out  # this Python
+    assert "/where/it/ran" not in out
     assert not (dest / "ran.txt").exists()  # printed, not run
 
 
@@ -69,6 +72,15 @@ def test_run_runs_the_command_in_the_worktree_with_this_python(project: tuple[Pa
     dest = tmp_path / "rerun"
     assert reproduce.main([str(dirty_run), "--dest", str(dest), "--run"], repo=project[0]) == 0
     # The patch's new file ran in the worktree, with this test's Python (the worktree has no .venv).
+    assert (dest / "ran.txt").read_text() == f"{dest} {sys.executable} --lr 0.5"
+
+
+def test_a_command_recorded_with_a_virtualenvs_python_runs_with_this_one(project: tuple[Path, str], dirty_run: Path,
+                                                                          tmp_path: Path) -> None:
+    """After the README's set-up command.sh says `.venv/bin/python ...`: the worktree has no .venv."""
+    (dirty_run / "command.sh").write_text(COMMAND_SH.replace("\npython ", "\n.venv/bin/python "))
+    dest = tmp_path / "rerun"
+    assert reproduce.main([str(dirty_run), "--dest", str(dest), "--run"], repo=project[0]) == 0
     assert (dest / "ran.txt").read_text() == f"{dest} {sys.executable} --lr 0.5"
 
 
@@ -106,8 +118,24 @@ def patch_conflicts(run_dir: Path) -> None:
     (run_dir / "code.patch").write_text("".join(lines))
 
 
+def unclosed_quote(run_dir: Path) -> None:
+    (run_dir / "command.sh").write_text(COMMAND_SH.replace("--lr 0.5", "--save_prefix 'unclosed"))
+
+
+def deeply_nested_run_info(run_dir: Path) -> None:
+    (run_dir / "run_info.json").write_text("[" * 100_000)
+
+
+def fifo_command(run_dir: Path) -> None:
+    (run_dir / "command.sh").unlink()
+    os.mkfifo(run_dir / "command.sh")  # read, it would block for ever
+
+
 @pytest.mark.parametrize(("damage", "message"), [
     (break_run_info, "has no run_info.json"),
+    (unclosed_quote, "command.sh: its command cannot be read as a shell command (No closing quotation)"),
+    (deeply_nested_run_info, "run_info.json cannot be read (JSON nested too deeply)"),
+    (fifo_command, "has no readable command.sh"),
     (no_commit, "records no git commit: the run was not made in a git checkout"),
     (unknown_commit, f"Commit {'1' * 40} is not in this repository"),
     (patch_missing, "code.patch is missing"),

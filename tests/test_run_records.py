@@ -65,11 +65,11 @@ def test_a_full_disk_while_saving_epoch_2_keeps_epoch_1_and_says_so(tiny_demo: P
     real_write = checkpoints.atomic_write_bytes
     calls = []
 
-    def write(path, data, mode=None):
+    def write(path, data, mode=None, **options):
         calls.append(path)
         if len(calls) == 2:  # epoch 2's last.pth
             raise OSError(errno.ENOSPC, "No space left on device")
-        real_write(path, data, mode)
+        real_write(path, data, mode, **options)
 
     monkeypatch.setattr(checkpoints, "atomic_write_bytes", write)
     assert train.main(tiny_train_argv(tiny_demo, tmp_path, epochs=2)) == 2
@@ -136,6 +136,37 @@ def test_evaluation_records_which_checkpoint_produced_it(trained_run: Path, tmp_
     assert info["checkpoint"] == str((run_dir / "last.pth").resolve())
     assert info["checkpoint_sha256"] == hashlib.sha256((run_dir / "last.pth").read_bytes()).hexdigest()
     assert json.loads((result_dir / "status.json").read_text())["status"] == "finished"
+
+
+@pytest.mark.parametrize("entry", ["eval", "predict"])
+def test_a_result_records_the_checkpoint_it_loaded_not_the_one_at_the_path_later(
+        entry: str, trained_run: Path, tiny_demo: Path, tmp_path: Path, monkeypatch) -> None:
+    """A live run replaces best.pth while eval.py or predict.py opens its result folder: the
+    SHA-256 recorded is that of the bytes that were loaded."""
+    import predict
+
+    run_dir = Path(shutil.copytree(trained_run, tmp_path / "run"))
+    loaded = hashlib.sha256((run_dir / "best.pth").read_bytes()).hexdigest()
+    torch.save({**torch.load(run_dir / "last.pth"), "epoch": 99}, run_dir / "newer.pth")
+
+    def replaced_meanwhile(build):
+        def build_then_replace(*args):
+            built = build(*args)
+            os.replace(run_dir / "newer.pth", run_dir / "best.pth")  # a save of the live run
+            return built
+        return build_then_replace
+
+    if entry == "eval":
+        monkeypatch.setattr(evaluate, "Evaluator", replaced_meanwhile(evaluate.Evaluator))
+        argv = ["--load_model_path", str(run_dir / "best.pth"), "--num_workers", "0"]
+        assert evaluate.main(argv) == 0
+    else:
+        monkeypatch.setattr(predict, "build_prediction", replaced_meanwhile(predict.build_prediction))
+        argv = ["--load_model_path", str(run_dir / "best.pth"), "--input", str(tiny_demo / "images" / "val"),
+                "--num_workers", "0"]
+        assert predict.main(argv) == 0
+    (result_dir,) = (run_dir / "best").iterdir()
+    assert json.loads((result_dir / "run_info.json").read_text())["checkpoint_sha256"] == loaded
 
 
 @pytest.mark.slow

@@ -135,3 +135,39 @@ def test_files_without_read_permission_are_named(tmp_path: Path, capsys) -> None
         (run / "best").chmod(0o755)
     assert "status.json is unreadable (PermissionError" in out["table"]
     assert "metrics.csv is unreadable (PermissionError" in out["table"]
+
+
+def test_sort_by_best_puts_the_best_run_first_whatever_nan_runs_there_are(tmp_path: Path, capsys) -> None:
+    """NaN (a diverged run) compares with nothing: sorted among numbers it scrambles them."""
+    for name, best in (("nan_a", float("nan")), ("good", 0.9), ("nan_b", float("nan")), ("bad", 0.2),
+                       ("middle", 0.5), ("none", None)):
+        write_run(tmp_path / name, **{"status.json": json.dumps({**STATUS, "best": {"val/acc": best}})})
+    assert runs.main([str(tmp_path), "--sort", "best", "--desc", "--csv"]) == 0
+    order = [row["run"] for row in csv.DictReader(io.StringIO(capsys.readouterr().out))]
+    assert order == ["good", "middle", "bad", "none", "nan_a", "nan_b"]  # numbers, "?" (unreadable), NaN
+    assert runs.main([str(tmp_path), "--sort", "best", "--csv"]) == 0
+    order = [row["run"] for row in csv.DictReader(io.StringIO(capsys.readouterr().out))]
+    assert order == ["bad", "middle", "good", "none", "nan_a", "nan_b"]
+
+
+def test_control_characters_in_a_run_folder_name_are_shown_escaped(tmp_path: Path, capsys) -> None:
+    name = "evil\n\x1b[31mred\x1b[0m\u202e"
+    write_run(tmp_path / name)
+    for flags in ([], ["--show", str(tmp_path / name)]):
+        assert runs.main([str(tmp_path), *flags]) == 0
+        out = capsys.readouterr().out
+        assert "\x1b" not in out and "\u202e" not in out and "evil\\n\\x1b[31mred" in out
+    assert runs.main([str(tmp_path)]) == 0
+    assert len(capsys.readouterr().out.splitlines()) == 4  # header, the run, a blank line, the summary
+
+
+def test_a_dead_runs_duration_ends_at_its_last_sign_of_life(tmp_path: Path, capsys) -> None:
+    status = {**STATUS, "status": "running", "ended": None, "host": "elsewhere", "pid": 1,
+              "heartbeat": "2020-01-01T10:05:00+00:00", "updated": "2020-01-01T10:05:00+00:00",
+              "started": "2020-01-01T10:00:00+00:00"}
+    write_run(tmp_path / "dead", **{"status.json": json.dumps(status)})
+    assert runs.main([str(tmp_path), "--csv"]) == 0
+    row = csv_row(capsys.readouterr().out, "dead")
+    assert row["status"] == "dead" and float(row["duration"]) == 300
+    assert runs.main([str(tmp_path), "--show", "dead"]) == 0
+    assert "took 5m00s" in capsys.readouterr().out

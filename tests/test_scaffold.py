@@ -10,6 +10,7 @@ import importlib.util
 import json
 import os
 import shutil
+import signal
 import stat
 import subprocess
 import xml.etree.ElementTree as ET
@@ -194,6 +195,71 @@ def test_failed_new_project_leaves_no_folder(template: Path, tmp_path: Path, mon
     assert list(tmp_path.iterdir()) == []
 
 
+def test_force_never_writes_through_a_linked_sub_folder(template: Path, tmp_path: Path) -> None:
+    """A sub-folder of the destination that links elsewhere: the project's files would go there."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "recipes.md").write_text("my own notes\n")  # named like one of the template's docs
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / "docs").symlink_to(outside)
+    before = snapshot(tmp_path)
+    assert_one_line_error(run_scaffold(["project", str(dest), "--force"], cwd=template),
+                          f"{dest / 'docs'} is a symbolic link (to {outside})", "outside the destination")
+    assert snapshot(tmp_path) == before and (outside / "recipes.md").read_text() == "my own notes\n"
+
+
+def test_sigterm_while_writing_a_project_puts_every_file_back(template: Path, tmp_path: Path, monkeypatch,
+                                                              capsys) -> None:
+    real_write, count = file_transaction.atomic_write_bytes, [0]
+
+    def write_then_sigterm(path: Path, data: bytes, mode: int | None) -> None:
+        real_write(path, data, mode)
+        count[0] += 1
+        if count[0] == 20:
+            os.kill(os.getpid(), signal.SIGTERM)  # a cluster or a shell stops the command here
+
+    def guard(number, frame):  # a regression fails this test instead of ending the test process
+        raise RuntimeError("SIGTERM reached the test's own handler")
+
+    monkeypatch.setattr(file_transaction, "atomic_write_bytes", write_then_sigterm)
+    previous = signal.signal(signal.SIGTERM, guard)
+    try:
+        code = scaffold.main(["project", str(tmp_path / "new")], root=template)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert code == 128 + signal.SIGTERM
+    assert "stopped by SIGTERM; every file was put back as it was" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+
+
+KILLED_AT_WRITE = """
+import os, sys
+from pathlib import Path
+from scaffold import commands, file_transaction
+real_write, count = file_transaction.atomic_write_bytes, [0]
+def write_or_die(path, data, mode=None):
+    count[0] += 1
+    if count[0] == 30:
+        os._exit(137)  # SIGKILL: nothing can be put back
+    real_write(path, data, mode)
+file_transaction.atomic_write_bytes = write_or_die
+sys.exit(commands.main(sys.argv[2:], root=Path(sys.argv[1])))
+"""
+
+
+@pytest.mark.slow
+def test_a_project_half_written_by_a_killed_command_is_finished_by_the_same_command(template: Path,
+                                                                                   tmp_path: Path) -> None:
+    dest = tmp_path / "new"
+    killed = run_python(["-c", KILLED_AT_WRITE, str(template), "project", str(dest), "--name", "my-project"])
+    assert killed.returncode == 137 and (dest / ".scaffold-incomplete").is_file()
+    result = run_scaffold(["project", str(dest), "--name", "my-project"], cwd=template)
+    assert result.returncode == 0, result.stderr
+    assert project_files(dest) == project_files_of_a_project(template)
+    assert not (dest / ".scaffold-incomplete").exists()
+
+
 # --- a new model or data set -----------------------------------------------------------------
 
 @pytest.mark.slow
@@ -342,7 +408,7 @@ def test_a_failed_write_puts_every_file_back(project: Path, monkeypatch, command
 def test_cli_reports_a_failed_write_and_restores(project: Path, monkeypatch, capsys) -> None:
     before = snapshot(project)
     fail_on_write(monkeypatch, 3)
-    assert scaffold.main(["model", "scaffold_net"], root=project) == 1
+    assert scaffold.main(["model", "scaffold_net"], root=project) == 2
     assert "disk full" in capsys.readouterr().err
     assert snapshot(project) == before
 

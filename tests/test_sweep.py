@@ -317,3 +317,86 @@ def test_folds_run_every_fold_of_every_point(tmp_path: Path, capsys) -> None:
     assert "6 points, 6 to run" in out
     for fold in range(3):
         assert f"--folds 3 --fold {fold}" in out
+
+
+def test_a_point_whose_run_outlived_a_killed_sweep_is_not_trained_twice(tmp_path: Path, capsys) -> None:
+    """The sweep was killed outright (-9) after starting a run and before the run named its
+    folder; the run goes on. Run again at once, the sweep leaves that point alone (its process
+    lives), and learns its folder once the run has named it."""
+    assert run_sweep(tmp_path, "--grid", "lr=0.1") == 0
+    (entry,) = manifest(tmp_path)["points"]
+    finished_run, log = entry["run_dir"], tmp_path / "s" / entry["log"]
+    orphan = subprocess.Popen([sys.executable, "-c", "import sys; print(1, flush=True); sys.stdin.read()",
+                               str(FAKE)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        orphan.stdout.readline()  # started: its command line names the script
+        edited = manifest(tmp_path)
+        edited["points"][0].update(state="running", run_dir=None)
+        edited["points"][0]["attempts"] = [{"action": "new", "command": [sys.executable, str(FAKE)],
+                                            "log_offset": log.stat().st_size, "run_dir": None,
+                                            "pid": orphan.pid, "host": socket.gethostname()}]
+        (tmp_path / "s" / "sweep.json").write_text(json.dumps(edited))
+        capsys.readouterr()
+        assert run_sweep(tmp_path, "--grid", "lr=0.1") == 1
+        (entry,) = manifest(tmp_path)["points"]
+        assert entry["state"] == "running" and len(entry["attempts"]) == 1
+        assert "still running, started by an earlier sweep or by hand (left alone)" in capsys.readouterr().out
+    finally:
+        orphan.stdin.close()
+        orphan.wait()
+    with open(log, "a") as out:  # what the run printed once its folder existed
+        out.write(f"Run directory: {tmp_path / 's' / finished_run}\n")
+    assert run_sweep(tmp_path, "--grid", "lr=0.1") == 0
+    (entry,) = manifest(tmp_path)["points"]
+    assert entry["state"] == "finished" and entry["run_dir"] == finished_run and len(entry["attempts"]) == 1
+    assert [p.name for p in (tmp_path / "s").iterdir() if p.is_dir() and p.name != "sweep_logs"] == [finished_run]
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda m: m["points"][0].pop("label"), 'point 1: "label" is missing'),
+    (lambda m: m["points"][0]["flags"].update(lr=[0.1]), 'point 1: "flags" {"lr": [0.1]} holds a value that is not'),
+    (lambda m: m["points"][0]["flags"].update(lr={"a": 1}), 'point 1: "flags" {"lr": {"a": 1}} holds a value'),
+    (lambda m: m["points"][0]["attempts"].append("x"), 'point 1: an attempt, "x", is not an object'),
+    (lambda m: m["points"][0]["attempts"][0].update(log_offset="0"), 'an attempt\'s "log_offset" is "0"'),
+    (lambda m: m["points"][0].update(log="/etc/passwd"), '"log" "/etc/passwd" is not a file inside the experiment'),
+    (lambda m: m["points"][0].update(state="done"), '"state" is "done", not one of pending'),
+    (lambda m: m["points"][0].update(seed=True), '"seed" is true'),
+    (lambda m: m.pop("exp"), '"exp" is null'),
+    (lambda m: m["points"].append([]), "point 2: [] is not an object"),
+])
+def test_a_hand_edited_manifest_is_one_message_naming_the_field(tmp_path: Path, edit, message: str, capsys) -> None:
+    assert run_sweep(tmp_path, "--grid", "lr=0.1", "--seeds", "0") == 0
+    edited = manifest(tmp_path)
+    edit(edited)
+    (tmp_path / "s" / "sweep.json").write_text(json.dumps(edited))
+    capsys.readouterr()
+    assert run_sweep(tmp_path, "--grid", "lr=0.1", "--seeds", "0") == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("content", ["[" * 100_000, None])
+def test_a_manifest_nested_absurdly_deep_or_not_a_file_is_one_message(tmp_path: Path, content, capsys) -> None:
+    (tmp_path / "s").mkdir(parents=True)
+    if content is None:
+        os.mkfifo(tmp_path / "s" / "sweep.json")  # read, it would block the sweep for ever
+    else:
+        (tmp_path / "s" / "sweep.json").write_text(content)
+    assert run_sweep(tmp_path, "--grid", "lr=0.1") == 2
+    assert "sweep.json cannot be read" in capsys.readouterr().err
+
+
+def test_a_full_disk_while_the_sweep_writes_is_one_message(tmp_path: Path, monkeypatch, capsys) -> None:
+    import tempfile
+
+    real = tempfile.mkstemp
+
+    def mkstemp(*args, **kwargs):
+        if kwargs.get("prefix", "").startswith(".sweep.json"):
+            raise OSError(28, "No space left on device")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
+    assert run_sweep(tmp_path, "--grid", "lr=0.1") == 2
+    err = capsys.readouterr().err
+    assert f"error: Writing {tmp_path / 's' / 'sweep.json'} failed: the disk is full." in err and err.count("\n") == 1

@@ -15,10 +15,13 @@ prefixes), so a checkpoint from torchrun, DataParallel or --compile loads into a
 
 How: a checkpoint is serialised once, in the training thread (the tensors are copied then,
 so training may go on), and written in a background thread: one write and fsync for
-`last.pth`, then hard links for the other names of the same epoch. Every file appears
-atomically (temporary file, fsync, rename): a crash or a full disk mid-save keeps the
-previous file, and the temporary files a killed save leaves are removed when the run is
-next opened (utils/run_dir.py).
+`last.pth`, then hard links for the other names of the same epoch; only then does the writer
+call back (status.json's progress: a record never names a file that is not there yet). Every
+file appears atomically (temporary file, fsync, rename): a crash or a full disk mid-save
+keeps the previous file, and the temporary files a killed save leaves are removed when the
+run is next opened (utils/run_dir.py). A process killed between last.pth and its links
+leaves names behind (best.pth, top-k): last.pth records what it is kept as, and `repair`
+makes the names true again when the run is resumed.
 """
 
 import errno
@@ -26,12 +29,13 @@ import io
 import logging
 import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from utils.atomic import atomic_write_bytes
+from utils.atomic import WriteError, atomic_write_bytes, write_error
 from utils.distributed import gather_to_main, rank, world_size
 from utils.errors import UserError
 from utils.torch_utils import load_state_into, model_state, rng_state, set_rng_state, unwrap_model
@@ -53,13 +57,16 @@ class Checkpoints:
         self.dropped: list[int] = []  # epochs the last judgement pushed out of the top-k
         self.folder: Path | None = None
         self.writes = False  # only rank 0 writes, once open() named the folder
+        self.resumed_from: dict | None = None  # a resumed run's last.pth, whose names open() repairs
+        self.last_saved: str | None = None  # what last.pth holds ("epoch 3"), for messages
         self._thread: threading.Thread | None = None
         self._error: Exception | None = None
 
     def open(self, folder: Path, enabled: bool = True) -> None:
         """Write into `folder` from now on (`enabled=False`: the other processes under
-        torchrun, which write nothing); delete top_epoch_<N>.pth files the kept list does not
-        hold (left by a run killed between saving a new one and deleting an old one)."""
+        torchrun, which write nothing). A resumed run's files are made what its last.pth says
+        they are: top_epoch_<N>.pth files the kept list does not hold are deleted, and names
+        a killed save did not link yet are linked (`repair`)."""
         self.folder, self.writes = Path(folder), enabled
         if not enabled:
             return
@@ -67,6 +74,38 @@ class Checkpoints:
         for path in self.folder.glob("top_epoch_*.pth"):
             if path.name not in kept:
                 path.unlink(missing_ok=True)
+        if self.resumed_from is not None:
+            self.repair(self.resumed_from)
+
+    def repair(self, last: dict) -> None:
+        """Give every name `last` (the run's last.pth) says the run has the epoch it should
+        hold: the names last.pth itself was kept as (best.pth, epoch_<N>.pth, top_epoch_<N>.pth
+        of its epoch), best.pth's best epoch and each top-k epoch, linked from a file of the
+        run that holds that epoch. A process killed between writing last.pth and linking its
+        other names leaves them missing or stale; this is where they are made right."""
+        record = last.get("checkpoints") or {}
+        at_epoch_end = not last.get("step_in_epoch")
+        wanted = {name: last["epoch"] for name in record.get("kept_as", []) if at_epoch_end}
+        if self.best_epoch is not None:
+            wanted["best.pth"] = self.best_epoch
+        wanted |= {top_name(epoch): epoch for _, epoch in self.top}
+        run_id = last.get("run_id")
+        for name, epoch in wanted.items():
+            target = self.folder / name
+            if holds_epoch(target, epoch, run_id):
+                continue
+            sources = ("last.pth", f"epoch_{epoch}.pth", top_name(epoch), "best.pth")
+            source = next((self.folder / s for s in sources if holds_epoch(self.folder / s, epoch, run_id)), None)
+            if source is None:
+                log.warning(f"{target} should hold epoch {epoch}, but no checkpoint of the run holds that epoch "
+                            "(deleted?); it is left as it is.")
+                continue
+            try:
+                link_or_copy(source, target)
+            except OSError as error:
+                raise save_error(target, error) from None
+            log.info(f"{name} is epoch {epoch}'s checkpoint again (linked to {source.name}): the run was stopped "
+                     "before that save was complete.")
 
     def judge(self, epoch: int, values: dict[str, float]) -> bool:
         """Take in an epoch's values; whether --monitor improved (by more than --min_delta)."""
@@ -95,9 +134,10 @@ class Checkpoints:
         """--patience epochs in a row without improvement."""
         return bool(self.patience) and self.epochs_without_improvement >= self.patience
 
-    def save_epoch(self, state: dict, epoch: int, improved: bool) -> None:
+    def save_epoch(self, state: dict, epoch: int, improved: bool, on_saved: Callable[[], None] | None = None) -> None:
         """An epoch's checkpoint under every name it is kept as (after `judge`): last.pth, and
-        best.pth, epoch_<N>.pth, top_epoch_<N>.pth when due; the top-k files it pushes out go."""
+        best.pth, epoch_<N>.pth, top_epoch_<N>.pth when due; the top-k files it pushes out go.
+        `on_saved()` is called once all of that is on disk."""
         names = ["last.pth", *(["best.pth"] if improved else []),
                  *([f"epoch_{epoch}.pth"] if epoch % self.save_freq == 0 else [])]
         stale: tuple[str, ...] = ()
@@ -105,21 +145,27 @@ class Checkpoints:
             if epoch in {e for _, e in self.top}:
                 names.append(top_name(epoch))
             stale = tuple(top_name(e) for e in self.dropped if e != epoch)
-        self.submit(state, names, stale)
+        # last.pth records what it is kept as, so that `repair` can link what a killed save did not.
+        state = state | {"checkpoints": {**state["checkpoints"], "kept_as": names}}
+        self.submit(state, names, stale, on_saved)
+        self.last_saved = f"epoch {epoch}"
 
     def save_last(self, state: dict) -> None:
         """A mid-epoch checkpoint: last.pth only."""
         self.submit(state, ["last.pth"])
+        self.last_saved = f"epoch {state['epoch'] + 1}, step {state['step_in_epoch']}"
 
-    def submit(self, state: dict, names: list[str], remove: tuple[str, ...] = ()) -> None:
+    def submit(self, state: dict, names: list[str], remove: tuple[str, ...] = (),
+               on_saved: Callable[[], None] | None = None) -> None:
         """Save `state` as each of `names` (the first written, the others linked to it), then
-        delete `remove`; returns once `state` is serialised, before the files are written."""
+        delete `remove`, then call `on_saved()`; returns once `state` is serialised, before the
+        files are written."""
         if not self.writes:
             return
         buffer = io.BytesIO()
         torch.save(state, buffer)
         self.wait()  # in order: the previous checkpoint is on disk before this one is
-        self._thread = threading.Thread(target=self._write, args=(buffer.getvalue(), names, remove),
+        self._thread = threading.Thread(target=self._write, args=(buffer.getvalue(), names, remove, on_saved),
                                         name="checkpoint-writer", daemon=True)
         self._thread.start()
 
@@ -132,16 +178,28 @@ class Checkpoints:
             error, self._error = self._error, None
             raise error
 
-    def _write(self, data: bytes, names: list[str], remove: tuple[str, ...]) -> None:
+    def _write(self, data: bytes, names: list[str], remove: tuple[str, ...],
+               on_saved: Callable[[], None] | None) -> None:
+        """The writer thread: the files, then `on_saved()`. Whatever goes wrong is raised again
+        by wait(), in the training thread (a failed write as one message, anything else in full)."""
+        first = self.folder / names[0]
         try:
-            first = self.folder / names[0]
-            atomic_write_bytes(first, data)
+            atomic_write_bytes(first, data, verb="Saving")
             for name in names[1:]:
                 link_or_copy(first, self.folder / name, data)
             for name in remove:
                 (self.folder / name).unlink(missing_ok=True)
         except OSError as error:
-            self._error = UserError(save_error(self.folder / names[0], error))
+            self._error = save_error(first, error)
+            return
+        except Exception as error:
+            self._error = error
+            return
+        try:
+            if on_saved is not None:
+                on_saved()  # e.g. status.json's progress, true only now
+        except Exception as error:
+            self._error = error
 
     def report(self, epoch: int, kept: bool = True) -> dict:
         """At the end of a run: say which epoch was best (and where the files are, when `kept`),
@@ -164,6 +222,13 @@ class Checkpoints:
         self.best, self.best_epoch = state["best"], state["best_epoch"]
         self.epochs_without_improvement = state["epochs_without_improvement"]
         self.top = [(value, epoch) for value, epoch in state["top"]]
+
+    def resume(self, last: dict) -> None:
+        """Continue from a run's last.pth: its state, and its names to repair once open()ed."""
+        self.load_state_dict(last["checkpoints"])
+        self.resumed_from = last
+        step = last.get("step_in_epoch")
+        self.last_saved = f"epoch {last['epoch'] + 1}, step {step}" if step else f"epoch {last['epoch']}"
 
 
 def training_state(model: nn.Module, optimizer: torch.optim.Optimizer,
@@ -198,9 +263,9 @@ def load_training_state(checkpoint: dict, source: str | Path, model: nn.Module, 
     set_rng_state(checkpoint["rng"][rank()])
 
 
-def link_or_copy(source: Path, target: Path, data: bytes) -> None:
+def link_or_copy(source: Path, target: Path, data: bytes | None = None) -> None:
     """`target` as a second name of `source` (a hard link, put in place atomically); a copy of
-    `data` where the file system has no hard links."""
+    `data` (default: source's bytes) where the file system has no hard links."""
     temporary = target.with_name(f".{target.name}.{os.getpid()}.link.tmp")
     temporary.unlink(missing_ok=True)
     try:
@@ -208,16 +273,27 @@ def link_or_copy(source: Path, target: Path, data: bytes) -> None:
     except OSError as error:
         if error.errno not in (errno.EPERM, errno.EXDEV, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
             raise
-        atomic_write_bytes(target, data)
+        atomic_write_bytes(target, data if data is not None else source.read_bytes(), verb="Saving")
         return
     os.replace(temporary, target)
 
 
-def save_error(path: Path, error: OSError) -> str:
-    """A failed save, in the user's terms: the cause, and that the previous file is intact."""
-    cause = "the disk is full" if error.errno == errno.ENOSPC else (error.strerror or str(error))
-    return (f"Saving {path} failed: {cause}. The previous {path.name} is intact (saves are atomic); "
-            "free space or fix the folder, then resume the run with --resume.")
+def holds_epoch(path: Path, epoch: int, run_id: str | None) -> bool:
+    """Whether `path` is a checkpoint of run `run_id` at the end of `epoch` (only its small
+    header is read: the tensors are mapped, not loaded)."""
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # missing, cut short, not a checkpoint: it does not hold the epoch
+        return False
+    return (isinstance(checkpoint, dict) and checkpoint.get("epoch") == epoch
+            and not checkpoint.get("step_in_epoch") and checkpoint.get("run_id") == run_id)
+
+
+def save_error(path: Path, error: OSError) -> WriteError:
+    """A failed save, in the user's terms: the cause, that the previous file is intact, and
+    what to do."""
+    failed = write_error(path, error, verb="Saving")
+    return WriteError(f"{failed} Free space or fix the folder, then resume the run with --resume.", failed.errno)
 
 
 def top_name(epoch: int) -> str:

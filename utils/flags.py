@@ -6,6 +6,7 @@ Standard library only; the flags themselves are in options.py."""
 import difflib
 import json
 import math
+import os
 import re
 from argparse import SUPPRESS, ArgumentParser, ArgumentTypeError, BooleanOptionalAction, Namespace
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from pathlib import Path
 from typing import NoReturn
 
 from utils.errors import UserError
+from utils.small_files import read_json_file
 
 
 class Parser(ArgumentParser):
@@ -100,14 +102,25 @@ COUNT, AMOUNT = number(int, 1), number(int, 0)  # 1 or more; 0 or more
 FRACTION, PROBABILITY = number(float, 0, 1), number(float, 0, 1, high_open=False, words="is a probability: it must be")
 
 
+def worker_processes(text: str) -> int:
+    """A `type=` for --num_workers: 0 or more, at most 4 per CPU this process may use. Each
+    worker is a process; 100,000 of them loaded the machine past 300 and produced no batch."""
+    value = AMOUNT(text)
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    if value > 4 * cpus:
+        raise ArgumentTypeError(f"{value} is more worker processes than this machine can run: it has {cpus} CPU(s) "
+                                f"for this process; use at most {4 * cpus} (4 per CPU), e.g. {min(cpus, 8)}.")
+    return value
+
+
 def read_flags_file(path: str, flag_name: str) -> dict:
     """The flags saved in a run directory's args.json (or in that file itself)."""
     file = Path(path) / "args.json" if Path(path).is_dir() else Path(path)
     try:
-        values = json.loads(file.read_text(encoding="utf-8"))
+        values = read_json_file(file)  # a regular file (a FIFO would block), not absurdly large or nested
     except FileNotFoundError:
         raise UserError(f"{flag_name} {path}: {file} does not exist; give a run directory or its args.json.") from None
-    except (OSError, UnicodeDecodeError, ValueError) as error:
+    except (OSError, ValueError) as error:
         raise UserError(f"{flag_name} {path}: {file} is not readable JSON ({error}).") from None
     if not isinstance(values, dict):
         raise UserError(f"{flag_name} {path}: {file} holds no JSON object of flags.")
@@ -128,12 +141,19 @@ def flags_as_argv(parser: Parser, values: dict, context: str, ignored: set[str] 
                      f"{', '.join(sorted(set(actions) - {'help'}))}.")
     words = []
     for name, value in values.items():
+        action, shown = actions[name], json.dumps(value)[:60]
         if value is None:  # the flag's own default (e.g. --in_memory's: by the set's size)
             continue
-        if isinstance(actions[name], BooleanOptionalAction):
+        if isinstance(action, BooleanOptionalAction):  # "false" (text) would be true: only JSON's true / false
+            if not isinstance(value, bool):
+                parser.error(f"{context}{name} is {shown}: --{name} is on or off, so give true or false.")
             words.append(f"--{name}" if value else f"--no-{name}")
+        elif isinstance(value, list) and action.nargs in ("+", "*"):
+            words += [f"--{name}", *map(str, value)]
+        elif isinstance(value, (list, dict)):
+            parser.error(f"{context}{name} is {shown}: --{name} takes one value.")
         else:
-            words += [f"--{name}", *map(str, value if isinstance(value, list) else [value])]
+            words.append(f"--{name}={value}")  # `=`: a value that starts with "-" is still the value
     parser.context = context
     parser.parse_args(words)
     parser.context = ""

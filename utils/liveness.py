@@ -57,8 +57,9 @@ def is_pid(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 < value < 2**31
 
 
-def process_gone(pid: int) -> str | None:
-    """Why process `pid` of this host is not the run any more, or None if it may be."""
+def process_gone(pid: int, scripts: tuple[str, ...] = RUN_SCRIPTS) -> str | None:
+    """Why process `pid` of this host is not the run any more (gone, or running none of
+    `scripts`), or None if it may be."""
     try:
         os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
@@ -70,7 +71,7 @@ def process_gone(pid: int) -> str | None:
     except OSError:  # no /proc here (macOS), or the process just ended: trust os.kill
         return None
     arguments = command.decode("utf-8", "replace").split("\0")
-    if not any(script in argument for argument in arguments for script in RUN_SCRIPTS):
+    if not any(script in argument for argument in arguments for script in scripts):
         return f"its pid {pid} now belongs to another program"
     return None
 

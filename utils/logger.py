@@ -13,11 +13,13 @@ GIL: on an H200 it made a resnet18 epoch 9% slower than a plain loop
 (bench/trainer_vs_plain.py --device cuda).
 """
 
+import contextlib
 import csv
 import io
 import logging
 import math
 import sys
+import threading
 import time
 from collections.abc import Iterable, Iterator
 from logging.handlers import MemoryHandler
@@ -28,7 +30,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams
 from tqdm import tqdm
 
-from utils.atomic import atomic_write_text
+from utils.atomic import atomic_write_text, write_error, writing
 from utils.distributed import is_main_process
 from utils.errors import UserError
 
@@ -85,11 +87,12 @@ class ProgressBar:
             self.bar.set_postfix(**self.values, **efficiency, refresh=False)
 
 
-def check_finite(loss: float, epoch: int, step: int) -> None:
-    """Stop at the first NaN/inf loss instead of training on garbage; last.pth stays as it was."""
+def check_finite(loss: float, epoch: int, step: int, kept: str = "last.pth stays as it was.") -> None:
+    """Stop at the first NaN/inf loss instead of training on garbage (nothing is saved after
+    it); `kept` says what the run keeps."""
     if not math.isfinite(loss):
-        raise UserError(f"The loss became {loss} at epoch {epoch}, step {step}. Try a lower --lr; "
-                        "the last good checkpoint (last.pth) is kept.")
+        raise UserError(f"The loss became {loss} at epoch {epoch}, step {step}. Try a lower --lr or --clip_grad; "
+                        f"{kept}")
 
 
 class TqdmHandler(logging.Handler):
@@ -117,10 +120,29 @@ def setup_logging(main_process: bool = True) -> None:
     root.setLevel(logging.INFO if main_process else logging.WARNING)
 
 
+class LogFile(logging.FileHandler):
+    """log.txt. A write that fails (a full disk) is said once, on the screen, and the file is
+    left alone from then on: not logging's traceback for every message."""
+
+    failed = False
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if not self.failed:
+            super().emit(record)
+
+    def handleError(self, record: logging.LogRecord) -> None:
+        error = sys.exc_info()[1]
+        if not isinstance(error, OSError):
+            return super().handleError(record)
+        self.failed = True
+        print(f"warning: {write_error(self.baseFilename, error)} Messages go on to the screen only.",
+              file=sys.stderr, flush=True)
+
+
 def log_to_file(log_path: Path) -> None:
     """From now on also write every message to `log_path`, after the ones kept so far."""
     root = logging.getLogger()
-    file_handler = logging.FileHandler(log_path)
+    file_handler = LogFile(log_path)
     file_handler.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%d %H:%M:%S"))
     for memory in [h for h in _handlers if isinstance(h, MemoryHandler)]:
         memory.setTarget(file_handler)
@@ -160,14 +182,29 @@ class Logger:
         self.scalars: dict[str, float] = {}  # the current epoch's extra values (timings)
         if enabled:
             resumed = history is not None
-            self.writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=global_step + 1 if resumed else None)
+            keep_event_writer_errors()
+            with self.events():
+                self.writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=global_step + 1 if resumed else None)
+
+    @contextlib.contextmanager
+    def events(self) -> Iterator[None]:
+        """Around TensorBoard's writes: an OSError of theirs (a full disk), here or in the
+        thread TensorBoard writes from, is one WriteError naming the event files."""
+        with writing(self.run_dir / "events.out.tfevents.*"):
+            try:
+                yield
+            finally:
+                failed, _event_writer_errors[:] = list(_event_writer_errors), []
+            if failed:
+                raise failed[0]
 
     def record_step(self, values: dict[str, torch.Tensor | float], global_step: int) -> None:
         """Per-step curves (e.g. train_step/loss). Reading a GPU tensor waits for the GPU:
         call it every --log_freq steps, not every step."""
         if self.enabled:
-            for name, value in values.items():
-                self.writer.add_scalar(name, float(value), global_step)
+            with self.events():
+                for name, value in values.items():
+                    self.writer.add_scalar(name, float(value), global_step)
 
     def record_scalar(self, name: str, value: float) -> None:
         """Remember an extra value of the current epoch (a timing); `save_curves` writes it."""
@@ -179,20 +216,22 @@ class Logger:
         if not self.enabled:
             self.scalars = {}
             return
-        for name, value in (values | self.scalars).items():
-            self.writer.add_scalar(name, value, global_step)
-        self.writer.add_scalar("epoch", epoch, global_step)
-        self.writer.flush()
+        with self.events():
+            for name, value in (values | self.scalars).items():
+                self.writer.add_scalar(name, value, global_step)
+            self.writer.add_scalar("epoch", epoch, global_step)
+            self.writer.flush()
         self.rows.append({"epoch": epoch, **values})
         self.scalars = {}
-        atomic_write_text(self.run_dir / "metrics.csv", rows_to_csv(self.rows))
+        atomic_write_text(self.run_dir / "metrics.csv", rows_to_csv(self.rows))  # a WriteError when it cannot
 
     def save_imgs(self, images: dict[str, torch.Tensor], global_step: int) -> None:
         """Add pictures (C x H x W, values in [0, 1]) to TensorBoard under their names."""
         if not self.enabled:
             return
-        for name, image in images.items():
-            self.writer.add_image(name, image, global_step)
+        with self.events():
+            for name, image in images.items():
+                self.writer.add_image(name, image, global_step)
 
     def save_hparams(self, args: dict, extra_metrics: dict[str, float | None], global_step: int) -> None:
         """Record the run's arguments with its final values, for TensorBoard's HPARAMS tab,
@@ -209,21 +248,46 @@ class Logger:
             return
         last = self.rows[-1] if self.rows else {}
         metrics = {name: value for name, value in last.items() if name != "epoch"}
-        for name, value in extra_metrics.items():
-            if value is not None:
-                self.writer.add_scalar(name, value, global_step)
-                metrics[name] = value
-        self.writer.flush()
-        for old in self.run_dir.glob("events.out.tfevents.*.hparams"):
-            old.unlink()
-        _, start, end = hparams({name: hparam_value(value) for name, value in args.items()}, metrics)
-        with SummaryWriter(log_dir=str(self.run_dir), filename_suffix=".hparams") as writer:
-            for summary in (start, end):
-                writer.file_writer.add_summary(summary, global_step)
+        _, start, end = hparams({name: hparam_value(value) for name, value in args.items()},
+                                metrics | {name: value for name, value in extra_metrics.items() if value is not None})
+        with self.events():
+            for name, value in extra_metrics.items():
+                if value is not None:
+                    self.writer.add_scalar(name, value, global_step)
+            self.writer.flush()
+            for old in self.run_dir.glob("events.out.tfevents.*.hparams"):
+                old.unlink()
+            with SummaryWriter(log_dir=str(self.run_dir), filename_suffix=".hparams") as writer:
+                for summary in (start, end):
+                    writer.file_writer.add_summary(summary, global_step)
 
     def close(self) -> None:
         if self.enabled:
-            self.writer.close()
+            with self.events():
+                self.writer.close()
+
+
+# OSErrors raised in TensorBoard's writer threads, for the training thread to report (Logger.events).
+_event_writer_errors: list[OSError] = []
+_default_excepthook = threading.excepthook
+
+
+def _keep_event_writer_error(args: threading.ExceptHookArgs) -> None:
+    """threading.excepthook: TensorBoard writes event files from a thread of its own, which dies
+    of an OSError (a full disk) with a traceback of its own; the error is kept instead, and the
+    training thread's next TensorBoard call reports it as one message. Anything else as usual."""
+    if isinstance(args.exc_value, OSError) and type(args.thread).__name__ == "_AsyncWriterThread":
+        _event_writer_errors.append(args.exc_value)
+        return
+    _default_excepthook(args)
+
+
+def keep_event_writer_errors() -> None:
+    """Install `_keep_event_writer_error` (once), forgetting the errors of an earlier run."""
+    global _default_excepthook
+    _event_writer_errors.clear()
+    if threading.excepthook is not _keep_event_writer_error:
+        _default_excepthook, threading.excepthook = threading.excepthook, _keep_event_writer_error
 
 
 def hparam_value(value: object) -> str | int | float:

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from utils.atomic import atomic_write_text
-from utils.distributed import broadcast_from_main, cleanup_distributed, is_main_process
+from utils.atomic import DISK_FULL, atomic_write_text, write_error
+from utils.distributed import any_rank, broadcast_from_main, cleanup_distributed, is_main_process
 from utils.errors import UserError
 from utils.logger import log_to_file, stop_log_file
 from utils.run_info import collect_run_info, save_run_info
@@ -52,6 +52,12 @@ class Resume:
     checkpoint: dict
     changed: dict[str, tuple[object, object]]  # flag -> (the run's value, the value now)
 
+    @property
+    def finished(self) -> bool:
+        """Whether the run said it finished: one killed after saving its last epoch did not,
+        and resuming it finishes it (its names repaired)."""
+        return RunStatus(self.path.parent).values.get("status") == "finished"
+
     def record(self) -> dict:
         """The resumption as status.json records it."""
         return {"from": str(self.path),
@@ -70,6 +76,7 @@ class RunDir:
         self.run_id: str | None = None  # run_info.json's, written into every checkpoint
         self.script = ""  # the program that opened it, for the resume command
         self.stop = StopSignals()
+        self.opened = False  # open() made (or locked) the folder
         self._lock: int | None = None
 
     @classmethod
@@ -96,28 +103,41 @@ class RunDir:
 
     def open(self, args: Namespace, script: str, argv: list[str], resumed: dict | None = None,
              info: dict | None = None) -> None:
-        """Create (or lock and reopen) the folder and write its records: args.json, command.sh
-        and run_info.json (plus `info`) for a new folder, status.json "running" (with the
-        resumption recorded), and log.txt from now on. `resumed`: {"from", "changed_args"}."""
+        """Create (or lock and reopen) the folder and write its records: status.json "running"
+        first (with the resumption recorded), then args.json, command.sh and run_info.json
+        (plus `info`) for a new folder, and log.txt from now on. A stop signal meanwhile is
+        answered once they are written: the run ends interrupted, its folder whole.
+        `resumed`: {"from", "changed_args"}."""
         self.script = script
         path = None
-        if self.writer:
-            path = self._lock_existing() if self.exists else self._create()
-        self.path = Path(broadcast_from_main(str(path) if path else None))
-        self.status = RunStatus(self.path, enabled=self.writer)
-        if not self.writer:
-            return
-        save_args(args, self.path)
+        with self.stop.deferring():
+            if self.writer:
+                path = self._lock_existing() if self.exists else self._create()
+                log.info(f"Run directory: {path}")  # at once: a sweep learns its run's folder from this line
+            self.path = Path(broadcast_from_main(str(path) if path else None))
+            self.status = RunStatus(self.path, enabled=self.writer)
+            self.opened = True
+            if self.writer:
+                self._write_records(args, argv, resumed, info)
+        if any_rank(self.stop.requested):
+            self.stop_now()
+
+    def _write_records(self, args: Namespace, argv: list[str], resumed: dict | None, info: dict | None) -> None:
+        """status.json before anything else: a process killed while the folder is set up
+        leaves a folder that says whose it was (host, pid), so it is shown dead, not unknown;
+        args.json, which makes it a run directory, comes after."""
         log_to_file(self.path / "log.txt")
         if resumed is None:
-            save_command(self.path, script, argv)
-            self.run_id = save_run_info(self.path, extra=info)["run_id"]
             self.status.running()
+            save_args(args, self.path)
+            save_command(self.path, self.script, argv)
+            self.run_id = save_run_info(self.path, extra=info)["run_id"]
         else:
             self.run_id = read_run_id(self.path)
-            info, _ = collect_run_info()
+            code, _ = collect_run_info()
             self.status.running(resumed_from=resumed["from"], changed_args=resumed["changed_args"],
-                                code={"git_commit": info["git_commit"], "git_dirty": info["git_dirty"]})
+                                code={"git_commit": code["git_commit"], "git_dirty": code["git_dirty"]})
+            save_args(args, self.path)
             log.info(f"Resuming {self.path} from {resumed['from']}")
         self.status.start_heartbeat()  # so that `python -m runs` can tell a killed run from a running one
 
@@ -139,7 +159,7 @@ class RunDir:
     def catching_stop_signals(self) -> Iterator[None]:
         """While training: Ctrl-C, SIGTERM and SIGUSR1 become a request (`stop.requested`)
         that the loop answers after its step, by saving; a second Ctrl-C stops at once."""
-        with self.stop:
+        with self.stop, self.stop.deferring():
             yield
 
     def stop_now(self) -> None:
@@ -150,27 +170,30 @@ class RunDir:
         """Do `work` (which opens this folder) and keep status.json true, whatever happens:
         finished (with the details `work` returns), interrupted by a caught signal (saved: the
         resume command is printed; exit code 128 + the signal), or failed with the error. A
-        UserError becomes one message and exit code 2 (its traceback with --debug); any other
-        exception is a bug, recorded and shown in full. The folder is closed and torchrun's
-        process group left either way; a temporary folder is removed."""
+        UserError (a full disk too: utils/atomic.py) becomes one message and exit code 2 (its
+        traceback with --debug); any other exception is a bug, recorded and shown in full. The
+        folder is closed and torchrun's process group left either way; a temporary folder is
+        removed."""
         try:
-            details = work() or {}
+            with self.stop:  # from the start: a stop before anything is written ends it at once, cleanly
+                details = work() or {}
             self.status.finished(**details)
             if self.temporary:
                 log.info("--fast_dev_run: one training and one validation batch ran; nothing is kept.")
         except StopRequested as stop:
             return self.interrupted(stop.signal_number)
-        except UserError as error:
-            self.status.failed(error)
+        except (UserError, OSError) as error:
+            if not isinstance(error, UserError):  # a plain OSError: a bug, unless a library met a full disk
+                if error.errno not in DISK_FULL:
+                    return self.failed_by_bug(error)
+                error = write_error(error.filename or self.path, error)
+            self.record_end(self.status.failed, error)
             if debug:
                 raise
             log.error(f"error: {error}")
             return 2
         except BaseException as error:
-            if self.stop.requested:  # e.g. SIGTERM also stopped the data workers, whose error came first
-                return self.interrupted(self.stop.signal_number)
-            self.status.failed(error)  # a bug, or a second Ctrl-C: recorded, then shown in full
-            raise
+            return self.failed_by_bug(error)
         finally:
             self.close()
             cleanup_distributed()
@@ -178,12 +201,35 @@ class RunDir:
                 shutil.rmtree(self.path.parent, ignore_errors=True)
         return 0
 
+    def failed_by_bug(self, error: BaseException) -> int:
+        """A bug, or a second Ctrl-C: recorded, then shown in full (raised again)."""
+        if self.stop.requested:  # e.g. SIGTERM also stopped the data workers, whose error came first
+            return self.interrupted(self.stop.signal_number)
+        self.record_end(self.status.failed, error)
+        raise error
+
+    def record_end(self, write: Callable[..., None], *args: object) -> None:
+        """Write how the run ended into status.json; if even that fails (the folder was
+        deleted), say so instead of hiding the error that ended the run."""
+        try:
+            write(*args)
+        except OSError as error:  # a WriteError
+            log.error(f"error: status.json could not be updated either: {error}")
+
     def interrupted(self, signal_number: int) -> int:
-        """Record and report a stop by signal; the exit code is 128 + the signal number."""
+        """Record and report a stop by signal, with the command that resumes it (a training
+        run with a last.pth) or runs it again; the exit code is 128 + the signal number."""
         name = signal.Signals(signal_number).name
-        command = shlex.join([*launcher(), self.script, "--resume", str(self.path)])
-        self.status.interrupted(f"stopped by {name}", command)
-        log.error(f"Stopped by {name}; resume from the last saved checkpoint with:\n  {command}")
+        if not self.opened:
+            log.error(f"Stopped by {name} before the run folder was made; nothing was written.")
+        elif self.script == "train.py" and (self.path / "last.pth").is_file():
+            command = shlex.join([*launcher(), self.script, "--resume", str(self.path)])
+            self.record_end(self.status.interrupted, f"stopped by {name}", command)
+            log.error(f"Stopped by {name}; resume from the last saved checkpoint with:\n  {command}")
+        else:
+            self.record_end(self.status.interrupted, f"stopped by {name} before anything was saved", None)
+            log.error(f"Stopped by {name} before a checkpoint or result was saved, so there is nothing to resume; "
+                      f"run it again: bash {shlex.quote(str(self.path / 'command.sh'))} (into a new folder).")
         return 128 + signal_number
 
     def _create(self) -> Path:

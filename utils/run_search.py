@@ -11,7 +11,6 @@ would otherwise list the same runs again at every level until the path grows too
 and two links to one run would list it twice.
 """
 
-import json
 import os
 import sys
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from pathlib import Path
 
 from utils.errors import UserError
 from utils.liveness import dead_reason
+from utils.small_files import read_json_file
 
 
 def is_run_dir(folder: Path) -> bool:
@@ -100,8 +100,11 @@ def resolve_checkpoint(path: str, file_name: str = "best.pth") -> Path:
     if path.is_dir():
         path = path / file_name
     if not path.is_file():
+        stopped = (path.parent / "last.pth").is_file() and is_run_dir(path.parent)
+        hint = (f" The run was stopped before it saved {path.name} (in its first epoch, or while saving): "
+                f"`python train.py --resume {path.parent}` writes it." if stopped else "")
         raise UserError(f"Checkpoint {path} does not exist; give a .pth checkpoint or a "
-                        f"run directory that holds {file_name}.")
+                        f"run directory that holds {file_name}.{hint}")
     return path
 
 
@@ -134,7 +137,7 @@ def newest_matching_run(checkpoints_dir: str, wanted: dict[str, str], allow_unfi
 def trained_with(run: Path, wanted: dict[str, str]) -> bool:
     """Whether the run's args.json has the `wanted` flag values."""
     try:
-        saved = json.loads((run / "args.json").read_text(encoding="utf-8"))
+        saved = read_json_file(run / "args.json")
     except (OSError, ValueError):
         return False
     return isinstance(saved, dict) and all(saved.get(name) == value for name, value in wanted.items())
@@ -146,7 +149,7 @@ def run_state(run: Path) -> tuple[bool, str]:
     its status.json. A run without a readable one (made by hand, or before status.json
     existed) is not guessed at: taken as finished."""
     try:
-        status = json.loads((run / "status.json").read_text(encoding="utf-8"))
+        status = read_json_file(run / "status.json")
     except (OSError, ValueError):
         status = None
     if not isinstance(status, dict) or not isinstance(status.get("status"), str):
@@ -205,7 +208,7 @@ def saved_run_args(checkpoint: dict, path: Path) -> dict:
 def read_run_id(folder: Path) -> str | None:
     """The run_id in a run's run_info.json (None if it cannot be read)."""
     try:
-        info = json.loads((folder / "run_info.json").read_text(encoding="utf-8"))
+        info = read_json_file(folder / "run_info.json")
     except (OSError, ValueError):
         return None
     return info.get("run_id") if isinstance(info, dict) else None

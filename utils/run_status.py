@@ -7,7 +7,8 @@ write anything, so it stays "running"; to tell it from a live run, `running()` r
 with time zone) every minute from a background thread while the run lives. A reader
 (`python -m runs`, utils/liveness.py) calls a "running" run dead when its process is gone
 from this host, or its heartbeat stopped. Written atomically, so a reader never sees half a
-file.
+file; only when the disk is too full for that is the file rewritten in place, so that a run
+stopped by a full disk still says so.
 """
 
 import json
@@ -17,7 +18,8 @@ import threading
 from datetime import datetime
 from pathlib import Path
 
-from utils.atomic import atomic_write_text
+from utils.atomic import DISK_FULL, WriteError, atomic_write_bytes, overwrite_in_place
+from utils.small_files import read_json_file
 
 # Every write is read-modify-write of the whole file, and a run has several writers: train.py's
 # main and the Trainer each hold a RunStatus, and the heartbeat thread writes too. One lock for
@@ -44,16 +46,23 @@ class RunStatus:
     def values(self) -> dict:
         """The file as it is now (read again each time: train.py's main and Trainer both write it)."""
         try:
-            values = json.loads(self.path.read_text())
+            values = read_json_file(self.path)  # a hand-made FIFO or nested junk: as if there were none
         except (OSError, ValueError):
             return {}
         return values if isinstance(values, dict) else {}
 
     def _write(self, **values) -> None:
+        """Atomically; on a disk too full for that, in place (how a run ended must still be said)."""
         if not self.enabled:
             return
         with _WRITE_LOCK:
-            atomic_write_text(self.path, json.dumps({**self.values, **values, "updated": now()}, indent=2) + "\n")
+            data = (json.dumps({**self.values, **values, "updated": now()}, indent=2) + "\n").encode("utf-8")
+            try:
+                atomic_write_bytes(self.path, data)
+            except WriteError as error:
+                if error.errno not in DISK_FULL or not self.path.is_file():
+                    raise
+                overwrite_in_place(self.path, data)
 
     def running(self, resumed_from: str | None = None, changed_args: dict | None = None,
                 code: dict | None = None) -> None:
@@ -77,7 +86,8 @@ class RunStatus:
         """The run ended normally; `details` e.g. `stopped_early={"epoch": 7, ...}`."""
         self._write(status="finished", ended=now(), **details)
 
-    def interrupted(self, reason: str, resume_command: str) -> None:
+    def interrupted(self, reason: str, resume_command: str | None) -> None:
+        """Stopped by a signal; `resume_command` None: nothing was saved to resume from."""
         self._write(status="interrupted", ended=now(), error=reason, resume_command=resume_command)
 
     def failed(self, error: BaseException) -> None:
@@ -115,5 +125,5 @@ class RunStatus:
         itself must not stop for it, and a reader then sees an ageing heartbeat."""
         try:
             self._write(heartbeat=now())
-        except OSError:
+        except OSError:  # a WriteError too
             pass

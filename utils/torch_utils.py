@@ -1,5 +1,7 @@
 """Seeding, device choice and loading weights into a model, with errors a user can act on."""
 
+import hashlib
+import io
 import logging
 import os
 import random
@@ -111,6 +113,12 @@ def unwrap_model(model: nn.Module) -> nn.Module:
     return getattr(model, "_orig_mod", model)
 
 
+def finite_weights(model: nn.Module) -> bool:
+    """Whether every floating-point weight and buffer is finite (one read from the GPU)."""
+    tensors = [t for t in unwrap_model(model).state_dict().values() if t.is_floating_point()]
+    return not tensors or bool(torch.stack([t.isfinite().all() for t in tensors]).all())
+
+
 def read_checkpoint(path: str | Path, mmap: bool = False) -> dict:
     """Load a checkpoint on the CPU with `weights_only=True` (no arbitrary code is unpickled).
 
@@ -118,14 +126,40 @@ def read_checkpoint(path: str | Path, mmap: bool = False) -> dict:
     archive, the default since torch 1.6): loading is then cheap, and the tensors are read
     when used. Every way a file can fail to be a checkpoint is one clear message."""
     path = Path(path)
-    if not path.is_file():
+    check_checkpoint_file(path, path.stat().st_size if path.is_file() else None)
+    archive = zipfile.is_zipfile(path)  # False also for a truncated archive
+    return load_checkpoint(path, path, archive, mmap=mmap and archive)
+
+
+def read_checkpoint_and_sha256(path: str | Path) -> tuple[dict, str]:
+    """A checkpoint read into memory once, and the SHA-256 of exactly those bytes: eval.py and
+    predict.py record which checkpoint they used, which must hold even while a live run
+    replaces the file at `path` (its best.pth)."""
+    path = Path(path)
+    try:
+        data = path.read_bytes() if path.is_file() else None
+    except OSError as error:
+        raise UserError(f"Checkpoint {path} cannot be read ({error.strerror or error}).") from None
+    check_checkpoint_file(path, None if data is None else len(data))
+    source = io.BytesIO(data)
+    return load_checkpoint(source, path, zipfile.is_zipfile(source)), hashlib.sha256(data).hexdigest()
+
+
+def check_checkpoint_file(path: Path, size: int | None) -> None:
+    """A checkpoint must be a file (`size` None: it is not one) with something in it."""
+    if size is None:
         raise UserError(f"Checkpoint {path} does not exist (or is not a file).")
-    if path.stat().st_size == 0:
+    if size == 0:
         raise UserError(f"{path} is empty (0 bytes), not a checkpoint: a save that never finished, or a "
                         "file that was only created. Give a checkpoint written by torch.save.")
-    archive = zipfile.is_zipfile(path)  # False also for a truncated archive
+
+
+def load_checkpoint(source: Path | io.BytesIO, path: Path, archive: bool, mmap: bool = False) -> dict:
+    """torch.load of `source` (the file `path`, or its bytes), every failure one clear message."""
+    if isinstance(source, io.BytesIO):
+        source.seek(0)
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap and archive)
+        checkpoint = torch.load(source, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as error:  # torch raises several types for a file it cannot read
         lines = str(error).strip().splitlines()
         reason = "" if archive else ("it is not the zip archive torch.save writes (a text file, another format, or "
