@@ -24,6 +24,7 @@ from loss import SUPPLIED as LOSS_SUPPLIED
 from model import model_entry
 from model.model_entry import MODELS
 from tasks import check_loss_flags
+from tasks.tta import TTA_FLIPS
 from utils.distributed import launched_by_torchrun, launched_world_size
 from utils.errors import UserError
 from utils.flags import (
@@ -150,6 +151,8 @@ def add_train_flags(parser: ArgumentParser) -> None:
          help="show the running loss on the progress bar every N steps")
     flag(g, "--log_freq", type=COUNT, default=20, on_resume="allowed",
          help="write per-step TensorBoard curves (loss, lr) every N steps")
+    flag(g, "--profile", type=AMOUNT, default=0, on_resume="allowed", config=False, help="torch.profiler over N "
+         "training steps after 2 of warm-up, into <run dir>/profile/ (a trace and the top operators); 0 = off")
     g = parser.add_argument_group("augmentation (torchvision.transforms.v2; all off by default)")
     flag(g, "--crop_padding", type=AMOUNT, default=0, help="random shifts: pad by N pixels, then crop back")
     flag(g, "--hflip", type=PROBABILITY, default=0.0, help="probability of a horizontal flip; wrong for digits, text")
@@ -187,6 +190,8 @@ def add_result_flags(parser: ArgumentParser, prog: str) -> None:
                                                "(e.g. when the checkpoint is on read-only storage)")
     flag(g, "--ema", action=BooleanOptionalAction, default=False,
          help="use the checkpoint's averaged weights (from --ema_decay) instead of its own")
+    flag(g, "--tta", default="none", choices=list(TTA_FLIPS), help="test-time augmentation: average the softmax "
+         "scores of the picture and its flips (hvflip: both and the two together); only flips the run trained with")
 
 
 def add_component_flags(parser: ArgumentParser, chosen: dict[str, str], losses: bool) -> None:
@@ -212,8 +217,7 @@ def add_component_flags(parser: ArgumentParser, chosen: dict[str, str], losses: 
 
 
 def build_parser(prog: str = "train.py", **chosen: str) -> Parser:
-    """The flags of train.py, eval.py or predict.py, with those of the components `chosen`
-    (e.g. model_type="unet"; the others their defaults)."""
+    """The flags of train.py, eval.py or predict.py, with those of the components `chosen` (the others: defaults)."""
     names = list(COMPONENTS) if prog == "train.py" else ["model_type", "data_type"]
     chosen = {name: chosen.get(name, COMPONENTS[name][3]) for name in names}
     what = {"train.py": "Train a model", "eval.py": "Evaluate a checkpoint", "predict.py": "Predict on pictures"}
@@ -265,7 +269,7 @@ def parse_train_args(argv: list[str] | None = None) -> tuple[Namespace, Resume |
         # A flag added to the template after the run started (e.g. a new model parameter) takes
         # its default, which by design keeps the old behaviour: it is no change of the run.
         saved = {a.dest: a.default for a in parser._actions if a.option_strings and a.dest not in saved
-                 and a.dest != "help"} | saved
+                 and a.dest != "help"} | saved | {"profile": 0}  # --profile is for the process given it
         # argparse fills in defaults only for names the namespace lacks: the saved values stay.
         args = parser.parse_args(argv, namespace=Namespace(**saved))
     else:
@@ -292,8 +296,7 @@ def finish_train_args(args: Namespace) -> None:
     if args.monitor is not None and args.monitor.startswith("val_ema/") and not args.ema_decay:
         raise UserError(f"--monitor {args.monitor} needs the averaged weights: add --ema_decay, e.g. 0.999.")
     if args.folds and (args.folds < 2 or not args.fold < args.folds):
-        raise UserError(f"--folds {args.folds} --fold {args.fold}: use --folds 2 or more and --fold from 0 to "
-                        f"--folds - 1.")
+        raise UserError(f"--folds {args.folds} --fold {args.fold}: use --folds 2 or more and --fold 0 to --folds - 1.")
     if reads_lists(args.data_type):
         check_list_exists("--train_list", args.train_list)
     if args.exp is not None:
@@ -318,8 +321,7 @@ def check_resume(args: Namespace, saved: dict, checkpoint: dict, parser: Parser)
         allowed = [a.dest for a in parser._actions if getattr(a, "on_resume", "") == "allowed"]
         raise UserError(f"--resume {resume}: these flags would change the run it continues: "
                         f"{'; '.join(f'--{n} {changed[n][0]} (run) vs {changed[n][1]} (now)' for n in refused)}. "
-                        f"Start a new run instead, or drop them; flags that may change on resume: "
-                        f"{', '.join(allowed)}.")
+                        f"Start a new run, or drop them; flags that may change on resume: {', '.join(allowed)}.")
     if checkpoint["epoch"] >= args.epochs:
         raise UserError(f"--resume {resume}: the run already did all {checkpoint['epoch']} epochs; "
                         "pass a larger --epochs to extend it.")
@@ -378,8 +380,7 @@ def parse_predict_args(argv: list[str] | None = None) -> tuple[Namespace, dict]:
 
 
 def check_predict_args(args: Namespace, checkpoint: dict) -> None:
-    """Checks for predict.py. Not check_common_args: the training lists (--val_list) play no
-    part, and may be gone by the time a model is used."""
+    """predict.py's checks (not check_common_args: the training lists play no part, and may be gone by now)."""
     if not Path(args.input).exists():
         raise UserError(f"--input {args.input} does not exist; {INPUT_HINT}.")
     check_folder_name("--save_prefix", args.save_prefix)

@@ -41,7 +41,9 @@ from utils.distributed import (
     world_size,
 )
 from utils.logger import Logger, ProgressBar, check_finite, setup_logging
+from utils.model_summary import describe_summary, model_summary
 from utils.optim import build_optimizer, build_schedule
+from utils.profiling import StepProfiler
 from utils.run_dir import Resume, RunDir
 from utils.torch_utils import AMP_DTYPES, load_weights, make_deterministic, select_device, set_seed
 
@@ -74,6 +76,7 @@ class Trainer:
         monitor = args.monitor or f"val/{self.task.main_metric}"
         self.checkpoints = Checkpoints(monitor, args.monitor_mode or self.monitor_mode(monitor), args.save_freq,
                                        args.save_top_k, args.patience, args.min_delta)
+        self.profiler = StepProfiler(args.profile, self.device)  # --profile N: torch.profiler over N steps
         # Progress: epochs completed, batches done in the next one (after a mid-epoch save).
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.saved_at_step = 0  # global step of the last mid-epoch save (--save_every_steps)
@@ -81,8 +84,8 @@ class Trainer:
         self.history: list[dict[str, float]] | None = None  # metrics.csv rows of a resumed run
         if resume is not None:
             self.resume(resume)
-        log.info(f"{args.model_type} ({sum(p.numel() for p in model.parameters()):,} parameters) on {self.device} "
-                 f"x {world_size()} process(es); {len(train_set)} training and {len(val_set)} validation samples")
+        log.info(f"{args.model_type}: {describe_summary(self.summary)}; on {self.device} x {world_size()} "
+                 f"process(es); {len(train_set)} training and {len(val_set)} validation samples")
 
     def build_model(self, in_channels: int, sample: Tensor) -> nn.Module:
         """--model_type sized for the data, with --load_model_path's weights, and tried on a real
@@ -92,6 +95,7 @@ class Trainer:
         if self.args.load_model_path:
             load_weights(model, self.args.load_model_path, strict=not self.args.load_not_strict)
         check_model_fits(model, sample, self.task.check_output, self.args.model_type)
+        self.summary = model_summary(model, sample)  # parameters and FLOPs: the log and run_info.json say them
         return model
 
     def build_optimization(self) -> None:
@@ -117,6 +121,7 @@ class Trainer:
         self.run = run
         self.logger = Logger(run.path, self.history, self.global_step, enabled=run.writer)
         self.checkpoints.open(run.path, enabled=run.writer)
+        self.profiler.open(run.path / "profile", enabled=run.writer)
         with run.catching_stop_signals():
             try:
                 for epoch in range(self.epoch + 1, self.args.epochs + 1):
@@ -149,7 +154,7 @@ class Trainer:
         self.train_loader.sampler.set_epoch(epoch, skip=first * self.args.batch_size)
         steps = first + len(self.train_loader)
         bar = ProgressBar(self.train_loader, desc=f"train {epoch}")
-        for i, batch in enumerate(bar, start=first):
+        for i, batch in enumerate(self.profiler.over(bar, self.global_step), start=first):
             self.task.check_labels(batch["label"], batch["path"])
             if self.mix is not None:  # mixed images; soft targets for the loss, the labels for metrics
                 batch["image"], batch["target"] = self.mix(batch["image"], batch["label"])
@@ -344,7 +349,7 @@ def main(argv: list[str] | None = None) -> int:
 
     def train() -> dict:
         trainer = Trainer(args, resume)  # bad data or model end here, before the folder exists
-        run.open(args, "train.py", argv, resumed=resume.record() if resume else None)
+        run.open(args, "train.py", argv, resumed=resume.record() if resume else None, info={"model": trainer.summary})
         log.info(f"Run directory: {run.path}")
         trainer.train(run)
         return trainer.checkpoints.report(trainer.epoch, kept=not run.temporary)  # the best epoch; stopped early?

@@ -181,7 +181,7 @@ class RunDir:
     def interrupted(self, signal_number: int) -> int:
         """Record and report a stop by signal; the exit code is 128 + the signal number."""
         name = signal.Signals(signal_number).name
-        command = shlex.join([*launcher(), self.script, "--resume", str(self.path)])
+        command = shlex.join([*launcher(), *self.script.split(), "--resume", str(self.path)])
         self.status.interrupted(f"stopped by {name}", command)
         log.error(f"Stopped by {name}; resume from the last saved checkpoint with:\n  {command}")
         return 128 + signal_number
@@ -286,8 +286,9 @@ def launcher() -> list[str]:
 
 
 def save_command(folder: Path, script: str, argv: list[str]) -> None:
-    """command.sh: the exact command line, re-runnable (it starts a new run directory)."""
-    command = shlex.join([*launcher(), script, *argv])
+    """command.sh: the exact command line, re-runnable (it starts a new run directory).
+    `script`: the program's file, or `-m <module>`."""
+    command = shlex.join([*launcher(), *script.split(), *argv])
     text = (
         "#!/usr/bin/env bash\n"
         f"# Recorded {datetime.now():%Y-%m-%d %H:%M:%S}. Re-running it starts a new run directory.\n"
