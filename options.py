@@ -190,8 +190,7 @@ def add_result_flags(parser: ArgumentParser, prog: str) -> None:
                                                "(e.g. when the checkpoint is on read-only storage)")
     flag(g, "--ema", action=BooleanOptionalAction, default=False,
          help="use the checkpoint's averaged weights (from --ema_decay) instead of its own")
-    flag(g, "--tta", default="none", choices=list(TTA_FLIPS), help="test-time augmentation: average the softmax "
-         "scores of the picture and its flips (hvflip: both and the two together); only flips the run trained with")
+    flag(g, "--tta", default="none", choices=list(TTA_FLIPS), help="average the scores of each picture and its flips")
 
 
 def add_component_flags(parser: ArgumentParser, chosen: dict[str, str], losses: bool) -> None:
@@ -296,7 +295,8 @@ def finish_train_args(args: Namespace) -> None:
     if args.monitor is not None and args.monitor.startswith("val_ema/") and not args.ema_decay:
         raise UserError(f"--monitor {args.monitor} needs the averaged weights: add --ema_decay, e.g. 0.999.")
     if args.folds and (args.folds < 2 or not args.fold < args.folds):
-        raise UserError(f"--folds {args.folds} --fold {args.fold}: use --folds 2 or more and --fold 0 to --folds - 1.")
+        raise UserError(f"--folds {args.folds} --fold {args.fold}: use --folds 2 or more and --fold from 0 to "
+                        f"--folds - 1.")
     if reads_lists(args.data_type):
         check_list_exists("--train_list", args.train_list)
     if args.exp is not None:

@@ -132,6 +132,7 @@ class Trainer:
                         run.stop_now()
             finally:
                 self.checkpoints.wait()  # every checkpoint is on disk before the run ends, however it ends
+        self.profiler.close()
         self.logger.save_hparams(vars(self.args), {f"best/{self.checkpoints.monitor}": self.checkpoints.best},
                                  self.global_step)
         self.logger.close()

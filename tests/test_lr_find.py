@@ -129,3 +129,9 @@ def test_a_range_test_writes_its_own_folder_and_no_run(tiny_demo: Path, tmp_path
     events.Reload()
     assert {"lr_find/loss", "lr_find/smoothed_loss", "lr_find/lr"} <= set(events.Tags()["scalars"])
     assert "lr_find/chart" in events.Tags()["images"]
+
+
+def test_the_burn_in_is_a_tenth_of_the_steps_unless_given(tiny_demo: Path, tmp_path: Path) -> None:
+    own, train_args = lr_find.parse_args(tiny_train_argv(tiny_demo, tmp_path) + ["--num_steps", "50", "--lr", "0.5"])
+    assert (own.num_steps, own.skip_start, train_args.lr) == (50, 5, 0.5)  # the rest are train.py's flags
+    assert lr_find.parse_args(tiny_train_argv(tiny_demo, tmp_path) + ["--skip_start", "0"])[0].skip_start == 0

@@ -12,8 +12,8 @@ smoothed loss, when the loss has diverged, and the suggestion read from the curv
   smoothed loss (beyond it the loss rises, and a noisy rise has steep falls of its own). Read
   from the losses before the divergence smoothed forwards and then backwards: a moving average
   lags behind the loss by about beta / (1 - beta) steps, which moves both the steepest point
-  and the lowest one to larger rates; forwards and backwards it does not lag. (Lightning's and
-  fastai's suggestions take the steepest point of the lagging curve, its rise included.)
+  and the lowest one to larger rates; forwards and backwards it does not lag. (Lightning's
+  suggestion takes the steepest point of the lagging curve, its rise included.)
 """
 
 import math

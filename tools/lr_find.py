@@ -38,7 +38,7 @@ from utils.atomic import atomic_write_text
 from utils.distributed import launched_by_torchrun, launched_world_size
 from utils.errors import UserError
 from utils.flags import AMOUNT, FRACTION, Parser, number, positive
-from utils.logger import log_to_file, rows_to_csv, setup_logging, stop_log_file
+from utils.logger import ProgressBar, log_to_file, rows_to_csv, setup_logging, stop_log_file
 from utils.run_dir import create_unique_dir, experiment_dir, run_dir_name, save_command, unusable_folder
 from utils.run_info import save_run_info
 
@@ -52,12 +52,12 @@ def finder_parser() -> Parser:
     g = parser.add_argument_group("the range test")
     g.add_argument("--start_lr", type=positive, default=1e-7, help="the first rate (default: %(default)s)")
     g.add_argument("--end_lr", type=positive, default=10.0, help="the last rate (default: %(default)s)")
-    g.add_argument("--num_steps", type=number(int, 5), default=100,
-                   help="steps (one batch each) from --start_lr to --end_lr (default: %(default)s)")
+    g.add_argument("--num_steps", type=number(int, 5), default=300, help="steps (one batch each) from --start_lr to "
+                   "--end_lr; fewer than the loss needs to fall suggest too low a rate (default: %(default)s)")
     g.add_argument("--smooth", type=FRACTION, default=0.9, help="beta of the loss's moving average; 0 = the raw "
                    "loss (default: %(default)s)")
-    g.add_argument("--skip_start", type=AMOUNT, default=10,
-                   help="burn-in: first steps left out of the suggestion (default: %(default)s)")
+    g.add_argument("--skip_start", type=AMOUNT, default=None,
+                   help="burn-in: first steps left out of the suggestion (default: a tenth of --num_steps)")
     g.add_argument("--diverge", type=number(float, 1.0), default=4.0,
                    help="stop once the smoothed loss is this many times its lowest (default: %(default)s)")
     g.add_argument("--output_dir", default=None, help="the folder to write (default: <checkpoints_dir>/lr_find/"
@@ -69,6 +69,7 @@ def parse_args(argv: list[str]) -> tuple[Namespace, Namespace]:
     """The finder's flags and train.py's (checked by train.py's own parser); bad ones exit with 2."""
     parser = finder_parser()
     own, rest = parser.parse_known_args(argv)
+    own.skip_start = own.num_steps // 10 if own.skip_start is None else own.skip_start
     if own.end_lr <= own.start_lr:
         parser.error(f"--end_lr {own.end_lr} must be larger than --start_lr {own.start_lr}.")
     if own.skip_start + 3 > own.num_steps:
@@ -100,7 +101,7 @@ def range_test(trainer: Trainer, lrs: list[float], beta: float, factor: float) -
     trainer.scheduler, trainer.ema = None, None  # the rate is the finder's; nothing is averaged
     trainer.model.train()
     losses: list[float] = []
-    for lr, batch in zip(lrs, endless(trainer)):
+    for lr, batch in zip(lrs, ProgressBar(endless(trainer), "lr_find")):
         for group in trainer.optimizer.param_groups:
             group["lr"] = lr
         trainer.task.check_labels(batch["label"], batch["path"])

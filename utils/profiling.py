@@ -74,6 +74,12 @@ class StepProfiler:
             if self.profile is not None:  # the epoch ended (or the loop stopped): so does the window
                 self.finish()
 
+    def close(self) -> None:
+        """At the end of training: say so when the run ended before anything was profiled."""
+        if self.active:
+            log.warning(f"--profile {self.steps}: the run ended within the warm-up ({WARMUP_STEPS} training steps of "
+                        "this process); nothing was profiled.")
+
     def start(self, first_step: int) -> None:
         activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if self.device.type == "cuda" else [])
         if not torch.cuda.is_available():  # kineto's "ERROR: gpuGetDeviceCount failed" on a CPU machine is noise
