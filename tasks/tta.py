@@ -49,6 +49,9 @@ def with_tta(model: nn.Module, task, tta: str, saved_args: dict | None) -> nn.Mo
     flips = TTA_FLIPS[tta]
     if not flips:
         return model
+    if not (hasattr(task, "check_tta") and hasattr(task, "flip_back")):
+        raise UserError(f"--tta: the {task.name} task does not say how its predictions follow a flip (its class has "
+                        "no check_tta and flip_back; see tasks/task.py and tasks/classification.py).")
     task.check_tta(flips, trained_augment(saved_args))
     return FlipAverage(model, task, flips)
 

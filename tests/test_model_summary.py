@@ -52,3 +52,17 @@ def test_a_run_keeps_its_summary_in_run_info(trained_run: Path) -> None:
     expected = model_summary(BaseNet(num_classes=5, in_channels=3), torch.randn(3, 32, 32))
     assert summary == expected
     assert describe_summary(summary) in (trained_run / "log.txt").read_text()
+
+
+def test_a_model_the_counter_cannot_follow_still_trains_without_the_figure() -> None:
+    class Odd(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.linear = nn.Linear(3, 2)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            raise NotImplementedError("an operator the counter cannot follow")
+
+    summary = model_summary(Odd(), torch.randn(3))
+    assert summary["forward_flops_per_sample"] is None and summary["parameters"] == 8
+    assert describe_summary(summary).endswith("FLOPs not counted")

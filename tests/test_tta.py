@@ -135,3 +135,11 @@ def test_segmentation_with_tta_end_to_end(tiny_demo: Path, tmp_path: Path) -> No
     assert evaluate.main(eval_argv + ["--tta", "hvflip"]) == 0
     folder = run_dir / "best" / "seg_val_eval_tta-hvflip"
     assert "miou: " in (folder / "result.txt").read_text() and len(list((folder / "predictions").iterdir())) == 30
+
+
+def test_a_task_without_the_tta_members_is_a_clear_error() -> None:
+    class OldTask:  # a task written before --tta existed
+        name = "old"
+
+    with pytest.raises(UserError, match="the old task does not say how its predictions follow a flip"):
+        with_tta(nn.Identity(), OldTask(), "hflip", None)

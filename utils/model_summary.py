@@ -8,12 +8,16 @@ attention), not element-wise ones (activations, normalisation, additions); a bac
 costs about twice the forward one, so a training step costs about 3 x the figure.
 """
 
+import logging
+
 import torch
 from torch import Tensor, nn
 from torch.utils.flop_counter import FlopCounterMode
 
+log = logging.getLogger(__name__)
 
-def model_summary(model: nn.Module, sample: Tensor) -> dict[str, int]:
+
+def model_summary(model: nn.Module, sample: Tensor) -> dict[str, int | None]:
     """Parameter counts and forward FLOPs per sample of `model` on `sample` (C x H x W), run
     once in eval mode without gradients: nothing of the model changes (no BatchNorm
     statistics move, no random number is drawn)."""
@@ -24,17 +28,23 @@ def model_summary(model: nn.Module, sample: Tensor) -> dict[str, int]:
     try:
         with torch.no_grad(), FlopCounterMode(display=False) as counter:
             model(sample.unsqueeze(0).to(next(model.parameters()).device))
+        flops = int(counter.get_total_flops())
+    except Exception as error:  # an operator the counter cannot follow: the run goes on without the figure
+        log.warning(f"FLOPs not counted: torch.utils.flop_counter failed on the model ({type(error).__name__}: "
+                    f"{(str(error).strip().splitlines() or [''])[0]})")
+        flops = None
     finally:
         model.train(was_training)
     return {"parameters": total, "trainable_parameters": trainable, "frozen_parameters": total - trainable,
-            "forward_flops_per_sample": int(counter.get_total_flops())}
+            "forward_flops_per_sample": flops}
 
 
-def describe_summary(summary: dict[str, int]) -> str:
+def describe_summary(summary: dict[str, int | None]) -> str:
     """One line for the log: `12,345 parameters (12,345 trainable, 0 frozen), 20.6 MFLOPs a forward pass per sample`."""
+    flops = summary["forward_flops_per_sample"]
     return (f"{summary['parameters']:,} parameters ({summary['trainable_parameters']:,} trainable, "
-            f"{summary['frozen_parameters']:,} frozen), {si(summary['forward_flops_per_sample'])}FLOPs a forward "
-            "pass per sample")
+            f"{summary['frozen_parameters']:,} frozen), "
+            + (f"{si(flops)}FLOPs a forward pass per sample" if flops is not None else "FLOPs not counted"))
 
 
 def si(value: float) -> str:
