@@ -7,7 +7,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 
 WIDTH, HEIGHT = 900, 560
-LEFT, RIGHT, TOP, BOTTOM = 80, 30, 50, 70  # margins around the plot area
+LEFT, RIGHT, TOP, BOTTOM = 80, 30, 70, 70  # margins around the plot area (the legend is in the top one)
 
 
 def font(size: int) -> ImageFont.ImageFont:
@@ -60,14 +60,17 @@ def log_chart(path: Path, x: list[float], series: list[tuple[list[float], str, s
         for run in runs:
             if len(run) > 1:
                 draw.line(run, fill=colour, width=2)
-    if marker is not None:
+    if marker is not None:  # its text beside the line, on the side with room
         px = point(marker[0], low)[0]
         draw.line([px, TOP, px, TOP + height], fill="red", width=2)
-        draw.text((px + 4, TOP + 4), marker[1], fill="red", font=small)
-    for k, (_, colour, text) in enumerate(series):  # the legend, top right
-        ly = TOP + 8 + 18 * k
-        draw.line([LEFT + width - 190, ly + 7, LEFT + width - 165, ly + 7], fill=colour, width=3)
-        draw.text((LEFT + width - 160, ly), text, fill="black", font=small)
+        right_half = px > LEFT + width * 0.7
+        draw.text((px - 4 if right_half else px + 4, TOP + 4), marker[1], fill="red", font=small,
+                  anchor="ra" if right_half else "la")
+    lx = LEFT
+    for _, colour, text in series:  # the legend, in a row above the plot
+        draw.line([lx, 48, lx + 25, 48], fill=colour, width=3)
+        draw.text((lx + 30, 48), text, fill="black", font=small, anchor="lm")
+        lx += 45 + draw.textlength(text, font=small)
     draw.text((WIDTH / 2, 18), title, fill="black", font=large, anchor="mt")
     draw.text((LEFT + width / 2, HEIGHT - 22), x_label, fill="black", font=small, anchor="mt")
     draw.text((14, TOP + height / 2), y_label, fill="black", font=small, anchor="lm")

@@ -160,9 +160,11 @@ def write_results(folder: Path, own: Namespace, train_args: Namespace, lrs: list
 def draw_chart(path: Path, lrs: list[float], losses: list[float], smooth: list[float], no_lag: list[float],
                result: dict, factor: float, title: str) -> None:
     """lr_find.png: the three curves against the rate; the y axis from the lowest loss to the
-    highest smoothed one (at most where a divergence is called; raw spikes are cut off)."""
+    starting one, or higher as far as the smoothed loss went up to where a divergence is
+    called (raw spikes above are cut off)."""
     finite = [y for y in smooth if math.isfinite(y)]
-    y_range = (min(y for y in losses + finite if math.isfinite(y)), min(max(finite), min(finite) * factor))
+    top = max(finite[0], min(max(finite), min(finite) * factor))
+    y_range = (min(y for y in losses + finite if math.isfinite(y)), top * 1.02)
     marker = (result["suggested_lr"], f"suggested {result['suggested_lr']:.2g}") if result["suggested_lr"] else None
     log_chart(path, lrs, [(losses, "#b8b8b8", "loss"), (smooth, "#1f5fbf", "smoothed"),
                           (no_lag + [math.nan] * (len(lrs) - len(no_lag)), "#2a9d3a", "smoothed, no lag")],
