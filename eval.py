@@ -26,6 +26,7 @@ from data.data_entry import build_dataset, check_classes_fit, eval_set_name, sel
 from model.model_entry import check_model_fits, model_kwargs, prepare_model, select_model
 from options import parse_eval_args
 from tasks import Task, select_loss, select_task
+from tasks.tta import with_tta
 from train import evaluate
 from utils.atomic import atomic_write_text, writing
 from utils.distributed import ShardSampler, gather_to_main, is_main_process, start_process
@@ -55,6 +56,7 @@ class Evaluator:
         model, self.task = load_model(args, checkpoint, kwargs, data.task)
         check_classes_fit(self.task.class_names, data, f"--val_list {args.val_list}",
                           f"the model {args.load_model_path}")
+        model = with_tta(model, self.task, args.tta, checkpoint.get("args"))  # --tta: the task refuses what it must
         check_model_fits(model.to(device), data[0]["image"], self.task.check_output, args.model_type)
         self.model = prepare_model(model, args, device, training=False)
         self.loss_fn, _ = select_loss(vars(args), self.task)  # the run's loss, from its flags (as trained)
@@ -120,7 +122,12 @@ def result_folder(args: Namespace) -> RunDir:
     """`<run dir>/<checkpoint stem>/<set>_<save_prefix>/`, or under --output_dir."""
     checkpoint = Path(args.load_model_path)
     parent = Path(args.output_dir) if args.output_dir else checkpoint.parent / checkpoint.stem
-    return RunDir.new(parent, f"{eval_set_name(args)}_{args.save_prefix}")
+    return RunDir.new(parent, f"{eval_set_name(args)}_{args.save_prefix}{tta_suffix(args.tta)}")
+
+
+def tta_suffix(tta: str) -> str:
+    """`_tta-hflip` in a result folder's name with --tta, so results with and without it stand apart."""
+    return "" if tta == "none" else f"_tta-{tta}"
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,7 +144,8 @@ def main(argv: list[str] | None = None) -> int:
         run.open(args, "eval.py", sys.argv[1:] if argv is None else argv,
                  info={"checkpoint": str(Path(args.load_model_path).resolve()),
                        "checkpoint_sha256": args.load_model_sha256})
-        log.info(f"Evaluating {args.load_model_path}{' (averaged weights)' if args.ema else ''}")
+        log.info(f"Evaluating {args.load_model_path}{' (averaged weights)' if args.ema else ''}"
+                 f"{f' with --tta {args.tta}' if args.tta != 'none' else ''}")
         evaluator.eval(run.path)
 
     return run.report(evaluate_checkpoint, args.debug)

@@ -25,6 +25,7 @@ from loss import SUPPLIED as LOSS_SUPPLIED
 from model import model_entry
 from model.model_entry import MODELS, preprocessing_defaults
 from tasks import check_loss_flags
+from tasks.tta import TTA_FLIPS
 from template_flags import AS_TRAINED, answer_early, template_parser
 from utils.distributed import launched_by_torchrun, launched_world_size
 from utils.errors import UserError
@@ -89,7 +90,7 @@ def build_parser(prog: str = "train.py", **chosen: str) -> Parser:
     names = {"train.py": list(COMPONENTS), "eval.py": ["model_type", "data_type"], "predict.py": ["model_type"]}
     chosen = {name: chosen.get(name, COMPONENTS[name][3]) for name in names[prog]}
     parser = template_parser(prog, {name: list(registry) for name, (_, registry, _, _) in COMPONENTS.items()}
-                             | {"aug_policy": list(POLICIES)})
+                             | {"aug_policy": list(POLICIES), "tta": list(TTA_FLIPS)})
     parser.hint = component_of
     add_component_flags(parser, chosen, losses=prog != "predict.py")
     return parser
@@ -132,7 +133,7 @@ def parse_train_args(argv: list[str] | None = None) -> tuple[Namespace, Resume |
         # A flag added to the template after the run started (e.g. a new model parameter) takes
         # its default, which by design keeps the old behaviour: it is no change of the run.
         saved = {a.dest: a.default for a in parser._actions if a.option_strings and a.dest not in saved
-                 and a.dest != "help"} | saved
+                 and a.dest != "help"} | saved | {"profile": 0}  # --profile is for the process given it
         # argparse fills in defaults only for names the namespace lacks: the saved values stay.
         args = parser.parse_args(argv, namespace=Namespace(**saved))
     else:
@@ -249,8 +250,7 @@ def parse_predict_args(argv: list[str] | None = None) -> tuple[Namespace, dict]:
 
 
 def check_predict_args(args: Namespace, checkpoint: dict) -> None:
-    """Checks for predict.py. Not check_common_args: the training lists (--val_list) play no
-    part, and may be gone by the time a model is used."""
+    """predict.py's checks (not check_common_args: the training lists play no part, and may be gone by now)."""
     if not Path(args.input).exists():
         raise UserError(f"--input {args.input} does not exist; {INPUT_HINT}.")
     check_folder_name("--save_prefix", args.save_prefix)

@@ -28,10 +28,11 @@ from torch.utils.data import DataLoader
 from data.data_entry import normalisation_of, select_eval_loader
 from data.torchvision_sets import TORCHVISION_SETS
 from data.unlabeled import UnlabeledImages, pictures_of
-from eval import load_model
+from eval import load_model, tta_suffix
 from model.model_entry import check_model_fits, prepare_model
 from options import parse_predict_args
 from tasks import Task
+from tasks.tta import with_tta
 from utils.atomic import writing
 from utils.distributed import start_process
 from utils.errors import UserError
@@ -81,6 +82,7 @@ def build_prediction(args: Namespace, checkpoint: dict) -> tuple[nn.Module, Task
     kwargs = checkpoint["model_kwargs"]
     data = UnlabeledImages(pictures_of(args.input), image_size_of(args), kwargs["in_channels"], normalisation_of(args))
     model, task = load_model(args, checkpoint, kwargs, checkpoint["task"])
+    model = with_tta(model, task, args.tta, checkpoint.get("args"))  # --tta: the task refuses what it must
     if len(task.class_names) > 256 and task.name == "segmentation":
         raise UserError(f"The model has {len(task.class_names)} classes; a palette PNG holds class ids 0..255 only.")
     device = select_device(args.gpus)
@@ -119,7 +121,7 @@ def result_folder(args: Namespace) -> RunDir:
     parent = Path(args.output_dir) if args.output_dir else checkpoint.parent / checkpoint.stem
     source = Path(args.input).resolve()
     name = (source.name if source.is_dir() else source.stem) or "input"
-    return RunDir.new(parent, f"{args.save_prefix}_{name}")
+    return RunDir.new(parent, f"{args.save_prefix}_{name}{tta_suffix(args.tta)}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -120,6 +120,8 @@ def add_train_flags(parser: ArgumentParser, names: dict[str, list[str]]) -> None
          help="show the running loss on the progress bar every N steps")
     flag(g, "--log_freq", type=COUNT, default=20, on_resume="allowed",
          help="write per-step TensorBoard curves (loss, lr) every N steps")
+    flag(g, "--profile", type=AMOUNT, default=0, on_resume="allowed", config=False, help="torch.profiler over N "
+         "training steps after 2 of warm-up, into <run dir>/profile/ (a trace and the top operators); 0 = off")
     g = parser.add_argument_group("augmentation (torchvision.transforms.v2; all off by default)")
     flag(g, "--crop_padding", type=AMOUNT, default=0, help="random shifts: pad by N pixels, then crop back")
     flag(g, "--hflip", type=PROBABILITY, default=0.0, help="probability of a horizontal flip; wrong for digits, text")
@@ -145,8 +147,9 @@ def add_train_flags(parser: ArgumentParser, names: dict[str, list[str]]) -> None
     flag(g, "--fold", type=AMOUNT, default=0, help="with --folds: validate on fold N (0 to K-1), train on the others")
 
 
-def add_result_flags(parser: ArgumentParser, prog: str) -> None:
-    """What eval.py and predict.py share: where the results go, which weights."""
+def add_result_flags(parser: ArgumentParser, prog: str, names: dict[str, list[str]]) -> None:
+    """What eval.py and predict.py share: where the results go, which weights, test-time flips
+    (`names`: as in add_common_flags)."""
     g = parser.add_argument_group("evaluation" if prog == "eval.py" else "prediction")
     if prog == "eval.py":
         flag(g, "--save_viz", action=BooleanOptionalAction, default=False,
@@ -161,6 +164,8 @@ def add_result_flags(parser: ArgumentParser, prog: str) -> None:
                                                "(e.g. when the checkpoint is on read-only storage)")
     flag(g, "--ema", action=BooleanOptionalAction, default=False,
          help="use the checkpoint's averaged weights (from --ema_decay) instead of its own")
+    flag(g, "--tta", default="none", choices=names.get("tta"), help="average the scores of each picture and its "
+         "flips: none, hflip, vflip or hvflip (tasks/tta.py)")
     flag(g, "--allow_unfinished", action="store_true", help="without --load_model_path: take the newest run even "
          "if it is still running, was interrupted or failed (refused by default: its best.pth may not be final)")
 
@@ -177,7 +182,7 @@ def template_parser(prog: str, names: dict[str, list[str]]) -> Parser:
         add_train_flags(parser, names)
     else:
         parser.set_defaults(save_prefix=prog.removesuffix(".py"))
-        add_result_flags(parser, prog)
+        add_result_flags(parser, prog, names)
     return parser
 
 

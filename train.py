@@ -59,7 +59,9 @@ from utils.distributed import (
 )
 from utils.errors import UserError
 from utils.logger import Logger, ProgressBar, check_finite, setup_logging
+from utils.model_summary import describe_summary, model_summary
 from utils.optim import build_optimizer, build_schedule
+from utils.profiling import StepProfiler
 from utils.run_dir import Resume, RunDir
 from utils.torch_utils import AMP_DTYPES, finite_weights, make_deterministic, select_device, set_seed
 
@@ -97,6 +99,7 @@ class Trainer:
         monitor = args.monitor or f"val/{self.task.main_metric}"
         self.checkpoints = Checkpoints(monitor, args.monitor_mode or self.monitor_mode(monitor), args.save_freq,
                                        args.save_top_k, args.patience, args.min_delta)
+        self.profiler = StepProfiler(args.profile, self.device)  # --profile N: torch.profiler over N steps
         # Progress: epochs completed, batches done in the next one (after a mid-epoch save).
         self.epoch, self.step_in_epoch, self.global_step = 0, 0, 0
         self.saved_at_step = 0  # global step of the last mid-epoch save (--save_every_steps)
@@ -104,8 +107,8 @@ class Trainer:
         self.history: list[dict[str, float]] | None = None  # metrics.csv rows of a resumed run
         if resume is not None:
             self.resume(resume)
-        log.info(f"{args.model_type} ({sum(p.numel() for p in model.parameters()):,} parameters) on {self.device} "
-                 f"x {world_size()} process(es); {len(train_set)} training and {len(val_set)} validation samples")
+        log.info(f"{args.model_type}: {describe_summary(self.summary)}; on {self.device} x {world_size()} "
+                 f"process(es); {len(train_set)} training and {len(val_set)} validation samples")
 
     def build_model(self, in_channels: int, sample: Tensor, new_run: bool) -> nn.Module:
         """--model_type sized for the data, starting from --load_model_path's or --pretrained
@@ -116,6 +119,7 @@ class Trainer:
         if new_run:
             load_start_weights(model, self.args)
         check_model_fits(model, sample, self.task.check_output, self.args.model_type)
+        self.summary = model_summary(model, sample)  # parameters and FLOPs: the log and run_info.json say them
         return model
 
     def build_optimization(self) -> None:
@@ -147,6 +151,7 @@ class Trainer:
             record_progress()
         if self.epoch >= self.args.epochs or self.checkpoints.stop_early:
             log.info(f"The run had done its epochs (up to epoch {self.epoch}) when it was stopped; it is finished now.")
+        self.profiler.open(run.path / "profile", enabled=run.writer)
         with run.catching_stop_signals():
             try:
                 for epoch in range(self.epoch + 1, self.args.epochs + 1):
@@ -157,6 +162,7 @@ class Trainer:
                         run.stop_now()
             finally:
                 self.checkpoints.wait()  # every checkpoint is on disk before the run ends, however it ends
+        self.profiler.close()
         self.logger.save_hparams(vars(self.args), {f"best/{self.checkpoints.monitor}": self.checkpoints.best},
                                  self.global_step)
         self.logger.close()
@@ -181,7 +187,7 @@ class Trainer:
         self.train_loader.sampler.set_epoch(epoch, skip=first * self.args.batch_size)
         steps = first + len(self.train_loader)
         bar = ProgressBar(self.train_loader, desc=f"train {epoch}")
-        for i, batch in enumerate(bar, start=first):
+        for i, batch in enumerate(self.profiler.over(bar, self.global_step), start=first):
             self.task.check_labels(batch["label"], batch["path"])
             if self.mix is not None:  # mixed images; soft targets for the loss, the labels for metrics
                 batch["image"], batch["target"] = self.mix(batch["image"], batch["label"])
@@ -413,7 +419,8 @@ def main(argv: list[str] | None = None) -> int:
 
     def train() -> dict:
         trainer = Trainer(args, resume)  # bad data or model end here, before the folder exists
-        run.open(args, "train.py", argv, resumed=resume.record() if resume else None)  # logs `Run directory:`
+        run.open(args, "train.py", argv, resumed=resume.record() if resume else None,  # logs `Run directory:`
+                 info={"model": trainer.summary})
         trainer.train(run)
         return trainer.checkpoints.report(trainer.epoch, kept=not run.temporary)  # the best epoch; stopped early?
 

@@ -9,6 +9,7 @@ from data.augment import Augment, batch_mix, denormalize
 from loss import LOSSES
 from metrics import add_confusion, overall_accuracy, per_class_accuracy, predicted_class, topk_accuracy
 from tasks.task import Meter
+from tasks.tta import mean_softmax, refuse_untrained_flips
 from utils.errors import UserError
 from utils.viz import classification_grid, save_classification_pngs
 
@@ -46,6 +47,15 @@ class ClassificationTask:
             raise UserError(f"--mixup / --cutmix make soft targets, which --loss {loss} does not take; use "
                             f"--loss {' or '.join(takes)}.")
         return mix
+
+    def check_tta(self, flips: tuple[tuple[int, ...], ...], trained: Augment | None) -> None:
+        refuse_untrained_flips(flips, trained)
+
+    def flip_back(self, pred: Tensor, dims: tuple[int, ...]) -> Tensor:
+        return pred  # a flipped picture has the same class
+
+    def average_views(self, views: list[Tensor]) -> Tensor:
+        return mean_softmax(views)  # averaged probabilities, as log-probabilities
 
     def measure(self, meter: Meter, pred: Tensor, label: Tensor) -> None:
         add_confusion(meter.counter("confusion", (self.num_classes,) * 2, pred.device), predicted_class(pred), label)

@@ -15,6 +15,7 @@ from torchvision.utils import make_grid, save_image
 
 from data.augment import Augment, denormalize
 from tasks.task import Meter
+from tasks.tta import mean_sigmoid, refuse_untrained_flips
 from utils.errors import UserError
 from utils.viz import enlarged, framed
 
@@ -51,6 +52,15 @@ class MultiLabelTask:
                 raise UserError(f"{flag} {value} mixes pictures of one class id each; multi-label targets have "
                                 "several labels. Leave it out.")
         return None
+
+    def check_tta(self, flips: tuple[tuple[int, ...], ...], trained: Augment | None) -> None:
+        refuse_untrained_flips(flips, trained)  # flips it trained with left its targets as they were
+
+    def flip_back(self, pred: Tensor, dims: tuple[int, ...]) -> Tensor:
+        return pred  # as in training: a flipped picture kept its targets
+
+    def average_views(self, views: list[Tensor]) -> Tensor:
+        return mean_sigmoid(views)  # averaged probabilities, as logits
 
     def measure(self, meter: Meter, pred: Tensor, label: Tensor) -> None:
         probability, label = pred.float().sigmoid(), label.float()

@@ -14,6 +14,7 @@ from torchvision.utils import make_grid, save_image
 
 from data.augment import Augment, denormalize
 from tasks.task import Meter
+from tasks.tta import refuse_untrained_flips
 from utils.errors import UserError
 from utils.viz import enlarged
 
@@ -49,6 +50,15 @@ class RegressionTask:
             if value:
                 raise UserError(f"{flag} {value} mixes class ids; regression targets are numbers. Leave it out.")
         return None
+
+    def check_tta(self, flips: tuple[tuple[int, ...], ...], trained: Augment | None) -> None:
+        refuse_untrained_flips(flips, trained)  # flips it trained with left its targets as they were
+
+    def flip_back(self, pred: Tensor, dims: tuple[int, ...]) -> Tensor:
+        return pred  # as in training: a flipped picture kept its targets
+
+    def average_views(self, views: list[Tensor]) -> Tensor:
+        return sum(views) / len(views)  # the mean value
 
     def measure(self, meter: Meter, pred: Tensor, label: Tensor) -> None:
         error, label = (pred.detach().double() - label.double()), label.double()

@@ -9,6 +9,7 @@ from torch.nn import functional as F
 from data.augment import Augment, denormalize
 from metrics import add_confusion, confusion_matrix, mean_iou, overall_accuracy, per_class_iou, predicted_class
 from tasks.task import Meter
+from tasks.tta import mean_softmax, refuse_untrained_flips
 from utils.errors import UserError
 from utils.viz import save_palette_mask, save_segmentation_pngs, segmentation_grid
 
@@ -54,6 +55,15 @@ class SegmentationTask:
                                 "changing the mask the same way (or mix class ids). For segmentation use the "
                                 "geometric flags: --crop_padding, --hflip, --vflip.")
         return None
+
+    def check_tta(self, flips: tuple[tuple[int, ...], ...], trained: Augment | None) -> None:
+        refuse_untrained_flips(flips, trained)
+
+    def flip_back(self, pred: Tensor, dims: tuple[int, ...]) -> Tensor:
+        return pred.flip(dims)  # the score map of a flipped picture, flipped back onto the picture
+
+    def average_views(self, views: list[Tensor]) -> Tensor:
+        return mean_softmax(views)  # averaged probabilities, as log-probabilities
 
     def measure(self, meter: Meter, pred: Tensor, label: Tensor) -> None:
         confusion = meter.counter("confusion", (self.num_classes,) * 2, pred.device)

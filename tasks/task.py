@@ -100,6 +100,19 @@ class Task(Protocol):
         batch-wide mix (--mixup / --cutmix: images and labels -> images and soft targets) or None.
         `loss` is the run's --loss (a key of LOSSES)."""
 
+    def check_tta(self, flips: tuple[tuple[int, ...], ...], trained: Augment | None) -> None:
+        """--tta: raise UserError for a flip (image dimensions: -1 left-right, -2 up-down) that
+        the labels cannot follow, or that the run did not train with (`trained`: its
+        augmentation; None when the checkpoint does not say)."""
+
+    def flip_back(self, pred: Tensor, dims: tuple[int, ...]) -> Tensor:
+        """--tta: the model's scores for a picture flipped along `dims`, as scores for the
+        picture itself (segmentation flips its score maps back; a class stays what it is)."""
+
+    def average_views(self, views: list[Tensor]) -> Tensor:
+        """--tta: one prediction from the scores of the picture and its flipped views (already
+        flipped back), in the form the loss, metrics and rows take (tasks/tta.py)."""
+
     def measure(self, meter: Meter, pred: Tensor, label: Tensor) -> None:
         """Add one batch's counts (or means) to the epoch's meter, in place and on the device:
         no `.item()`, so no GPU sync. Whatever `results` needs must be a sum: then a resumed

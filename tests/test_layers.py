@@ -9,7 +9,7 @@ ranks, lowest first (a module may import its own rank and those below):
   2  entries           data/data_entry.py, model/model_entry.py: the registries
   3  options.py        flags and their checks (template_flags.py: the template's own flags)
   4  entry points      train.py, eval.py, predict.py: Trainer, Evaluator
-  5  tools             runs/, scaffold/, bench/: they use the rest, nothing uses them
+  5  tools             runs/, scaffold/, tools/, bench/: they use the rest, nothing uses them
 """
 
 import ast
@@ -20,7 +20,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 ENTRIES = {"data.data_entry", "model.model_entry"}
 ENTRY_POINTS = {"train", "eval", "predict"}
-TOOLS = ("runs", "scaffold", "bench")
+TOOLS = ("runs", "scaffold", "tools", "bench")
 
 
 def rank(module: str) -> int | None:
@@ -86,7 +86,7 @@ def test_the_check_finds_an_upward_import(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize("module, expected", [("utils.run_dir", 0), ("tasks", 1), ("data.augment", 1),
                                               ("data.data_entry", 2), ("options", 3),
-                                              ("template_flags", 3), ("train", 4),
-                                              ("runs.sweep", 5), ("scaffold.commands", 5)])
+                                              ("template_flags", 3), ("train", 4), ("runs.sweep", 5),
+                                              ("scaffold.commands", 5), ("tools.lr_find", 5)])
 def test_ranks(module: str, expected: int) -> None:
     assert rank(module) == expected

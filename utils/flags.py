@@ -32,7 +32,8 @@ class Parser(ArgumentParser):
         if message.startswith("unrecognized arguments: "):
             unknown = next((w.split("=")[0] for w in message.split(": ", 1)[1].split() if w.startswith("--")), "")
             message += self.unknown_flag_hint(unknown) if unknown else ""
-        self.exit(2, f"error: {self.context}{message}\n(`python {self.prog} -h` lists the flags)\n")
+        command = self.prog if self.prog.startswith("python ") else f"python {self.prog}"  # tools: python -m ...
+        self.exit(2, f"error: {self.context}{message}\n(`{command} -h` lists the flags)\n")
 
     def unknown_flag_hint(self, unknown: str) -> str:
         owner = self.hint(unknown) if self.hint else ""

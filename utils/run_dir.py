@@ -332,8 +332,9 @@ def launcher() -> list[str]:
 
 
 def save_command(folder: Path, script: str, argv: list[str]) -> None:
-    """command.sh: the exact command line, re-runnable (it starts a new run directory)."""
-    command = shlex.join([*launcher(), script, *argv])
+    """command.sh: the exact command line, re-runnable (it starts a new run directory).
+    `script`: the program's file, or `-m <module>`."""
+    command = shlex.join([*launcher(), *script.split(), *argv])
     text = (
         "#!/usr/bin/env bash\n"
         f"# Recorded {datetime.now():%Y-%m-%d %H:%M:%S}. Re-running it starts a new run directory.\n"
