@@ -187,7 +187,8 @@ class Trainer:
         self.train_loader.sampler.set_epoch(epoch, skip=first * self.args.batch_size)
         steps = first + len(self.train_loader)
         bar = ProgressBar(self.train_loader, desc=f"train {epoch}")
-        for i, batch in enumerate(self.profiler.over(bar, self.global_step), start=first):
+        batches = self.profiler.over(bar, self.global_step) if self.profiler.active else bar  # --profile N
+        for i, batch in enumerate(batches, start=first):
             self.task.check_labels(batch["label"], batch["path"])
             if self.mix is not None:  # mixed images; soft targets for the loss, the labels for metrics
                 batch["image"], batch["target"] = self.mix(batch["image"], batch["label"])
