@@ -26,6 +26,7 @@ the same augmentation and workers (`--before DIR` adds the template of another c
 import argparse
 import os
 import random
+import resource
 import statistics
 import subprocess
 import sys
@@ -141,7 +142,9 @@ def template_loader(side: str, root: Path, batch_size: int, workers: int, hflip:
 def measure(side: str, root: Path, batch_size: int, workers: int, batches: int, hflip: float,
             crop_padding: int, repo: Path) -> None:
     """One side in this process: seconds to build the set and loader, to the first batch, and
-    images/s over the next `batches` batches. Printed as one line of numbers."""
+    images/s over the next `batches` batches, and the CPU milliseconds an image took in this
+    process and its workers (robust to other work on the machine; it includes the first
+    batch and the up to 2 x workers batches prefetched, alike for every side). One line."""
     sys.path.insert(0, str(repo))  # the template's imports are not start-up: both sides have theirs before the clock
     import data.data_entry  # noqa: F401
 
@@ -150,7 +153,7 @@ def measure(side: str, root: Path, batch_size: int, workers: int, batches: int, 
         loader = plain_loader(root, batch_size, workers, hflip, crop_padding)
     else:
         loader = template_loader(side, root, batch_size, workers, hflip, crop_padding)
-    built = time.perf_counter()
+    built, cpu_built = time.perf_counter(), cpu_seconds()
     batches_of = iter(loader)
     first = next(batches_of)
     first_batch = time.perf_counter()
@@ -160,7 +163,15 @@ def measure(side: str, root: Path, batch_size: int, workers: int, batches: int, 
     images = batch["image"] if isinstance(batch, dict) else batch[0]
     assert images.shape == (batch_size, 3, SIDE, SIDE) and images.dtype == torch.float32, images.shape
     del first
-    print(built - start, first_batch - built, batches * batch_size / (end - first_batch))
+    batches_of._shutdown_workers()  # the workers exit, so that their CPU time is counted
+    cpu_ms = (cpu_seconds() - cpu_built) * 1000 / ((batches + 1) * batch_size)
+    print(built - start, first_batch - built, batches * batch_size / (end - first_batch), cpu_ms)
+
+
+def cpu_seconds() -> float:
+    """CPU seconds of this process and of its finished children (the loader's workers)."""
+    own, children = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
 def speed(root: Path, rounds: int, batch_size: int, workers: int, batches: int, hflip: float,
@@ -176,18 +187,44 @@ def speed(root: Path, rounds: int, batch_size: int, workers: int, batches: int, 
                        "--num_workers", str(workers), "--batches", str(batches), "--hflip", str(hflip),
                        "--crop_padding", str(crop_padding), "--repo", str(repo)]
             out = subprocess.run(command, capture_output=True, text=True, check=True).stdout.split()
-            results[side].append([float(value) for value in out[-3:]])
-            print(f"round {round_ + 1} {side:16s} build {results[side][-1][0]:6.2f} s  first batch "
-                  f"{results[side][-1][1]:5.2f} s  {results[side][-1][2]:7.1f} images/s", flush=True)
+            results[side].append([float(value) for value in out[-4:]])
+            build, first, rate, cpu = results[side][-1]
+            print(f"round {round_ + 1} {side:16s} build {build:6.2f} s  first batch {first:5.2f} s  {rate:7.1f} "
+                  f"images/s  {cpu:.2f} CPU ms/image", flush=True)
     print(f"\nmedians over {rounds} rounds, batch {batch_size}, {workers} workers, {batches} batches timed "
           f"after the first, load {os.getloadavg()[0]:.1f}:")
-    plain = statistics.median(r[2] for r in results["plain"]) if "plain" in results else None
+    plain = [statistics.median(column) for column in zip(*results["plain"])] if "plain" in results else None
     for side, rows in results.items():
-        build, first, rate = (statistics.median(column) for column in zip(*rows))
+        build, first, rate, cpu = (statistics.median(column) for column in zip(*rows))
         rates = [r[2] for r in rows]
-        ratio = f"  {rate / plain:.3f} x plain" if plain else ""
+        ratio = f"; x plain: {rate / plain[2]:.3f} images/s, {cpu / plain[3]:.3f} CPU" if plain else ""
         print(f"{side:16s} build {build:6.2f} s  first batch {first:5.2f} s  {rate:7.1f} images/s "
-              f"(min {min(rates):.1f}, max {max(rates):.1f}){ratio}")
+              f"(min {min(rates):.1f}, max {max(rates):.1f})  {cpu:.2f} CPU ms/image{ratio}")
+
+
+def decode(root: Path, pictures: int, image_size: int, rounds: int) -> None:
+    """--in_memory's decoding of the first `pictures` of the list: pictures/s with one thread
+    and with the default (this machine's cores), rounds interleaved, in this process."""
+    sys.path.insert(0, str(REPO))
+    from data import list_dataset
+    from data.augment import Augment
+
+    lines = (root / "train.txt").read_text().splitlines()[:pictures]
+    part = root / f"first_{pictures}.txt"
+    part.write_text("\n".join(lines) + "\n")
+    threads = {"1 thread": 1, f"{list_dataset.decode_threads()} threads (default)": list_dataset.decode_threads()}
+    rates: dict[str, list[float]] = {name: [] for name in threads}
+    default = list_dataset.decode_threads
+    for _ in range(rounds):
+        for name, count in threads.items():
+            list_dataset.decode_threads = lambda count=count: count
+            start = time.perf_counter()
+            list_dataset.build_list_dataset(str(part), True, Augment(), image_size=image_size, in_memory=True)
+            rates[name].append(len(lines) / (time.perf_counter() - start))
+    list_dataset.decode_threads = default
+    for name, values in rates.items():
+        print(f"--in_memory, {len(lines):,} pictures to {image_size} x {image_size}, {name}: median "
+              f"{statistics.median(values):,.0f} pictures/s (min {min(values):,.0f}, max {max(values):,.0f})")
 
 
 def main() -> None:
@@ -214,8 +251,15 @@ def main() -> None:
         timing.add_argument("--sides", nargs="+", choices=SIDES, default=list(SIDES))
         timing.add_argument("--before", type=Path, help="another checkout of the template, for the before_* sides")
         timing.add_argument("--repo", type=Path, default=REPO, help=argparse.SUPPRESS)
+    decoding = commands.add_parser("decode", help="--in_memory's decoding, in pictures/s")
+    decoding.add_argument("root", type=Path)
+    decoding.add_argument("--pictures", type=int, default=4000)
+    decoding.add_argument("--image_size", type=int, default=64)
+    decoding.add_argument("--rounds", type=int, default=3)
     options = parser.parse_args()
-    if options.command == "make":
+    if options.command == "decode":
+        decode(options.root, options.pictures, options.image_size, options.rounds)
+    elif options.command == "make":
         make(options.out, options.files, options.unique, options.source, options.seed)
     elif options.command == "speed":
         speed(options.root, options.rounds, options.batch_size, options.num_workers, options.batches,
