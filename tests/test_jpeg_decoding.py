@@ -143,3 +143,26 @@ def test_in_memory_beyond_the_free_memory_is_refused_or_read_from_disk(tmp_path:
     assert type(build_list_dataset(str(list_path), True, Augment(), image_size=16)) is ListDataset  # unset: disk
     monkeypatch.setattr(list_dataset, "available_memory", lambda: 4 * 3 * 16**2)
     assert isinstance(build_list_dataset(str(list_path), True, Augment(), image_size=16), MemListDataset)
+
+
+def test_without_torchvisions_decoders_pillow_reads_jpegs(tmp_path: Path, monkeypatch) -> None:
+    """torchvision deprecates its decoders (0.29); once they are gone, Pillow reads every picture."""
+    from data import image_files
+
+    path = tmp_path / "photo.jpg"
+    photo().save(path, quality=90)
+    monkeypatch.setattr(image_files, "decode_jpeg", None)
+    assert read_plain_jpeg(path) is None
+    assert torch.equal(load_image(path, "list.txt:1"), by_pillow(path))
+
+
+def test_each_torchrun_process_takes_its_share_of_cores_and_memory(monkeypatch) -> None:
+    from utils.host_memory import available_memory
+
+    monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
+    threads, free = list_dataset.decode_threads(), available_memory()
+    assert threads >= 1 and (free is None or free > 0)
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert list_dataset.decode_threads() == max(1, threads // 4)
+    if free is not None:  # the free memory moves between the two reads; a quarter is far below the whole
+        assert available_memory() < free
