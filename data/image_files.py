@@ -26,7 +26,7 @@ its EXIF orientation applied (a phone photo taken upright is upright). `to_rgb` 
     any other           refused, naming the mode
 
 JPEGs in colour or grey (almost every photo) are decoded by torchvision.io's decode_jpeg
-(libjpeg-turbo, as Pillow's: the same pixels, in about 0.6 of the time; EXIF orientation
+(libjpeg-turbo, as Pillow's: the same pixels, in about 0.7 of the CPU time; EXIF orientation
 applied the same way); every other file, CMYK JPEGs and any JPEG it cannot decode go to
 Pillow, which reads them by the table above or refuses them with the reason (`read_rgb`).
 

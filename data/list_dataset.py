@@ -40,7 +40,7 @@ from data.demo_data import ensure_demo_data
 from data.image_files import file_problem, open_picture, read_rgb, to_class_ids
 from utils.distributed import is_main_process, main_process_first
 from utils.errors import UserError
-from utils.host_memory import available_memory
+from utils.host_memory import available_memory, local_processes
 from utils.run_info import file_sha256
 
 log = logging.getLogger(__name__)
@@ -442,7 +442,7 @@ def decode_threads() -> int:
     """Threads that decode an --in_memory set: this process's cores (under torchrun, its share
     of them)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, cores // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1)))
+    return max(1, cores // local_processes())
 
 
 def memory_size(dataset: ListDataset, image_size: int) -> int:

@@ -50,4 +50,11 @@ def available_memory() -> int | None:
             available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
         except (ValueError, OSError, AttributeError):  # macOS and Windows have no such count
             return None
-    return available // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1") or 1))
+    return available // local_processes()
+
+
+def local_processes() -> int:
+    """The training processes on this machine (torchrun's LOCAL_WORLD_SIZE; 1 without it),
+    which share its cores and memory."""
+    value = os.environ.get("LOCAL_WORLD_SIZE", "")
+    return max(1, int(value)) if value.isdigit() else 1
