@@ -23,6 +23,7 @@ import logging
 import os
 import re
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -36,9 +37,10 @@ from tqdm import tqdm
 
 from data.augment import Augment, eval_transform, is_fixed, train_transform
 from data.demo_data import ensure_demo_data
-from data.image_files import file_problem, open_picture, to_class_ids, to_rgb
+from data.image_files import file_problem, open_picture, read_rgb, to_class_ids
 from utils.distributed import is_main_process, main_process_first
 from utils.errors import UserError
+from utils.host_memory import available_memory, local_processes
 from utils.run_info import file_sha256
 
 log = logging.getLogger(__name__)
@@ -47,6 +49,7 @@ CLASS_ID = re.compile(r"-?[0-9]+")  # ASCII digits only: str.isdigit() also acce
 MAX_CLASSES = 1_000_000
 MAX_IMAGE_SIZE = 8192  # --image_size: pixels a side
 IN_MEMORY_LIMIT = 512 * 2**20  # bytes: --in_memory's default holds a list in memory up to this size
+DECODE_CHUNK = 256  # pictures a decoding thread takes at a time (--in_memory)
 LIST_HINT = "A list file has one `<image path> <label>` line per sample."
 
 
@@ -185,8 +188,9 @@ def read_class_names(list_path: str | Path, dense: bool) -> list[str] | None:
 
 def load_image(path: Path, where: str) -> torch.Tensor:
     """Decode a picture as an RGB uint8 tensor (3, H, W); errors name the file and list line.
-    Every Pillow mode has a rule (data/image_files.py); 16-bit grey is scaled, not clipped."""
-    return to_rgb(open_picture(path, where, "image"), path, where)
+    Every Pillow mode has a rule (data/image_files.py); 16-bit grey is scaled, not clipped;
+    JPEGs are decoded by torchvision.io, the same pixels faster."""
+    return read_rgb(path, where)
 
 
 def load_mask(path: Path, where: str) -> torch.Tensor:
@@ -304,27 +308,49 @@ class MemListDataset(ListDataset):
     def __init__(self, list_path: str | Path, transform: Callable, dense: bool | None, image_size: int,
                  samples: Samples | None = None) -> None:
         super().__init__(list_path, transform, dense, samples)
-        resize = v2.Resize((image_size, image_size), antialias=True)
+        self.resize = v2.Resize((image_size, image_size), antialias=True)
+        needed, free = memory_size(self, image_size), available_memory()
         try:
+            if free is not None and needed > free:  # else the kernel would kill the process half-way
+                raise RuntimeError("not enough free memory")
             self.images = torch.empty((len(self), 3, image_size, image_size), dtype=torch.uint8)
             # (N, 1, H, W) uint8 masks, or (N,) class ids
             self.labels = torch.empty((len(self), 1, image_size, image_size), dtype=torch.uint8) if self.dense \
                 else torch.stack([torch.as_tensor(entry.label) for entry in self.entries])
         except RuntimeError:  # torch's allocator refuses more than the machine can hold
+            free_now = f" ({free / 2**30:,.1f} GiB is free now)" if free is not None else ""
             raise UserError(f"--in_memory: the {len(self):,} pictures of {self.list_path} take "
-                            f"{memory_size(self, image_size) / 2**30:,.1f} GiB at --image_size {image_size}, more "
+                            f"{needed / 2**30:,.1f} GiB at --image_size {image_size}, more "
                             "than this machine can allocate; use --no-in_memory (read from disk every epoch) or a "
-                            "smaller --image_size.") from None
-        for index in tqdm(range(len(self)), desc=f"decoding {self.list_path.name}", leave=False, mininterval=1,
-                          disable=not is_main_process()):
+                            f"smaller --image_size{free_now}.") from None
+        self.decode_all()
+        self.paths = [str(entry.image) for entry in self.entries]
+
+    def decode_all(self) -> None:
+        """Decode every picture into memory, in threads (decoding and resizing release the
+        GIL): a list of 100,000 takes the cores' time, not one core's. The first bad file in
+        list order is the error, as when decoding one by one."""
+        chunks = [range(start, min(start + DECODE_CHUNK, len(self))) for start in range(0, len(self), DECODE_CHUNK)]
+        pool = ThreadPoolExecutor(max(1, min(decode_threads(), len(chunks))))
+        try:
+            with tqdm(total=len(self), desc=f"decoding {self.list_path.name}", leave=False, mininterval=1,
+                      disable=not is_main_process()) as bar:
+                for chunk in [pool.submit(self.decode_chunk, chunk) for chunk in chunks]:
+                    bar.update(chunk.result())
+        finally:  # on an error (or Ctrl-C) the chunks not yet started are dropped
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def decode_chunk(self, indices: range) -> int:
+        """Decode and resize the pictures (and masks) at `indices` into their rows; returns how many."""
+        for index in indices:
             image, label = ListDataset.load_raw(self, index)
             if self.dense:  # in one call, so that the picture and its mask are resized alike
-                image, label = resize(tv_tensors.Image(image), tv_tensors.Mask(label))
+                image, label = self.resize(tv_tensors.Image(image), tv_tensors.Mask(label))
                 self.labels[index] = label
             else:
-                image = resize(image)
+                image = self.resize(image)
             self.images[index] = image
-        self.paths = [str(entry.image) for entry in self.entries]
+        return len(indices)
 
     @property
     def reads_batches(self) -> bool:
@@ -401,8 +427,8 @@ def open_samples(samples: Samples, train: bool, augment: Augment, image_size: in
     if not in_memory:
         transform = train_transform(augment, image_size) if train else eval_transform(image_size, augment=augment)
         on_disk = ListDataset(samples.source, transform, samples=samples)
-        size = memory_size(on_disk, image_size)
-        if in_memory is False or size > IN_MEMORY_LIMIT:
+        size, free = memory_size(on_disk, image_size), available_memory()
+        if in_memory is False or size > IN_MEMORY_LIMIT or (free is not None and size > free):
             return on_disk
         log.info(f"Holding the {len(on_disk):,} pictures of {samples.source} in memory ({size / 2**20:.1f} MiB at "
                  f"--image_size {image_size}); --no-in_memory decodes them every epoch instead.")
@@ -410,6 +436,13 @@ def open_samples(samples: Samples, train: bool, augment: Augment, image_size: in
     transform = train_transform(augment, image_size, resize=False) if train else \
         eval_transform(image_size, False, augment=augment)
     return MemListDataset(samples.source, transform, None, image_size, samples=samples)
+
+
+def decode_threads() -> int:
+    """Threads that decode an --in_memory set: this process's cores (under torchrun, its share
+    of them)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return max(1, cores // local_processes())
 
 
 def memory_size(dataset: ListDataset, image_size: int) -> int:

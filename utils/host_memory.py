@@ -35,3 +35,26 @@ def is_glibc() -> bool:
         return (os.confstr("CS_GNU_LIBC_VERSION") or "").startswith("glibc")
     except (ValueError, OSError, AttributeError):  # not a GNU C library, or no confstr (Windows)
         return False
+
+
+def available_memory() -> int | None:
+    """Bytes of memory this process can still fill without swapping or the kernel's OOM killer
+    (Linux's MemAvailable, shared by the processes of one machine: under torchrun, this
+    process's share), or None where the system does not say."""
+    try:
+        with open("/proc/meminfo") as meminfo:
+            fields = dict(line.split(":", 1) for line in meminfo if ":" in line)
+        available = int(fields["MemAvailable"].split()[0]) * 1024
+    except (OSError, KeyError, ValueError):
+        try:
+            available = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):  # macOS and Windows have no such count
+            return None
+    return available // local_processes()
+
+
+def local_processes() -> int:
+    """The training processes on this machine (torchrun's LOCAL_WORLD_SIZE; 1 without it),
+    which share its cores and memory."""
+    value = os.environ.get("LOCAL_WORLD_SIZE", "")
+    return max(1, int(value)) if value.isdigit() else 1
