@@ -60,6 +60,8 @@ class MLflowTracker:
         from mlflow.tracking import MlflowClient
 
         given = args.get("mlflow_uri")
+        if given and given.startswith("file:") and not given.startswith("file:/"):  # relative: to where it ran
+            given = Path(given.removeprefix("file:")).absolute().as_uri()
         uri = (resumed or {}).get("tracking_uri") or given or os.environ.get("MLFLOW_TRACKING_URI")
         if resumed and given and given != uri:
             log.warning(f"--mlflow_uri {given} ignored: the run goes on in its MLflow store, {uri or 'mlruns/'}")
