@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from helpers import tiny_train_argv
+from helpers import start_and_stop, tiny_train_argv
 
 import train
 from utils.stop_signals import StopRequested
@@ -95,6 +95,7 @@ def mlflow_run(run_dir: Path):
     return client, client.get_run(kept["run_id"])
 
 
+@pytest.mark.slow
 def test_mlflow_and_wandb_get_what_metrics_csv_and_args_hold(tiny_demo: Path, tmp_path: Path) -> None:
     pytest.importorskip("mlflow")
     pytest.importorskip("wandb")
@@ -124,29 +125,37 @@ def test_mlflow_and_wandb_get_what_metrics_csv_and_args_hold(tiny_demo: Path, tm
     assert list(run_dir.glob("events.out.tfevents.*"))  # TensorBoard as before
 
 
-def test_a_resumed_run_continues_the_same_tracker_runs(tiny_demo: Path, tmp_path: Path) -> None:
+@pytest.mark.slow
+def test_an_interrupted_run_resumed_continues_the_same_tracker_runs(tiny_demo: Path, tmp_path: Path) -> None:
+    """SIGTERM after epoch 1 of 3: the tracker runs end interrupted; --resume reopens them (the
+    same ids), their steps going on, and they end finished."""
     pytest.importorskip("mlflow")
     pytest.importorskip("wandb")
     checkpoints = tmp_path / "checkpoints"
-    run_dir = train_run(tiny_train_argv(tiny_demo, checkpoints, epochs=1) + ["--logger", "mlflow", "wandb",
-                                                                               "--scheduler", "none"])
+    argv = tiny_train_argv(tiny_demo, checkpoints, epochs=3) + ["--logger", "mlflow", "wandb"]
+    process = start_and_stop(argv, checkpoints, lambda checkpoint: checkpoint["epoch"] >= 1, signal.SIGTERM)
+    assert process.returncode == 128 + signal.SIGTERM, process.output
+    (run_dir,) = checkpoints.iterdir()
     first = json.loads((run_dir / TRACKERS_FILE).read_text())
     client, run = mlflow_run(run_dir)
+    assert run.info.status == "KILLED"
     first_steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/loss")]
+    _, first_history = wandb_history(run_dir)
 
-    assert train.main(["--resume", str(run_dir), "--epochs", "2"]) == 0
+    assert train.main(["--resume", str(run_dir), "--log_freq", "3"]) == 0
 
     assert json.loads((run_dir / TRACKERS_FILE).read_text()) == first  # the same run ids
     client, run = mlflow_run(run_dir)
-    steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/loss")]
-    assert len(steps) == 2 and steps[0] == first_steps[0] and steps[1] > steps[0]
     assert run.info.status == "FINISHED"
-    assert run.data.params["epochs"] == "1" and run.data.tags["resumed.epochs"] == "2"
+    steps = [m.step for m in client.get_metric_history(run.info.run_id, "val/loss")]
+    assert steps[:len(first_steps)] == first_steps and len(steps) == 3 and steps == sorted(set(steps))
+    assert run.data.params["log_freq"] == "20" and run.data.tags["resumed.log_freq"] == "3"
     ids, history = wandb_history(run_dir)
     assert ids == {first["wandb"]["run_id"]}
+    assert min(set(history) - set(first_history)) > max(first_history)  # the resumed part goes on after
     epochs = {values["epoch"]: step for step, values in history.items() if "epoch" in values}
-    assert sorted(epochs) == [1, 2] and epochs[2] > epochs[1]
-    assert [row["epoch"] for row in metrics_csv(run_dir)] == [1, 2]
+    assert sorted(epochs) == [1, 2, 3] and epochs[1] < epochs[2] < epochs[3]
+    assert [row["epoch"] for row in metrics_csv(run_dir)] == [1, 2, 3]
     assert not list(run_dir.glob("events.out.tfevents.*"))  # --logger without tensorboard: none
 
 
