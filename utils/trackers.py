@@ -1,8 +1,8 @@
 """Experiment trackers beside TensorBoard and metrics.csv: MLflow and Weights & Biases
 (`--logger mlflow wandb`), for those who compare runs there.
 
-Optional: a tracker's package is imported only when `--logger` names it (`check_installed`
-refuses the flag at start-up when it is missing), and only rank 0 writes. Offline by
+Optional: a tracker's package is imported only when `--logger` names it (one that is not
+installed is refused at start-up: `missing_package`), and only rank 0 writes. Offline by
 default: MLflow into a file store inside the run folder (`mlruns/`; or `--mlflow_uri` /
 MLFLOW_TRACKING_URI), W&B in offline mode (unless WANDB_MODE says otherwise) into the run
 folder's `wandb/`. Each tracker's run id is kept in the run folder's `trackers.json`, so
