@@ -11,9 +11,10 @@ are still loading. The entry points call it before their own imports.
 
 import os
 import sys
-from argparse import ArgumentParser, BooleanOptionalAction
+from argparse import ArgumentParser, ArgumentTypeError, BooleanOptionalAction
 
 from utils.flags import AMOUNT, COUNT, FRACTION, PROBABILITY, Parser, flag, number, positive, worker_processes
+from utils.trackers import LOGGER_NAMES, missing_package
 
 # The first lines of -h: the flags most runs set; every flag follows, by group.
 USAGE = {"train.py": "python train.py [--model_type NAME] [--data_type NAME] [--train_list FILE --val_list FILE]\n"
@@ -122,6 +123,12 @@ def add_train_flags(parser: ArgumentParser, names: dict[str, list[str]]) -> None
          help="write per-step TensorBoard curves (loss, lr) every N steps")
     flag(g, "--profile", type=AMOUNT, default=0, on_resume="allowed", config=False, help="torch.profiler over N "
          "training steps after 2 of warm-up, into <run dir>/profile/ (a trace and the top operators); 0 = off")
+    g = parser.add_argument_group("loggers (metrics.csv is always written; docs/trackers.md)")
+    flag(g, "--logger", type=installed_tracker, nargs="+", default=["tensorboard"], choices=LOGGER_NAMES,
+         on_resume="allowed", help="where the curves go besides metrics.csv: tensorboard, mlflow, wandb (one or "
+         "several; MLflow and W&B offline, into the run folder, and only when named: utils/trackers.py)")
+    flag(g, "--mlflow_uri", default=None, on_resume="allowed", help="with --logger mlflow: its tracking URI, e.g. "
+         "file:checkpoints/mlruns for one store of every run (default: MLFLOW_TRACKING_URI, else <run dir>/mlruns)")
     g = parser.add_argument_group("augmentation (torchvision.transforms.v2; all off by default)")
     flag(g, "--crop_padding", type=AMOUNT, default=0, help="random shifts: pad by N pixels, then crop back")
     flag(g, "--hflip", type=PROBABILITY, default=0.0, help="probability of a horizontal flip; wrong for digits, text")
@@ -145,6 +152,14 @@ def add_train_flags(parser: ArgumentParser, names: dict[str, list[str]]) -> None
     flag(g, "--folds", type=AMOUNT, default=0, help="k-fold cross-validation: split --train_list into K folds "
          "(default: 0, off)")
     flag(g, "--fold", type=AMOUNT, default=0, help="with --folds: validate on fold N (0 to K-1), train on the others")
+
+
+def installed_tracker(name: str) -> str:
+    """--logger's check: a tracker whose package is missing is refused, naming its pip command."""
+    missing = missing_package(name)
+    if missing:
+        raise ArgumentTypeError(missing.removeprefix("--logger "))
+    return name
 
 
 def add_result_flags(parser: ArgumentParser, prog: str, names: dict[str, list[str]]) -> None:

@@ -64,6 +64,7 @@ from utils.optim import build_optimizer, build_schedule
 from utils.profiling import StepProfiler
 from utils.run_dir import Resume, RunDir
 from utils.torch_utils import AMP_DTYPES, finite_weights, make_deterministic, select_device, set_seed
+from utils.trackers import Trackers
 
 log = logging.getLogger(__name__)
 PER_CLASS_CURVES = 20  # validation curves per class (accuracy, F1, IoU, ...) up to this many classes
@@ -144,7 +145,10 @@ class Trainer:
         """Run the remaining epochs into `run`: train, validate, write curves and checkpoints.
         Ctrl-C, SIGTERM or SIGUSR1 saves and stops after the current step."""
         self.run = run
-        self.logger = Logger(run.path, self.history, self.global_step, enabled=run.writer)
+        trackers = Trackers(self.args.logger, run.path, vars(self.args),  # MLflow, W&B: rank 0, kept runs only
+                            enabled=run.writer and not run.temporary)
+        self.logger = Logger(run.path, self.history, self.global_step, enabled=run.writer,
+                             tensorboard="tensorboard" in self.args.logger, trackers=trackers)
         self.checkpoints.open(run.path, enabled=run.writer)  # a resumed run's best.pth, top-k: as last.pth says
         if self.checkpoints.resumed_from is not None:
             record_progress = self.progress()  # what last.pth, now with all its names, holds
@@ -152,7 +156,7 @@ class Trainer:
         if self.epoch >= self.args.epochs or self.checkpoints.stop_early:
             log.info(f"The run had done its epochs (up to epoch {self.epoch}) when it was stopped; it is finished now.")
         self.profiler.open(run.path / "profile", enabled=run.writer)
-        with run.catching_stop_signals():
+        with trackers, run.catching_stop_signals():  # the tracker runs end finished, interrupted or failed
             try:
                 for epoch in range(self.epoch + 1, self.args.epochs + 1):
                     if self.checkpoints.stop_early:  # checked first: a resumed run may have stopped early already
@@ -162,9 +166,11 @@ class Trainer:
                         run.stop_now()
             finally:
                 self.checkpoints.wait()  # every checkpoint is on disk before the run ends, however it ends
+            best = {f"best/{self.checkpoints.monitor}": self.checkpoints.best}
+            trackers.log({name: value for name, value in best.items() if value is not None}, self.global_step)
         self.profiler.close()
-        self.logger.save_hparams(vars(self.args), {f"best/{self.checkpoints.monitor}": self.checkpoints.best},
-                                 self.global_step)
+        if "tensorboard" in self.args.logger:
+            self.logger.save_hparams(vars(self.args), best, self.global_step)
         self.logger.close()
 
     def run_epoch(self, epoch: int) -> None:

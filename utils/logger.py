@@ -33,6 +33,7 @@ from tqdm import tqdm
 from utils.atomic import atomic_write_text, write_error, writing
 from utils.distributed import is_main_process
 from utils.errors import UserError
+from utils.trackers import NoEventWriter, Trackers
 
 
 class ProgressBar:
@@ -171,20 +172,25 @@ class Logger:
     TensorBoard's run list; metrics.csv keeps one row per epoch."""
 
     def __init__(self, run_dir: Path, history: list[dict[str, float]] | None = None,
-                 global_step: int = 0, enabled: bool = True) -> None:
+                 global_step: int = 0, enabled: bool = True, tensorboard: bool = True,
+                 trackers: Trackers | None = None) -> None:
         """`history`: the metrics.csv rows of the epochs a resumed run already did, and
         `global_step` its step count: TensorBoard then hides events written after that
         checkpoint, before a crash. `enabled=False` (the other processes under torchrun):
-        nothing is written."""
+        nothing is written. `tensorboard=False`: metrics.csv only; `trackers` (MLflow, W&B:
+        utils/trackers.py) get the curves too."""
         self.run_dir = Path(run_dir)
         self.enabled = enabled
+        self.trackers = trackers or Trackers([], run_dir, {})
         self.rows: list[dict[str, float]] = list(history or [])  # metrics.csv, rewritten whole
         self.scalars: dict[str, float] = {}  # the current epoch's extra values (timings)
         if enabled:
             resumed = history is not None
             keep_event_writer_errors()
             with self.events():
-                self.writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=global_step + 1 if resumed else None)
+                purge_step = global_step + 1 if resumed else None
+                self.writer = SummaryWriter(log_dir=str(self.run_dir), purge_step=purge_step) if tensorboard \
+                    else NoEventWriter()
 
     @contextlib.contextmanager
     def events(self) -> Iterator[None]:
@@ -205,6 +211,7 @@ class Logger:
             with self.events():
                 for name, value in values.items():
                     self.writer.add_scalar(name, float(value), global_step)
+            self.trackers.log(values, global_step)
 
     def record_scalar(self, name: str, value: float) -> None:
         """Remember an extra value of the current epoch (a timing); `save_curves` writes it."""
@@ -221,6 +228,7 @@ class Logger:
                 self.writer.add_scalar(name, value, global_step)
             self.writer.add_scalar("epoch", epoch, global_step)
             self.writer.flush()
+        self.trackers.log(values | self.scalars | {"epoch": epoch}, global_step)
         self.rows.append({"epoch": epoch, **values})
         self.scalars = {}
         atomic_write_text(self.run_dir / "metrics.csv", rows_to_csv(self.rows))  # a WriteError when it cannot
