@@ -257,6 +257,16 @@ def test_tensorboard_hparams_hold_the_args_and_final_metrics(trained_run: Path) 
     assert (best.step, best.value) == (6, pytest.approx(max(accuracies)))  # at the last global step
 
 
+def test_tensorboard_shows_the_validation_confusion_matrix_each_epoch(trained_run: Path) -> None:
+    """Issue 26: the confusion matrix was computed every epoch but drawn nowhere."""
+    events = EventAccumulator(str(trained_run), size_guidance={"images": 0})
+    events.Reload()
+    epochs = len((trained_run / "metrics.csv").read_text().splitlines()) - 1
+    confusion = events.Images("val/confusion")
+    assert len(confusion) == epochs and confusion[-1].width > 100 and confusion[-1].height > 100
+    assert "val/predictions" in events.Tags()["images"]
+
+
 def test_an_evaluation_of_a_checkpoint_written_again_since_is_marked_old(tmp_path: Path, capsys) -> None:
     """Issue 29: during a resume the table showed `best 0.988` beside `eval/acc 0.328`, the
     evaluation of the epoch-1 best.pth, with no word that they are of different checkpoints."""
