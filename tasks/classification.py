@@ -12,7 +12,7 @@ from metrics import add_confusion, overall_accuracy, per_class_accuracy, predict
 from tasks.confusion_files import save_confusion_files
 from tasks.task import Meter
 from tasks.tta import mean_softmax, refuse_untrained_flips
-from utils.charts import confusion_picture
+from utils.charts import MAX_CLASSES_DRAWN, confusion_picture
 from utils.errors import UserError
 from utils.viz import classification_grid, save_classification_pngs, titled_with_legend
 
@@ -84,7 +84,9 @@ class ClassificationTask:
                                    max_images=count)
 
     def count_pictures(self, counts: dict[str, Tensor]) -> dict[str, Tensor]:
-        """The epoch's confusion matrix with class names, for TensorBoard."""
+        """The epoch's confusion matrix with class names, for TensorBoard (up to MAX_CLASSES_DRAWN classes)."""
+        if self.num_classes > MAX_CLASSES_DRAWN:
+            return {}
         return {"confusion": confusion_picture(counts["confusion"].cpu(), self.class_names)}
 
     def save_count_files(self, counts: dict[str, Tensor], folder: Path) -> None:

@@ -9,7 +9,7 @@ from torch import Tensor
 from torchvision.utils import save_image
 
 from utils.atomic import atomic_write_text
-from utils.charts import bars_picture, confusion_picture
+from utils.charts import MAX_CLASSES_DRAWN, bars_picture, confusion_picture
 
 
 def confusion_csv(confusion: Tensor, class_names: list[str]) -> str:
@@ -23,8 +23,11 @@ def confusion_csv(confusion: Tensor, class_names: list[str]) -> str:
 
 def save_confusion_files(confusion: Tensor, class_names: list[str], folder: Path, per_class: dict[str, float],
                          per_class_title: str) -> None:
-    """confusion.csv, confusion.png and per_class.png (`per_class`: class name -> value in [0, 1])."""
+    """confusion.csv, and up to MAX_CLASSES_DRAWN classes confusion.png and per_class.png
+    (`per_class`: class name -> value in [0, 1])."""
     confusion = confusion.cpu()
     atomic_write_text(folder / "confusion.csv", confusion_csv(confusion, class_names))
+    if len(class_names) > MAX_CLASSES_DRAWN:
+        return
     save_image(confusion_picture(confusion, class_names), folder / "confusion.png")
     save_image(bars_picture(per_class, per_class_title), folder / "per_class.png")

@@ -11,7 +11,7 @@ from metrics import add_confusion, confusion_matrix, mean_iou, overall_accuracy,
 from tasks.confusion_files import save_confusion_files
 from tasks.task import Meter
 from tasks.tta import mean_softmax, refuse_untrained_flips
-from utils.charts import confusion_picture
+from utils.charts import MAX_CLASSES_DRAWN, confusion_picture
 from utils.errors import UserError
 from utils.viz import save_palette_mask, save_segmentation_pngs, segmentation_grid
 
@@ -90,7 +90,9 @@ class SegmentationTask:
                                self.class_names)
 
     def count_pictures(self, counts: dict[str, Tensor]) -> dict[str, Tensor]:
-        """The epoch's confusion matrix of pixels with class names, for TensorBoard."""
+        """The epoch's confusion matrix of pixels with class names, for TensorBoard (up to MAX_CLASSES_DRAWN)."""
+        if self.num_classes > MAX_CLASSES_DRAWN:
+            return {}
         return {"confusion": confusion_picture(counts["confusion"].cpu(), self.class_names)}
 
     def save_count_files(self, counts: dict[str, Tensor], folder: Path) -> None:

@@ -40,3 +40,16 @@ def test_a_segmentation_grid_has_titles_and_a_legend() -> None:
     check_picture(grid)
     rows_only = 2 * (128 + 2) + 2
     assert grid.shape[1] > rows_only + 20 + 18  # the title line above, a legend line below
+
+
+def test_past_the_drawing_limit_only_the_csv_is_written(tmp_path) -> None:
+    """An 8000-pixel matrix every epoch helps nobody: above MAX_CLASSES_DRAWN classes the
+    counts go to confusion.csv alone."""
+    from tasks.classification import ClassificationTask
+    from utils.charts import MAX_CLASSES_DRAWN
+
+    task = ClassificationTask([f"c{i}" for i in range(MAX_CLASSES_DRAWN + 1)], -100)
+    counts = {"confusion": torch.eye(MAX_CLASSES_DRAWN + 1, dtype=torch.long)}
+    assert task.count_pictures(counts) == {}
+    task.save_count_files(counts, tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["confusion.csv"]

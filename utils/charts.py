@@ -13,6 +13,9 @@ from torchvision.transforms.functional import to_tensor
 
 WHITE, BLACK, GREY = (255, 255, 255), (0, 0, 0), (110, 110, 110)
 BAR = (60, 110, 190)
+# More classes than this are not drawn (1000 ImageNet classes would make an 8000-pixel matrix
+# every epoch); confusion.csv still holds every count.
+MAX_CLASSES_DRAWN = 64
 
 
 def font(size: int = 12) -> ImageFont.ImageFont:
