@@ -5,7 +5,10 @@ flags default to the checkpoint's) and runs it over --val_list with train.py's `
 the loop that validates every epoch, so the numbers agree with the run's to the last digit.
 It writes into `<run dir>/<checkpoint stem>/<set>_<save_prefix>/` (or --output_dir):
 args.json, result.txt (every metric, `name: value` a line), predictions.csv (one row per
-sample; the task's `evaluation_rows`) and, with --save_viz, PNG pictures.
+sample; the task's `evaluation_rows`), where the task draws them (tasks/task.py,
+`TaskPictures`) confusion.csv, confusion.png, per_class.png and mistakes.png (the worst
+samples of the set), and, with --save_viz, PNG pictures of every --viz_freq-th batch and of
+those worst samples.
 """
 
 import csv
@@ -20,7 +23,9 @@ from template_flags import answer_early
 if __name__ == "__main__":  # -h and a bad flag value answer now, not after the imports below load torch
     answer_early("eval.py", sys.argv[1:])
 
-from torch import nn
+import torch
+from torch import Tensor, nn
+from torchvision.utils import save_image
 
 from data.data_entry import build_dataset, check_classes_fit, eval_set_name, select_eval_loader
 from model.model_entry import check_model_fits, model_kwargs, prepare_model, select_model
@@ -63,13 +68,15 @@ class Evaluator:
         self.loss_fn.to(device)
         self.rows: list[list] = []
         self.folder = Path()
+        self.counts: dict[str, Tensor] = {}
+        self.worst: list[tuple[float, int, Tensor, Tensor, Tensor]] = []  # (score, index, image, label, pred)
 
     def eval(self, folder: Path) -> dict[str, float]:
         """Every sample once; write result.txt and predictions.csv into `folder`."""
         self.folder = folder
         args = self.args
         results = evaluate(self.model, self.loader, self.task, self.loss_fn, args.amp, args.channels_last, "eval",
-                           on_batch=self.keep_batch, per_class=True)
+                           on_batch=self.keep_batch, per_class=True, on_counts=self.counts.update)
         self.write(results)
         return results
 
@@ -81,6 +88,23 @@ class Evaluator:
         if self.args.save_viz and i % self.args.viz_freq == 0:
             with writing(self.folder / "viz"):
                 self.task.save_pictures(out["image"], out["label"], out["pred"], self.folder / "viz", indices)
+        self.keep_worst(out, indices)
+
+    def keep_worst(self, out: dict, indices: list[int]) -> None:
+        """Keep the set's `gallery_size` worst samples so far (the task's `mistake_scores`;
+        a right one is never kept), copied to the CPU (the scores in half precision)."""
+        scores_of = getattr(self.task, "mistake_scores", None)  # optional: tasks/task.py, TaskPictures
+        if scores_of is None:
+            return
+        size = self.task.gallery_size
+        scores = scores_of(out["label"], out["pred"]).float().cpu()
+        bar = self.worst[-1][0] if len(self.worst) >= size else 0.0
+        for offset in scores.argsort(descending=True)[:size].tolist():
+            if scores[offset] <= bar:
+                break
+            self.worst.append((float(scores[offset]), indices[offset], out["image"][offset].cpu(),
+                               out["label"][offset].cpu(), out["pred"][offset].detach().half().cpu()))
+        self.worst = sorted(self.worst, key=lambda kept: -kept[0])[:size]
 
     def sample_indices(self, batch_index: int, batch_size: int) -> list[int]:
         """The data-set indices of a batch's samples (under torchrun a process reads every
@@ -101,8 +125,28 @@ class Evaluator:
         writer.writerow(self.task.evaluation_header)
         writer.writerows(rows)
         atomic_write_text(self.folder / "predictions.csv", buffer.getvalue())
+        self.write_pictures()
         log.info("  ".join(f"{k} {v:.4f}" for k, v in results.items() if "/" not in k))
         log.info(f"Results written to {self.folder}")
+
+
+    def write_pictures(self) -> None:
+        """The task's files of the set's counts (confusion matrix, per-class bars), mistakes.png
+        and, with --save_viz, the worst samples' own pictures; under torchrun the worst are
+        those of rank 0's share of the set."""
+        save_count_files = getattr(self.task, "save_count_files", None)  # optional: tasks/task.py, TaskPictures
+        if save_count_files is not None and self.counts:
+            with writing(self.folder / "confusion.png"):
+                save_count_files(self.counts, self.folder)
+        if not self.worst or getattr(self.task, "mistakes_picture", None) is None:
+            return
+        _, indices, images, labels, preds = zip(*self.worst)
+        image, label, pred = torch.stack(images), torch.stack(labels), torch.stack(preds)
+        with writing(self.folder / "mistakes.png"):
+            save_image(self.task.mistakes_picture(image, label, pred, list(indices)), self.folder / "mistakes.png")
+        if self.args.save_viz:
+            with writing(self.folder / "viz"):
+                self.task.save_pictures(image, label, pred, self.folder / "viz", list(indices))
 
 
 def load_model(args: Namespace, checkpoint: dict, kwargs: dict[str, object], task_name: str) -> tuple[nn.Module, Task]:

@@ -271,10 +271,15 @@ class Trainer:
             if i == 0:
                 pictures["val/predictions"] = self.task.pictures(out["image"], out["label"], out["pred"])
 
+        def keep_count_pictures(counts: dict[str, Tensor]) -> None:
+            count_pictures = getattr(self.task, "count_pictures", None)  # optional: tasks/task.py, TaskPictures
+            if count_pictures is not None and self.logger.enabled:  # drawn on rank 0 alone
+                pictures.update(prefixed("val/", count_pictures(counts)))
+
         args, per_class = self.args, len(self.task.class_names) <= PER_CLASS_CURVES
         values = prefixed("val/", evaluate(self.model, self.val_loader, self.task, self.loss_fn, args.amp,
                                            args.channels_last, f"val {self.epoch + 1}", on_batch=keep_pictures,
-                                           per_class=per_class))
+                                           per_class=per_class, on_counts=keep_count_pictures))
         self.logger.save_imgs(pictures, self.global_step)
         if self.ema is not None:
             sync_buffers_from_main(self.ema)
@@ -380,10 +385,12 @@ def forward(model: nn.Module, batch: dict, loss_fn: nn.Module, amp: str = "none"
 @torch.no_grad()
 def evaluate(model: nn.Module, loader: DataLoader, task: Task, loss_fn: nn.Module, amp: str = "none",
              channels_last: bool = False, desc: str = "val", on_batch: Callable[[int, dict], None] | None = None,
-             per_class: bool = False) -> dict[str, float]:
+             per_class: bool = False, on_counts: Callable[[dict[str, Tensor]], None] | None = None
+             ) -> dict[str, float]:
     """Every batch of `loader` once, without gradients: the exact set-wide loss and metrics
     (summed over every process under torchrun). `on_batch(i, out)` sees each batch's outputs
-    and paths (eval.py writes them; validation keeps pictures)."""
+    and paths (eval.py writes them; validation keeps pictures); `on_counts` the set's counts
+    (the confusion matrix: its pictures)."""
     model.eval()
     meter = Meter()
     for i, batch in enumerate(ProgressBar(loader, desc)):
@@ -392,7 +399,7 @@ def evaluate(model: nn.Module, loader: DataLoader, task: Task, loss_fn: nn.Modul
         measure(meter, task, out)
         if on_batch is not None:
             on_batch(i, out | {"path": batch["path"]})
-    return epoch_results(meter, task, per_class)
+    return epoch_results(meter, task, per_class, on_counts)
 
 
 def measure(meter: Meter, task: Task, out: dict) -> None:
@@ -405,9 +412,13 @@ def measure(meter: Meter, task: Task, out: dict) -> None:
     task.measure(meter, out["pred"].detach(), out["label"])
 
 
-def epoch_results(meter: Meter, task: Task, per_class: bool = False) -> dict[str, float]:
-    """The epoch's values: its means (loss, ...) and the task's metrics from its counts."""
+def epoch_results(meter: Meter, task: Task, per_class: bool = False,
+                  on_counts: Callable[[dict[str, Tensor]], None] | None = None) -> dict[str, float]:
+    """The epoch's values: its means (loss, ...) and the task's metrics from its counts
+    (handed to `on_counts` too)."""
     means, counts = meter.results()
+    if on_counts is not None:
+        on_counts(counts)
     return means | task.results(counts, per_class)
 
 

@@ -3,13 +3,17 @@
     python -m runs                                   # every run under checkpoints/
     python -m runs checkpoints/lr_sweep --where model_type=better --where val/acc>0.9
     python -m runs --sort best --desc                # the best run first
+    python -m runs --columns all                     # every table column, however wide
+    python -m runs --columns run,lr,best,eval/acc    # just these
     python -m runs --csv > runs.csv                  # every column, for pandas or a spreadsheet
     python -m runs --show <run dir or run name>      # everything one run records
     python -m runs checkpoints/lr_sweep --group_by lr   # mean ± std over the seeds of each lr
 
 The table shows each run's name, experiment, status, start, duration, model and data type,
 the arguments that differ between the listed runs, the last epoch, the best --monitor value
-and its epoch, and the newest evaluation's results. Columns and conditions are described in
+(with its name: `val/acc 0.98`) and its epoch, and the newest evaluation's results; it fits
+100 characters, leaving out the least telling columns first (a note says how many; `--columns
+all` shows them, `--columns a,b,c` chooses). Columns and conditions are described in
 runs/table.py and runs/filter.py. Only text files are read (no checkpoint, no
 TensorBoard file), and runs that are running, crashed or half-written are listed with what
 can be read ('?' marks what cannot); a "running" run whose process is gone shows as `dead`
@@ -30,6 +34,7 @@ from runs.reader import RunRecord, monitor_mode, read_run
 from runs.table import (
     all_columns,
     differing_args,
+    fitting_columns,
     format_csv,
     format_text_table,
     printable,
@@ -56,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"order by this column, e.g. best, val/acc, duration (default: {DEFAULT_SORT}; "
                              "with --group_by: the group values)")
     parser.add_argument("--desc", action="store_true", help="sort in descending order (largest first)")
+    parser.add_argument("--columns", default="fit", metavar="COLUMNS",
+                        help="the table's columns: fit (default: the most telling ones within 100 characters), "
+                             "all (every column it would show, however wide), or names separated by commas, "
+                             "e.g. run,lr,best,eval/acc (any column of --csv)")
     parser.add_argument("--csv", action="store_true", help="print CSV with every column instead of the table")
     parser.add_argument("--show", metavar="RUN",
                         help="show one run in detail: its directory, or its name (a folder under root)")
@@ -67,9 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def list_runs(root: Path, where: list[str], sort: str | None, descending: bool, as_csv: bool,
-              group_by: list[str] = ()) -> str:
+              group_by: list[str] = (), shown: str = "fit") -> str:
     """The runs table (or CSV) of every run under `root` that meets every condition; with
-    `group_by`, the table of their groups."""
+    `group_by`, the table of their groups. `shown`: --columns."""
     unreadable: list[Path] = []
     records = [read_run(path) for path in find_run_dirs(root, unreadable)]
     if not records:
@@ -77,10 +86,10 @@ def list_runs(root: Path, where: list[str], sort: str | None, descending: bool, 
         raise UserError(f"No run directories under {root}{searched}; a run directory holds args.json (train.py "
                         "makes them in --checkpoints_dir). Give the folder that holds your runs.")
     rows = [run_row(record, root) for record in records]
-    columns = set(all_columns(rows))
-    conditions = [parse_condition(text, columns) for text in where]
-    if not group_by and (sort or DEFAULT_SORT) not in columns:
-        raise UserError(f"--sort {sort!r}: no run has that column; columns: {', '.join(sorted(columns))}.")
+    known = set(all_columns(rows))
+    conditions = [parse_condition(text, known) for text in where]
+    if not group_by and (sort or DEFAULT_SORT) not in known:
+        raise UserError(f"--sort {sort!r}: no run has that column; columns: {', '.join(sorted(known))}.")
     kept = [i for i, row in enumerate(rows) if all(holds(condition, row) for condition in conditions)]
     if not kept:
         return "" if as_csv else f"No run matches {' and '.join(where)} (of {len(rows)} runs under {root})."
@@ -93,31 +102,55 @@ def list_runs(root: Path, where: list[str], sort: str | None, descending: bool, 
     rows = sort_rows(rows, sort or DEFAULT_SORT, descending)
     if as_csv:
         return format_csv(rows, all_columns(rows))
-    table = format_text_table(rows, table_columns(rows, differing_args(records)))
-    return "\n".join([table, "", summary_line(rows, total, records), *outdated_lines(rows), *problem_lines(rows),
-                      *notes])
+    wanted = table_columns(rows, differing_args(records))
+    columns = chosen_columns(shown, rows, wanted, known)
+    table = format_text_table(rows, columns)
+    left_out = len(set(wanted) - set(columns)) if shown == "fit" else 0
+    return "\n".join([table, "", summary_line(rows, total, records, columns, left_out), *outdated_lines(rows),
+                      *problem_lines(rows), *notes])
 
 
-def summary_line(rows: list[dict[str, object]], total: int, records: list[RunRecord]) -> str:
-    """How many runs (of how many), and what `best` means for them."""
+def chosen_columns(shown: str, rows: list[dict[str, object]], wanted: list[str], known: set[str]) -> list[str]:
+    """--columns: `fit` (the table's columns within 100 characters), `all`, or a comma list of
+    known columns (refused, naming them, when one is not)."""
+    if shown == "fit":
+        return fitting_columns(rows, wanted)
+    if shown == "all":
+        return wanted
+    names = [name.strip() for name in shown.split(",") if name.strip()]
+    unknown = [name for name in names if name not in known]
+    if unknown or not names:
+        raise UserError(f"--columns {shown!r}: {'no such column: ' + ', '.join(unknown) if unknown else 'no column'}"
+                        f"; give fit, all, or column names separated by commas, of: {', '.join(sorted(known))}.")
+    return names
+
+
+def summary_line(rows: list[dict[str, object]], total: int, records: list[RunRecord], columns: list[str],
+                 left_out: int = 0) -> str:
+    """How many runs (of how many), what `best` means for them (when it is shown), and how
+    many columns were left out to fit; it names no column the table does not show."""
     count = f"{len(rows)} of {total} runs" if len(rows) < total else f"{total} run{'s' if total != 1 else ''}"
-    return f"{count}; {best_meaning(records)}"
+    parts = [count, *([best_meaning(records)] if "best" in columns else [])]
+    if left_out:
+        parts.append(f"{left_out} more column{'s' if left_out != 1 else ''}: --columns all")
+    return "; ".join(parts)
 
 
 def best_meaning(records: list[RunRecord]) -> str:
-    """`best = best val/acc (max)` when all runs share one monitor, else where to look."""
+    """`best = best val/acc (max)` when all runs share one monitor, else how to read it."""
     monitors = {(record.monitor, monitor_mode(record.args or {}, record.monitor)) for record in records}
     if len(monitors) == 1:
         ((monitor, mode),) = monitors
         return f"best = best {monitor} ({mode})"
-    return "best = best --monitor value of each run (see the monitor column; empty: the task's main metric)"
+    return "best = each run's best --monitor value"
 
 
 def outdated_lines(rows: list[dict[str, object]]) -> list[str]:
-    """One note per run whose shown evaluation is of a checkpoint written again since."""
-    return [f"note: {row['run']}: eval {row['eval']} (old) is of an earlier {row['eval'].split('/')[0]}.pth: the "
-            f"run went on after it, so eval/... and best may disagree; evaluate again: python eval.py "
-            f"--load_model_path {row['path']}" for row in rows if row.get("eval_outdated")]
+    """One note per run whose newest evaluation is of a checkpoint written again since."""
+    return [f"note: {row['run']}: its evaluation {row['eval']} (old) is of an earlier "
+            f"{row['eval'].split('/')[0]}.pth: the run went on after it, so its results and best may disagree; "
+            f"evaluate again: python eval.py --load_model_path {row['path']}"
+            for row in rows if row.get("eval_outdated")]
 
 
 def problem_lines(rows: list[dict[str, object]]) -> list[str]:
@@ -148,7 +181,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.show is not None:
             text = format_run_details(find_run(args.show, root))
         else:
-            text = list_runs(root, args.where, args.sort, args.desc, args.csv, args.group_by)
+            text = list_runs(root, args.where, args.sort, args.desc, args.csv, args.group_by, args.columns)
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

@@ -3,15 +3,18 @@ than 5 classes), from one confusion matrix per epoch."""
 
 from pathlib import Path
 
+import torch
 from torch import Tensor, nn
 
 from data.augment import Augment, batch_mix, denormalize
 from loss import LOSSES
 from metrics import add_confusion, overall_accuracy, per_class_accuracy, predicted_class, topk_accuracy
+from tasks.confusion_files import save_confusion_files
 from tasks.task import Meter
 from tasks.tta import mean_softmax, refuse_untrained_flips
+from utils.charts import MAX_CLASSES_DRAWN, confusion_picture
 from utils.errors import UserError
-from utils.viz import classification_grid, save_classification_pngs
+from utils.viz import classification_grid, save_classification_pngs, titled_with_legend
 
 
 class ClassificationTask:
@@ -21,7 +24,8 @@ class ClassificationTask:
     main_metric = "acc"
     lower_is_better = ()
     default_loss = "cross_entropy"
-    evaluation_header = ["path", "label", "prediction", "score"]
+    evaluation_header = ["path", "label", "prediction", "score", "label_id", "prediction_id"]
+    gallery_size = 32  # eval.py's mistakes.png: this many of the most confident mistakes
 
     def __init__(self, class_names: list[str], ignore_index: int) -> None:
         self.class_names, self.num_classes = class_names, len(class_names)
@@ -76,7 +80,33 @@ class ClassificationTask:
 
     def pictures(self, image: Tensor, label: Tensor, pred: Tensor, count: int = 32) -> Tensor:
         image, label, pred = image[:count], label[:count], pred[:count]
-        return classification_grid(denormalize(image), label.cpu(), pred.detach().cpu(), max_images=count)
+        return classification_grid(denormalize(image), label.cpu(), pred.detach().cpu(), self.class_names,
+                                   max_images=count)
+
+    def count_pictures(self, counts: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The epoch's confusion matrix with class names, for TensorBoard (up to MAX_CLASSES_DRAWN classes)."""
+        if self.num_classes > MAX_CLASSES_DRAWN:
+            return {}
+        return {"confusion": confusion_picture(counts["confusion"].cpu(), self.class_names)}
+
+    def save_count_files(self, counts: dict[str, Tensor], folder: Path) -> None:
+        """confusion.csv, confusion.png and per_class.png (each class's accuracy: its recall)."""
+        confusion = counts["confusion"].double().cpu()
+        recall = per_class_accuracy(confusion).tolist()
+        save_confusion_files(confusion, self.class_names, folder, dict(zip(self.class_names, recall)),
+                             "accuracy per class (recall; n/a: not in the set)")
+
+    def mistake_scores(self, label: Tensor, pred: Tensor) -> Tensor:
+        """How sure the model was of each wrong prediction (its probability); 0 for a right one."""
+        probability, predicted = pred.float().softmax(dim=1).max(dim=1)
+        return torch.where(predicted == label, torch.zeros_like(probability), probability)
+
+    def mistakes_picture(self, image: Tensor, label: Tensor, pred: Tensor, indices: list[int]) -> Tensor:
+        """eval.py's mistakes.png: the samples given (the most confident mistakes first), each
+        captioned `true / predicted probability`."""
+        grid = classification_grid(denormalize(image), label.cpu(), pred.float().cpu(), self.class_names,
+                                   max_images=self.gallery_size)
+        return titled_with_legend(grid, ["the most confident mistakes: true / predicted probability"], [], [])
 
     def save_pictures(self, image: Tensor, label: Tensor, pred: Tensor, folder: Path, indices: list[int]) -> None:
         save_classification_pngs(denormalize(image), label.cpu(), pred.detach().cpu(), self.class_names, folder,
@@ -84,9 +114,12 @@ class ClassificationTask:
 
     def evaluation_rows(self, paths: list[str], label: Tensor, pred: Tensor, folder: Path,
                         indices: list[int]) -> list[list]:
-        """`[path, label, prediction, score]` per sample; score = the predicted class's probability."""
+        """`[path, label, prediction, score, label_id, prediction_id]` per sample: class names,
+        then the predicted class's probability, then the class ids."""
         score, predicted = pred.float().softmax(dim=1).max(dim=1)
-        return [[p, t, c, f"{s:.6f}"] for p, t, c, s in zip(paths, label.tolist(), predicted.tolist(), score.tolist())]
+        names = self.class_names
+        return [[p, names[t], names[c], f"{s:.6f}", t, c]
+                for p, t, c, s in zip(paths, label.tolist(), predicted.tolist(), score.tolist())]
 
     def prediction_header(self, top_k: int) -> list[str]:
         return ["path", "prediction", "class_id", "score", *(f"top{n}" for n in range(1, self.top(top_k) + 1))]

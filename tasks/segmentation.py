@@ -8,8 +8,10 @@ from torch.nn import functional as F
 
 from data.augment import Augment, denormalize
 from metrics import add_confusion, confusion_matrix, mean_iou, overall_accuracy, per_class_iou, predicted_class
+from tasks.confusion_files import save_confusion_files
 from tasks.task import Meter
 from tasks.tta import mean_softmax, refuse_untrained_flips
+from utils.charts import MAX_CLASSES_DRAWN, confusion_picture
 from utils.errors import UserError
 from utils.viz import save_palette_mask, save_segmentation_pngs, segmentation_grid
 
@@ -25,6 +27,7 @@ class SegmentationTask:
     # (docs/performance.md, Accuracy).
     default_loss = "ce_dice"
     evaluation_header = ["path", "pixel_acc", "iou", "mask"]
+    gallery_size = 8  # eval.py's mistakes.png: this many of the worst samples (rows of three pictures)
 
     def __init__(self, class_names: list[str], ignore_index: int) -> None:
         self.class_names, self.num_classes, self.ignore_index = class_names, len(class_names), ignore_index
@@ -79,10 +82,41 @@ class SegmentationTask:
     def pictures(self, image: Tensor, label: Tensor, pred: Tensor, count: int = 8) -> Tensor:
         """Input | prediction | truth of the first `count` samples."""
         image, label, pred = image[:count], label[:count], pred[:count]
-        return segmentation_grid(denormalize(image), label.cpu(), pred.detach().cpu(), max_images=count)
+        return segmentation_grid(denormalize(image), label.cpu(), pred.detach().cpu(), self.class_names,
+                                 max_images=count)
 
     def save_pictures(self, image: Tensor, label: Tensor, pred: Tensor, folder: Path, indices: list[int]) -> None:
-        save_segmentation_pngs(denormalize(image), label.cpu(), pred.detach().cpu(), folder, indices)
+        save_segmentation_pngs(denormalize(image), label.cpu(), pred.detach().cpu(), folder, indices,
+                               self.class_names)
+
+    def count_pictures(self, counts: dict[str, Tensor]) -> dict[str, Tensor]:
+        """The epoch's confusion matrix of pixels with class names, for TensorBoard (up to MAX_CLASSES_DRAWN)."""
+        if self.num_classes > MAX_CLASSES_DRAWN:
+            return {}
+        return {"confusion": confusion_picture(counts["confusion"].cpu(), self.class_names)}
+
+    def save_count_files(self, counts: dict[str, Tensor], folder: Path) -> None:
+        """confusion.csv (pixel counts), confusion.png and per_class.png (each class's IoU)."""
+        confusion = counts["confusion"].cpu()
+        iou = per_class_iou(confusion).tolist()
+        save_confusion_files(confusion, self.class_names, folder, dict(zip(self.class_names, iou)),
+                             "IoU per class (n/a: in neither truth nor prediction)")
+
+    def mistake_scores(self, label: Tensor, pred: Tensor) -> Tensor:
+        """Each sample's share of wrong pixels (those not --ignore_index); 0 when all are right."""
+        counted = label != self.ignore_index
+        wrong = (predicted_class(pred) != label) & counted
+        return wrong.flatten(1).sum(1).float() / counted.flatten(1).sum(1).clamp(min=1)
+
+    def mistakes_picture(self, image: Tensor, label: Tensor, pred: Tensor, indices: list[int]) -> Tensor:
+        """eval.py's mistakes.png: the samples given (the worst first), input | prediction |
+        truth, each row captioned with its sample's index and pixel accuracy."""
+        counted = label != self.ignore_index
+        right = ((predicted_class(pred).cpu() == label.cpu()) & counted.cpu()).flatten(1).sum(1)
+        accuracy = (right / counted.cpu().flatten(1).sum(1).clamp(min=1)).tolist()
+        captions = [f"sample {index}: pixel accuracy {value:.3f}" for index, value in zip(indices, accuracy)]
+        return segmentation_grid(denormalize(image), label.cpu(), pred.float().cpu(), self.class_names,
+                                 max_images=self.gallery_size, captions=captions)
 
     def evaluation_rows(self, paths: list[str], label: Tensor, pred: Tensor, folder: Path,
                         indices: list[int]) -> list[list]:

@@ -140,3 +140,27 @@ class Task(Protocol):
                         top_k: int) -> list[list]:
         """predict.py's rows for a batch of unlabelled pictures (`sizes`: each picture's own
         (height, width)), writing any files they name into `folder` first."""
+
+
+class TaskPictures(Protocol):
+    """Optional members: a task that has them gets pictures of its counts and mistakes; one
+    without them trains, evaluates and predicts the same, without those files. The loops ask
+    for each with `getattr(task, name, None)`."""
+
+    gallery_size: int  # how many of the worst samples eval.py's mistakes.png shows
+
+    def count_pictures(self, counts: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Pictures (3, H, W) of the epoch's counts by name (`confusion`): TensorBoard's
+        `val/<name>` each epoch."""
+
+    def save_count_files(self, counts: dict[str, Tensor], folder: Path) -> None:
+        """eval.py: files of the set's counts in its result folder (confusion.csv,
+        confusion.png, per_class.png)."""
+
+    def mistake_scores(self, label: Tensor, pred: Tensor) -> Tensor:
+        """How bad each sample's mistake is, (N,): higher is worse, 0 for a right one; eval.py
+        keeps the `gallery_size` worst of the set."""
+
+    def mistakes_picture(self, image: Tensor, label: Tensor, pred: Tensor, indices: list[int]) -> Tensor:
+        """eval.py's mistakes.png (3, H, W): the samples given, the worst first, with what was
+        true and what was predicted written on each."""

@@ -7,11 +7,13 @@ from pathlib import Path
 import pytest
 import torch
 from helpers import run_python
+from PIL import Image
 
 import eval as evaluate
 from data.augment import eval_transform
 from data.list_dataset import load_image, read_list_file
 from model.base import BaseNet
+from tasks.classification import ClassificationTask
 
 
 def read_result(result_dir: Path) -> dict[str, float]:
@@ -73,6 +75,58 @@ def test_save_viz_writes_one_png_per_sample(evaluated: Path) -> None:
     pictures = sorted((evaluated / "viz").glob("*.png"))
     assert len(pictures) == 30
     assert pictures[0].name.startswith("000000_true-circle_pred-")
+
+
+def test_predictions_csv_names_the_classes_and_keeps_their_ids(evaluated: Path, run_dir: Path) -> None:
+    names = torch.load(run_dir / "best.pth")["class_names"]
+    with open(evaluated / "predictions.csv") as file:
+        rows = list(csv.DictReader(file))
+    assert all(row["label"] == names[int(row["label_id"])] for row in rows)
+    assert all(row["prediction"] == names[int(row["prediction_id"])] for row in rows)
+
+
+def test_confusion_csv_holds_every_sample_once_under_class_names(evaluated: Path, run_dir: Path) -> None:
+    """Issue 26: the confusion matrix was computed but shown nowhere a person looks."""
+    names = torch.load(run_dir / "best.pth")["class_names"]
+    with open(evaluated / "confusion.csv") as file:
+        header, *rows = list(csv.reader(file))
+    assert header[1:] == names and [row[0] for row in rows] == names
+    counts = torch.tensor([[int(value) for value in row[1:]] for row in rows])
+    assert counts.sum() == len((evaluated / "predictions.csv").read_text().splitlines()) - 1
+    assert read_result(evaluated)["acc"] == pytest.approx((counts.diagonal().sum() / counts.sum()).item(), abs=1e-6)
+    for picture in ("confusion.png", "per_class.png", "mistakes.png"):
+        with Image.open(evaluated / picture) as image:
+            assert image.width > 100 and image.height > 100, picture
+
+
+def test_the_most_confident_mistakes_are_drawn_wherever_they_are(run_dir: Path, tmp_path: Path) -> None:
+    """--save_viz draws batch 0 (every --viz_freq-th) and the set's worst mistakes, which
+    before were missed when not in batch 0 (all 6 of the demo's)."""
+    argv = ["--load_model_path", str(run_dir / "best.pth"), "--num_workers", "0", "--batch_size", "8",
+            "--save_viz", "--viz_freq", "1000", "--output_dir", str(tmp_path)]
+    assert evaluate.main(argv) == 0
+    (result_dir,) = tmp_path.iterdir()
+    with open(result_dir / "predictions.csv") as file:
+        wrong = [(float(row["score"]), i) for i, row in enumerate(csv.DictReader(file))
+                 if row["label"] != row["prediction"]]
+    assert wrong, "the tiny run should make mistakes"
+    drawn = {int(path.name[:6]) for path in (result_dir / "viz").glob("*.png")}
+    most_confident = {i for _, i in sorted(wrong, reverse=True)[:ClassificationTask.gallery_size]}
+    assert most_confident <= drawn and set(range(8)) <= drawn  # and batch 0, as before
+    assert (result_dir / "mistakes.png").is_file()
+
+
+def test_a_task_without_the_picture_members_still_evaluates(run_dir: Path, tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The picture members are optional (tasks/task.py, TaskPictures): without them eval.py
+    writes its results, just not those pictures."""
+    for name in ("count_pictures", "save_count_files", "mistake_scores", "mistakes_picture"):
+        monkeypatch.delattr(ClassificationTask, name)
+    argv = ["--load_model_path", str(run_dir / "best.pth"), "--num_workers", "0", "--output_dir", str(tmp_path)]
+    assert evaluate.main(argv) == 0
+    (result_dir,) = tmp_path.iterdir()
+    assert "acc" in read_result(result_dir)
+    assert not (result_dir / "confusion.png").exists() and not (result_dir / "mistakes.png").exists()
 
 
 def test_a_second_evaluation_never_overwrites_the_first(evaluated: Path, run_dir: Path) -> None:

@@ -105,14 +105,14 @@ def test_evaluations_of_loose_checkpoints_are_not_runs(tmp_path: Path) -> None:
 
 
 def test_table_shows_the_differing_args_best_value_and_newest_evaluation(three_runs: Path, capsys) -> None:
-    code, out, _ = list_runs(three_runs, capsys=capsys)
+    code, out, _ = list_runs(three_runs, "--columns", "all", capsys=capsys)
     assert code == 0
     rows = {row["run"]: row for row in table_rows(out)}
     header = out.splitlines()[0].split()
     assert header[:7] == ["run", "exp", "status", "started", "duration", "model_type", "data_type"]
     assert {"lr", "epochs", "best", "best_epoch", "eval", "eval/acc", "eval/loss"} <= set(header)
     assert not {"seed", "num_workers", "run_dir", "monitor", "eval/acc/circle"} & set(header)  # equal, noise, per class
-    assert rows["base_a"]["best"] == "0.9" and rows["base_a"]["best_epoch"] == "2"
+    assert rows["base_a"]["best"] == "val/acc 0.9" and rows["base_a"]["best_epoch"] == "2"
     assert rows["base_a"]["eval"] == "best/val_eval" and rows["base_a"]["eval/acc"] == "0.96"
     assert rows["base_b"]["exp"] == "sweep" and rows["base_b"]["lr"] == "0.01"
     assert rows["better_c"]["status"] == "failed" and rows["base_a"]["duration"] == "2m05s"
@@ -257,6 +257,16 @@ def test_tensorboard_hparams_hold_the_args_and_final_metrics(trained_run: Path) 
     assert (best.step, best.value) == (6, pytest.approx(max(accuracies)))  # at the last global step
 
 
+def test_tensorboard_shows_the_validation_confusion_matrix_each_epoch(trained_run: Path) -> None:
+    """Issue 26: the confusion matrix was computed every epoch but drawn nowhere."""
+    events = EventAccumulator(str(trained_run), size_guidance={"images": 0})
+    events.Reload()
+    epochs = len((trained_run / "metrics.csv").read_text().splitlines()) - 1
+    confusion = events.Images("val/confusion")
+    assert len(confusion) == epochs and confusion[-1].width > 100 and confusion[-1].height > 100
+    assert "val/predictions" in events.Tags()["images"]
+
+
 def test_an_evaluation_of_a_checkpoint_written_again_since_is_marked_old(tmp_path: Path, capsys) -> None:
     """Issue 29: during a resume the table showed `best 0.988` beside `eval/acc 0.328`, the
     evaluation of the epoch-1 best.pth, with no word that they are of different checkpoints."""
@@ -267,7 +277,7 @@ def test_an_evaluation_of_a_checkpoint_written_again_since_is_marked_old(tmp_pat
     code, out, _ = list_runs(tmp_path, capsys=capsys)
     assert code == 0
     assert table_rows(out)[0]["eval"] == "best/val_eval (old)"
-    assert "note: base_a: eval best/val_eval (old) is of an earlier best.pth: the run went on after it" in out
+    assert "note: base_a: its evaluation best/val_eval (old) is of an earlier best.pth: the run went on after it" in out
     assert f"python eval.py --load_model_path {run}" in out
     _, out, _ = list_runs(tmp_path, "--csv", capsys=capsys)
     assert next(csv.DictReader(io.StringIO(out)))["eval_outdated"] == "True"
@@ -276,3 +286,49 @@ def test_an_evaluation_of_a_checkpoint_written_again_since_is_marked_old(tmp_pat
     os.utime(run / "best.pth", (500, 500))  # evaluated after the last write: current, no note
     _, out, _ = list_runs(tmp_path, capsys=capsys)
     assert table_rows(out)[0]["eval"] == "best/val_eval" and "note:" not in out
+
+
+@pytest.fixture
+def wide_runs(tmp_path: Path) -> Path:
+    """Runs of two tasks with many differing flags and long values: a table too wide to read
+    (issue 26: 329 characters) unless it narrows."""
+    for i, lr in enumerate((0.001, 0.003, 0.01)):
+        fake_run(tmp_path, f"base_experiment_2026-11-25_{i}", lr=lr, weight_decay=0.01 * i, hflip=0.5 * i,
+                 crop_padding=i, optimizer=["adamw", "sgd", "adamw"][i], label_smoothing=0.1 * i,
+                 train_list=f"data/demo/some/long/folder/train_{i}.txt",
+                 results="loss: 0.25\nacc: 0.96\nmacro_f1: 0.9\nacc/circle: 1.0\n")
+    seg = fake_run(tmp_path, "unet_segmentation_run", model_type="unet", data_type="seg_list", monitor="", metrics=[])
+    status = json.loads((seg / "status.json").read_text())
+    (seg / "status.json").write_text(json.dumps({**status, "best": {"val/miou": 0.8125}, "best_epoch": 3}))
+    return tmp_path
+
+
+def test_the_table_fits_100_characters_and_its_notes_name_only_columns_shown(wide_runs: Path, capsys) -> None:
+    code, out, _ = list_runs(wide_runs, capsys=capsys)
+    assert code == 0
+    table, notes = out.split("\n\n", 1)
+    assert max(len(line) for line in table.splitlines()) <= 100
+    header = table.splitlines()[0].split()
+    assert {"run", "status", "best", "lr"} <= set(header)  # lr: the flag that tells runs apart, kept
+    rows = {row["run"]: row for row in table_rows(out)}
+    assert rows["base_experiment_2026-11-25_2"]["best"] == "val/acc 0.9"  # the best names its metric
+    assert rows["unet_segmentation_run"]["best"] == "val/miou 0.8125"
+    _, csv_out, _ = list_runs(wide_runs, "--csv", capsys=capsys)
+    every_column = set(next(csv.reader(io.StringIO(csv_out))))
+    named = {word.strip(";,():") for word in notes.split()} & every_column
+    assert named <= set(header), f"the notes name columns the table does not show: {named - set(header)}"
+    left_out = int(re.search(r"(\d+) more columns?: --columns all", notes).group(1))
+    _, out, _ = list_runs(wide_runs, "--columns", "all", capsys=capsys)
+    every_header = out.splitlines()[0].split()
+    assert len(every_header) == len(header) + left_out and set(header) <= set(every_header)
+    assert {"weight_decay", "label_smoothing", "started"} <= set(every_header)
+    assert "more column" not in out
+
+
+def test_columns_chooses_the_columns_and_refuses_an_unknown_one(wide_runs: Path, capsys) -> None:
+    code, out, _ = list_runs(wide_runs, "--columns", "run,lr,eval/acc", capsys=capsys)
+    assert code == 0 and out.splitlines()[0].split() == ["run", "lr", "eval/acc"]
+    assert "best =" not in out  # the note explains only columns shown
+    code, out, err = list_runs(wide_runs, "--columns", "run,no_such_column", capsys=capsys)
+    assert code == 2 and out == "" and err.count("\n") == 1
+    assert "--columns 'run,no_such_column': no such column: no_such_column" in err and "fit, all" in err

@@ -104,7 +104,7 @@ def test_new_project_is_a_clean_copy_with_its_name(template: Path, tmp_path: Pat
     def labels(project: Path) -> set[str]:
         return {ET.parse(p).getroot().find("configuration").get("name") for p in (project / ".run").glob("*.run.xml")}
 
-    assert "train" in labels(template) and labels(dest) == {f"my-project {label}" for label in labels(template)}
+    assert "train_base" in labels(template) and labels(dest) == {f"my-project {label}" for label in labels(template)}
     assert os.access(dest / "scripts" / "train_base.sh", os.X_OK)
 
 

@@ -138,7 +138,31 @@ def test_pycharm_run_configurations_point_at_existing_scripts(config: Path) -> N
 
 
 def test_there_is_a_train_and_an_eval_configuration() -> None:
-    assert {p.name for p in (REPO / ".run").glob("*.run.xml")} >= {"train.run.xml", "eval.run.xml"}
+    assert {p.name for p in (REPO / ".run").glob("*.run.xml")} >= {"train_base.run.xml", "eval_base.run.xml"}
+
+
+def script_command(script: Path) -> list[str]:
+    """The words of the script's one `"$PYTHON" <entry>.py ...` command (continued lines
+    joined), without `$PYTHON` and the trailing `"$@"`."""
+    text = script.read_text(encoding="utf-8").replace("\\\n", " ")
+    (line,) = [line for line in text.splitlines() if line.startswith('"$PYTHON" ')]
+    words = shlex.split(line)[1:]
+    return words[:-1] if words[-1] == "$@" else words
+
+
+@pytest.mark.parametrize("config", sorted((REPO / ".run").glob("*.run.xml")), ids=lambda p: p.name)
+def test_pycharm_configuration_runs_the_same_command_as_its_script(config: Path) -> None:
+    """`.run/<x>.run.xml` runs what `scripts/<x>.sh` runs, word for word (issue 26: train_seg
+    trained another model than its script), and its label in the run menu is `<x>`."""
+    name = config.name.removesuffix(".run.xml")
+    script = SCRIPTS / f"{name}.sh"
+    assert script.is_file(), f"{config.name}: name a configuration after the script it mirrors (scripts/{name}.sh)"
+    configuration = ET.parse(config).getroot().find("configuration")
+    values = {o.get("name"): o.get("value") for o in configuration.findall("option")}
+    entry, *words = script_command(script)
+    assert configuration.get("name") == name
+    assert values["SCRIPT_NAME"] == f"$PROJECT_DIR$/{entry}"
+    assert shlex.split(values["PARAMETERS"]) == words, f"{config.name} and scripts/{name}.sh run different flags"
 
 
 def test_gpu_check_without_a_gpu_checks_its_set_up_and_skips(tmp_path: Path) -> None:

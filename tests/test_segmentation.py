@@ -140,6 +140,14 @@ def test_train_and_eval_write_results_that_match_the_saved_predictions(tiny_demo
     assert float(result["miou"]) == pytest.approx(mean_iou(confusion), abs=1e-6)
     assert float(result["pixel_acc"]) == pytest.approx(overall_accuracy(confusion), abs=1e-6)
     assert len(list((result_dir / "viz").glob("*_overlay.png"))) == len(entries)
+    # The confusion matrix of pixels under the class names, and pictures of it and of the worst samples.
+    with open(result_dir / "confusion.csv") as file:
+        header, *counts = list(csv.reader(file))
+    assert header[1:] == [row[0] for row in counts] == torch.load(run_dir / "best.pth")["class_names"]
+    assert torch.equal(torch.tensor([[int(v) for v in row[1:]] for row in counts]), confusion.long())
+    assert all((result_dir / name).is_file() for name in ("confusion.png", "per_class.png", "mistakes.png"))
+    with Image.open(result_dir / "predictions" / "000000.png") as mask:
+        assert mask.mode == "P"  # a palette PNG: colours in a viewer, class ids in its pixels
 
 
 def test_a_mask_list_for_classification_or_ids_for_segmentation_name_the_data_type(tiny_demo: Path) -> None:
