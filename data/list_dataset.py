@@ -32,13 +32,13 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
-from tqdm import tqdm
 
 from data.augment import Augment, eval_transform, is_fixed, train_transform
 from data.demo_data import ensure_demo_data
 from data.image_files import file_problem, open_picture, to_class_ids, to_rgb
 from utils.distributed import is_main_process, main_process_first
 from utils.errors import UserError
+from utils.plain_progress import progress_bar
 from utils.run_info import file_sha256
 
 log = logging.getLogger(__name__)
@@ -315,8 +315,9 @@ class MemListDataset(ListDataset):
                             f"{memory_size(self, image_size) / 2**30:,.1f} GiB at --image_size {image_size}, more "
                             "than this machine can allocate; use --no-in_memory (read from disk every epoch) or a "
                             "smaller --image_size.") from None
-        for index in tqdm(range(len(self)), desc=f"decoding {self.list_path.name}", leave=False, mininterval=1,
-                          disable=not is_main_process()):
+        bar = progress_bar(len(self), f"decoding {self.list_path.name}", disable=not is_main_process(), leave=False,
+                           mininterval=1)
+        for index in range(len(self)):
             image, label = ListDataset.load_raw(self, index)
             if self.dense:  # in one call, so that the picture and its mask are resized alike
                 image, label = resize(tv_tensors.Image(image), tv_tensors.Mask(label))
@@ -324,6 +325,8 @@ class MemListDataset(ListDataset):
             else:
                 image = resize(image)
             self.images[index] = image
+            bar.update(1)
+        bar.close()
         self.paths = [str(entry.image) for entry in self.entries]
 
     @property
