@@ -69,6 +69,16 @@ state=checkpoints/slurm-$SLURM_JOB_ID.run_dir
 run_dir=""
 [[ -f $state ]] && run_dir=$(<"$state")
 start="job $job, start $((${SLURM_RESTART_COUNT:-0} + 1))"
+run_status() {  # run directory $1's status ("finished", "interrupted", ...), or nothing
+    if [[ -f $1/status.json ]]; then
+        "$PYTHON" -c 'import json, sys; print(json.load(open(sys.argv[1])).get("status", ""))' "$1/status.json"
+    fi
+}
+if [[ -n $run_dir && $(run_status "$run_dir") == finished ]]; then
+    # Requeued (scontrol requeue, preemption) after the run finished but before the job ended.
+    echo "slurm_train.sh: $start: $run_dir has finished already; nothing to do."
+    exit 0
+fi
 if [[ -n $run_dir && -f $run_dir/last.pth ]]; then
     echo "slurm_train.sh: $start: resuming $run_dir"
     flags=(--resume "$run_dir")  # its args.json holds the flags it was started with
