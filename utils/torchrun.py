@@ -8,6 +8,7 @@ has already said what went wrong, and the Slurm script decides by the exit code.
 
 import sys
 
+from torch.distributed.elastic.multiprocessing.api import SignalException
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
 from torch.distributed.run import parse_args, run
 
@@ -27,6 +28,9 @@ def main(argv: list[str] | None = None) -> int:
         code = exit_code(error)
         print(f"torchrun: training process {rank} ended with exit code {code}.", file=sys.stderr)
         return code
+    except SignalException as error:  # SIGTERM (scancel, scontrol requeue): the training processes got it too
+        print(f"torchrun: stopped by {error.sigval.name}.", file=sys.stderr)
+        return 128 + error.sigval
     return 0
 
 
