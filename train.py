@@ -162,7 +162,7 @@ class Trainer:
                     if self.checkpoints.stop_early:  # checked first: a resumed run may have stopped early already
                         break
                     self.run_epoch(epoch)
-                    if any_rank(run.stop.requested) and epoch < self.args.epochs:  # the last epoch just finishes
+                    if any_rank(run.stop.check()) and epoch < self.args.epochs:  # the last epoch just finishes
                         run.stop_now()
             finally:
                 self.checkpoints.wait()  # every checkpoint is on disk before the run ends, however it ends
@@ -305,7 +305,7 @@ class Trainer:
     def save_mid_epoch_if_due(self, epoch: int, steps_done: int, meter: Meter) -> None:
         """After an optimizer step: save last.pth every --save_every_steps batches, and when
         a stop was asked for (on any process: all stop at this same step), then stop."""
-        stop = any_rank(self.run.stop.requested)
+        stop = any_rank(self.run.stop.check())  # a signal, or TRAIN_STOP_FILE
         every = self.args.save_every_steps
         if not stop and not (every and self.global_step - self.saved_at_step >= every):
             return

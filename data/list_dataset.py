@@ -33,7 +33,6 @@ from PIL import Image
 from torch.utils.data import Dataset
 from torchvision import tv_tensors
 from torchvision.transforms import v2
-from tqdm import tqdm
 
 from data.augment import Augment, eval_transform, is_fixed, train_transform
 from data.demo_data import ensure_demo_data
@@ -41,6 +40,7 @@ from data.image_files import file_problem, open_picture, read_rgb, to_class_ids
 from utils.distributed import is_main_process, main_process_first
 from utils.errors import UserError
 from utils.host_memory import available_memory, local_processes
+from utils.plain_progress import progress_bar
 from utils.run_info import file_sha256
 
 log = logging.getLogger(__name__)
@@ -333,10 +333,11 @@ class MemListDataset(ListDataset):
         chunks = [range(start, min(start + DECODE_CHUNK, len(self))) for start in range(0, len(self), DECODE_CHUNK)]
         pool = ThreadPoolExecutor(max(1, min(decode_threads(), len(chunks))))
         try:
-            with tqdm(total=len(self), desc=f"decoding {self.list_path.name}", leave=False, mininterval=1,
-                      disable=not is_main_process()) as bar:
-                for chunk in [pool.submit(self.decode_chunk, chunk) for chunk in chunks]:
-                    bar.update(chunk.result())
+            bar = progress_bar(len(self), f"decoding {self.list_path.name}", disable=not is_main_process(),
+                               leave=False, mininterval=1)
+            for chunk in [pool.submit(self.decode_chunk, chunk) for chunk in chunks]:
+                bar.update(chunk.result())
+            bar.close()
         finally:  # on an error (or Ctrl-C) the chunks not yet started are dropped
             pool.shutdown(wait=True, cancel_futures=True)
 

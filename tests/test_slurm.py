@@ -99,9 +99,10 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def slurm_env(project: Path, folder: Path, job_id: int, restart_count: int | None = None) -> dict[str, str]:
+def slurm_env(project: Path, folder: Path, job_id: int, restart_count: int | None = None,
+              array_task: tuple[int, int] | None = None) -> dict[str, str]:
     """The environment of a job of one node under the fake Slurm in `folder`, which records
-    the calls in `folder`/calls."""
+    the calls in `folder`/calls; `array_task`: (array job id, task id) for a task of a job array."""
     bin_dir, calls = folder / "bin", folder / "calls"
     bin_dir.mkdir(exist_ok=True)
     calls.mkdir(exist_ok=True)
@@ -114,6 +115,8 @@ def slurm_env(project: Path, folder: Path, job_id: int, restart_count: int | Non
                SLURM_JOB_NODELIST="localhost", SLURM_SUBMIT_DIR=str(project), RDZV_PORT=str(free_port()))
     if restart_count is not None:
         env["SLURM_RESTART_COUNT"] = str(restart_count)
+    if array_task is not None:
+        env.update(SLURM_ARRAY_JOB_ID=str(array_task[0]), SLURM_ARRAY_TASK_ID=str(array_task[1]))
     return env
 
 
@@ -213,14 +216,19 @@ def test_a_finished_job_is_not_requeued(uninterrupted: SimpleNamespace) -> None:
     assert uninterrupted.code == 0, uninterrupted.log.read_text()[-3000:]
     assert status(uninterrupted.run_dir)["status"] == "finished"
     assert calls(uninterrupted.folder, "scontrol") == ["show hostnames localhost"]  # no requeue
-    assert "the run finished" in uninterrupted.log.read_text()
+    log = uninterrupted.log.read_text()
+    assert "the run finished" in log
+    assert "\r" not in log and "train 2: 100% (15/15)" in log  # progress as lines, not redraws
+
 
 
 @pytest.mark.slow
 def test_the_warning_saves_requeues_and_the_requeued_start_resumes_bit_identical(
         project: Path, tiny_demo: Path, uninterrupted: SimpleNamespace, tmp_path: Path) -> None:
-    checkpoints, log, job_id = tmp_path / "checkpoints", tmp_path / "job.log", 1002
-    env = slurm_env(project, tmp_path, job_id)
+    """As task 2 of job array 1000: its requeue names the task, `1000_2`; the array's own id
+    would requeue every task of the array, finished ones too."""
+    checkpoints, log, job_id, task = tmp_path / "checkpoints", tmp_path / "job.log", 1002, (1000, 2)
+    env = slurm_env(project, tmp_path, job_id, array_task=task)
     job = start_job(project, env, train_flags(tiny_demo, checkpoints), log)
     in_epoch_2 = lambda c: c["epoch"] == 1 and 2 <= c["step_in_epoch"] <= 10  # noqa: E731
     signal_step_when(job, tmp_path, checkpoints, in_epoch_2, signal.SIGUSR1)
@@ -229,20 +237,20 @@ def test_the_warning_saves_requeues_and_the_requeued_start_resumes_bit_identical
     run_dir = only_run(checkpoints)
     (srun,) = calls(tmp_path, "srun")
     port = env["RDZV_PORT"]
-    assert (f"-m torch.distributed.run --nnodes=1 --nproc_per_node=1 --rdzv_backend=c10d "
-            f"--rdzv_endpoint=localhost:{port} --rdzv_id={job_id} train.py --train_list") in srun
+    assert (f"bash scripts/slurm_step.sh {sys.executable} -m utils.torchrun --nnodes=1 --nproc_per_node=1 "
+            f"--rdzv_backend=c10d --rdzv_endpoint=localhost:{port} --rdzv_id={job_id} train.py --train_list") in srun
     assert status(run_dir)["status"] == "interrupted" and status(run_dir)["error"] == "stopped by SIGUSR1"
     saved = torch.load(run_dir / "last.pth")
     assert saved["epoch"] == 1 and 0 < saved["step_in_epoch"] < 15  # saved where it stopped, mid-epoch 2
-    assert calls(tmp_path, "scontrol")[-1] == f"requeue {job_id}"  # asked last: Slurm ends the job at once
+    assert calls(tmp_path, "scontrol")[-1] == "requeue 1000_2"  # asked last: Slurm ends the job at once
     assert (project / "checkpoints" / f"slurm-{job_id}.run_dir").read_text().strip() == str(run_dir)
 
     # Slurm starts the same batch script again, with the same arguments and job id.
-    env = slurm_env(project, tmp_path, job_id, restart_count=1)
+    env = slurm_env(project, tmp_path, job_id, restart_count=1, array_task=task)
     assert run_job(project, env, train_flags(tiny_demo, checkpoints), log) == 0, log.read_text()[-3000:]
     assert only_run(checkpoints) == run_dir  # the same run continued, no new one
     assert calls(tmp_path, "srun")[1].endswith(f"train.py --resume {run_dir}")
-    assert [c for c in calls(tmp_path, "scontrol") if c.startswith("requeue")] == [f"requeue {job_id}"]
+    assert [c for c in calls(tmp_path, "scontrol") if c.startswith("requeue")] == ["requeue 1000_2"]
     assert "start 2: resuming" in log.read_text()
     assert status(run_dir)["status"] == "finished" and len(status(run_dir)["resumes"]) == 1
     assert_same_run(run_dir, uninterrupted.run_dir)
@@ -263,10 +271,58 @@ def test_a_run_that_fails_while_training_is_not_requeued(project: Path, tiny_dem
     checkpoints, log = tmp_path / "checkpoints", tmp_path / "job.log"
     flags = train_flags(tiny_demo, checkpoints, "--lr", "1e30", "--print_freq", "1")
     code = run_job(project, slurm_env(project, tmp_path, 1004), flags, log)
-    assert code != 0, log.read_text()[-3000:]
+    text = log.read_text()
+    assert code == 2, text[-3000:]  # the training's own exit code (a UserError), not torchrun's 1
     assert status(only_run(checkpoints))["status"] == "failed"
     assert not any(c.startswith("requeue") for c in calls(tmp_path, "scontrol"))
-    assert "not requeued" in log.read_text()
+    assert "error: The loss became" in text and "training failed (exit code 2); not requeued" in text
+    assert "Traceback" not in text and "ChildFailedError" not in text  # one message, not torchrun's traceback
+
+
+def ignoring_usr1(pid: int) -> bool:
+    """Whether process `pid` runs train.py with SIGUSR1 still ignored (its handler not yet set)."""
+    try:
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        ignored = next(line for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                       if line.startswith("SigIgn:"))
+    except (OSError, StopIteration):  # ended meanwhile
+        return False
+    return b"train.py" in command and bool(int(ignored.split()[1], 16) >> (signal.SIGUSR1 - 1) & 1)
+
+
+@pytest.mark.slow
+def test_a_warning_before_train_py_catches_it_still_saves_and_requeues(project: Path, tiny_demo: Path,
+                                                                       tmp_path: Path) -> None:
+    """Slurm sends the warning once. It comes here while the training process is starting,
+    SIGUSR1 still ignored (inherited from slurm_step.sh, for torchrun's sake): slurm_step.sh
+    records it, train.py reads the record at its first step, saves and stops, and the job is
+    requeued (no array here: by its job id)."""
+    checkpoints, log, job_id = tmp_path / "checkpoints", tmp_path / "job.log", 1006
+    job = start_job(project, slurm_env(project, tmp_path, job_id), train_flags(tiny_demo, checkpoints), log)
+    step = tmp_path / "calls" / "step_pid"
+    deadline = time.monotonic() + EVENT_DEADLINE
+    while job.poll() is None and time.monotonic() < deadline:
+        processes = step_processes(int(step.read_text())) if step.is_file() else []
+        if any(ignoring_usr1(pid) for pid in processes):
+            signal_all(processes[1:], signal.SIGUSR1)  # every process of the step, as Slurm does
+            break
+        time.sleep(0.01)  # a polling interval
+    assert job.wait(timeout=EVENT_DEADLINE) == 0, log.read_text()[-3000:]
+    run_dir = only_run(checkpoints)
+    assert status(run_dir)["status"] == "interrupted" and status(run_dir)["error"] == "stopped by SIGUSR1"
+    assert torch.load(run_dir / "last.pth", weights_only=True)["global_step"] == 1  # saved at its first step
+    assert calls(tmp_path, "scontrol")[-1] == f"requeue {job_id}"
+    assert "SIGUSR1 recorded in" in log.read_text()
+    assert not (project / "checkpoints" / f"slurm-{job_id}.warned").exists()  # a requeued start begins without it
+
+
+@pytest.mark.slow
+def test_a_job_submitted_with_resume_says_it_resumes(project: Path, tmp_path: Path) -> None:
+    log = tmp_path / "job.log"
+    code = run_job(project, slurm_env(project, tmp_path, 1007), ["--resume", str(tmp_path / "no_such_run")], log)
+    assert code == 2  # no such folder: the flag check answers
+    assert f"start 1: resuming {tmp_path / 'no_such_run'} (--resume)" in log.read_text()
+    assert "a new run" not in log.read_text()
 
 
 @pytest.mark.slow

@@ -11,11 +11,13 @@ import textwrap
 from pathlib import Path
 
 import pytest
+import torch
 from helpers import run_python, tiny_train_argv
 
 import train
 from runs import listing as runs
 from utils import run_dir as run_dir_module
+from utils.stop_signals import STOP_FILE_VARIABLE
 
 
 def signalled_during(monkeypatch, module, name: str, number: int) -> None:
@@ -69,6 +71,30 @@ def test_a_stop_while_the_folder_is_set_up_ends_interrupted_with_the_folder_whol
     err = capsys.readouterr().err
     assert "so there is nothing to resume; run it again: bash" in err and "--resume" not in err
     assert "Traceback" not in err and not (run_dir / "last.pth").exists()
+
+
+def test_slurms_warning_while_the_data_is_read_saves_at_the_first_step(tiny_demo: Path, tmp_path: Path, monkeypatch,
+                                                                      capsys) -> None:
+    """SIGUSR1 says time runs out (Slurm sends it once): ending at once, unsaved, would lose
+    the job's requeue; the run saves after its first step instead, resumable."""
+    signalled_during(monkeypatch, train, "training_sets", signal.SIGUSR1)
+    assert main_exit_code(tiny_train_argv(tiny_demo, tmp_path)) == 128 + signal.SIGUSR1
+    (run_dir,) = tmp_path.iterdir()
+    status = json.loads((run_dir / "status.json").read_text())
+    assert status["status"] == "interrupted" and status["resume_command"] is not None
+    assert torch.load(run_dir / "last.pth", weights_only=True)["global_step"] == 1
+    assert "SIGUSR1 received while the run is set up" in capsys.readouterr().out
+
+
+def test_a_warning_recorded_in_train_stop_file_saves_and_stops(tiny_demo: Path, tmp_path: Path, monkeypatch) -> None:
+    """scripts/slurm_step.sh writes the file when the warning came before train.py could catch it."""
+    stop_file = tmp_path / "warned"
+    stop_file.touch()
+    monkeypatch.setenv(STOP_FILE_VARIABLE, str(stop_file))
+    assert main_exit_code(tiny_train_argv(tiny_demo, tmp_path / "ckpt")) == 128 + signal.SIGUSR1
+    (run_dir,) = (tmp_path / "ckpt").iterdir()
+    assert json.loads((run_dir / "status.json").read_text())["error"] == "stopped by SIGUSR1"
+    assert torch.load(run_dir / "last.pth", weights_only=True)["global_step"] == 1
 
 
 KILLED_AT = textwrap.dedent("""

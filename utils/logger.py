@@ -33,6 +33,7 @@ from tqdm import tqdm
 from utils.atomic import atomic_write_text, write_error, writing
 from utils.distributed import is_main_process
 from utils.errors import UserError
+from utils.plain_progress import PlainProgress, progress_bar
 from utils.trackers import NoEventWriter, Trackers
 
 
@@ -45,11 +46,11 @@ class ProgressBar:
         self.wait_time = 0.0
         self.compute_time = 0.0
         self.values: dict[str, str] = {}  # what `show` put on the bar
-        self.bar: tqdm | None = None
+        self.bar: tqdm | PlainProgress | None = None
 
     def __iter__(self) -> Iterator:
         total = len(self.batches) if hasattr(self.batches, "__len__") else None
-        self.bar = tqdm(total=total, desc=self.desc, dynamic_ncols=True, leave=False, disable=not is_main_process())
+        self.bar = progress_bar(total, self.desc, disable=not is_main_process(), dynamic_ncols=True, leave=False)
         iterator = iter(self.batches)
         handed_out = None
         try:

@@ -94,12 +94,15 @@ class RunDir:
     def for_training(cls, args: Namespace, resume: Resume | None) -> "RunDir":
         """A training run's folder: the resumed one (`resume.path`'s), a new one in
         --checkpoints_dir (or its --exp folder), or for --fast_dev_run a temporary one."""
-        if resume is not None:
-            return cls.existing(resume.path.parent)
         name = run_dir_name(args.model_type, args.save_prefix)
-        if args.fast_dev_run:
-            return cls(Path(tempfile.mkdtemp(prefix="fast_dev_run-")), name, exists=False, temporary=True)
-        return cls.new(experiment_dir(args.checkpoints_dir, args.exp), name)
+        if resume is not None:
+            run = cls.existing(resume.path.parent)
+        elif args.fast_dev_run:
+            run = cls(Path(tempfile.mkdtemp(prefix="fast_dev_run-")), name, exists=False, temporary=True)
+        else:
+            run = cls.new(experiment_dir(args.checkpoints_dir, args.exp), name)
+        run.stop.warning_waits = True  # Slurm's warning while the run is set up: saved at its first step
+        return run
 
     def open(self, args: Namespace, script: str, argv: list[str], resumed: dict | None = None,
              info: dict | None = None) -> None:
@@ -119,7 +122,7 @@ class RunDir:
             self.opened = True
             if self.writer:
                 self._write_records(args, argv, resumed, info)
-        if any_rank(self.stop.requested):
+        if any_rank(self.stop.urgent):
             self.stop_now()
 
     def _write_records(self, args: Namespace, argv: list[str], resumed: dict | None, info: dict | None) -> None:
