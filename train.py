@@ -46,7 +46,7 @@ from model.model_entry import (
     rewrap,
     select_model,
 )
-from options import parse_train_args
+from options import identifying_flags, parse_train_args
 from tasks import Meter, Task, select_loss, select_task
 from utils.checkpoints import Checkpoints, load_training_state, training_state
 from utils.distributed import (
@@ -163,8 +163,9 @@ class Trainer:
             finally:
                 self.checkpoints.wait()  # every checkpoint is on disk before the run ends, however it ends
         self.profiler.close()
-        self.logger.save_hparams(vars(self.args), {f"best/{self.checkpoints.monitor}": self.checkpoints.best},
-                                 self.global_step)
+        # Only the flags that tell runs apart (all of them buried the swept one in the HPARAMS tab).
+        self.logger.save_hparams(identifying_flags(self.args) | {"monitor": self.checkpoints.monitor},
+                                 {f"best/{self.checkpoints.monitor}": self.checkpoints.best}, self.global_step)
         self.logger.close()
 
     def run_epoch(self, epoch: int) -> None:
