@@ -176,6 +176,33 @@ def finish_train_args(args: Namespace) -> None:
         args.epochs, args.limit_train_batches, args.limit_val_batches = 1, 1, 1
 
 
+# Always among a run's TensorBoard hyperparameters, at their default or not: what a reader
+# compares first.
+ALWAYS_IDENTIFYING = ("model_type", "data_type", "lr", "batch_size", "epochs")
+
+
+def identifying_flags(args: Namespace) -> dict[str, object]:
+    """The flags that tell this run from others, for TensorBoard's HPARAMS tab (all 60-odd would
+    bury the swept one): ALWAYS_IDENTIFYING, and every other flag whose value differs from its
+    default, except those that say where and how a run is carried out rather than what it
+    trains (those a resumed run may change: --gpus, --num_workers, --print_freq, ...) and
+    --resume / --config. Defaults that depend on other flags (the demo lists, the model's
+    --mean / --std) count as they were filled in for this run's choices."""
+    parser = build_parser("train.py", **{name: getattr(args, name) for name in COMPONENTS})
+    actions = {a.dest: a for a in parser._actions if a.option_strings and a.dest != "help"}
+    baseline = Namespace(**{name: action.default for name, action in actions.items()})
+    model_flags = ["model_type"] + [p.name for p in flag_parameters(MODELS[args.model_type], model_entry.SUPPLIED)]
+    implied = Namespace(**vars(baseline) | {name: getattr(args, name) for name in model_flags})  # --pretrained's
+    preprocessing_defaults(implied, given=set())
+    for name in vars(baseline).keys() - set(model_flags):
+        setattr(baseline, name, getattr(implied, name))
+    baseline.train_list = baseline.train_list or demo_list(args.data_type, train=True)
+    baseline.val_list = baseline.val_list or demo_list(args.data_type, train=False)
+    return {name: value for name, value in vars(args).items() if name in ALWAYS_IDENTIFYING
+            or (name in actions and value != getattr(baseline, name) and getattr(actions[name], "config", True)
+                and getattr(actions[name], "on_resume", "refused") != "allowed")}
+
+
 def check_resume(args: Namespace, saved: dict, resume_of: Resume, parser: Parser) -> dict[str, tuple[object, object]]:
     """The flags a resumption changes; refused when they would change the run it continues."""
     resume, processes, checkpoint = args.resume, launched_world_size(), resume_of.checkpoint

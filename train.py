@@ -46,7 +46,7 @@ from model.model_entry import (
     rewrap,
     select_model,
 )
-from options import parse_train_args
+from options import identifying_flags, parse_train_args
 from tasks import Meter, Task, select_loss, select_task
 from utils.checkpoints import Checkpoints, load_training_state, training_state
 from utils.distributed import (
@@ -169,8 +169,9 @@ class Trainer:
             best = {f"best/{self.checkpoints.monitor}": self.checkpoints.best}
             trackers.log({name: value for name, value in best.items() if value is not None}, self.global_step)
         self.profiler.close()
-        if "tensorboard" in self.args.logger:
-            self.logger.save_hparams(vars(self.args), best, self.global_step)
+        if "tensorboard" in self.args.logger:  # only the flags that tell runs apart (all of them buried the swept one)
+            self.logger.save_hparams(identifying_flags(self.args) | {"monitor": self.checkpoints.monitor}, best,
+                                     self.global_step)
         self.logger.close()
 
     def run_epoch(self, epoch: int) -> None:
