@@ -101,3 +101,18 @@ def test_hparams_show_the_epochs_a_run_was_extended_to(server: str) -> None:
     groups = wait_for(sessions, "two sessions")
     epochs = {group["hparams"]["save_prefix"]: group["hparams"]["epochs"] for group in groups}
     assert epochs == {"cls": 3, "seg": 1}
+
+
+def test_the_custom_scalars_page_puts_train_and_val_of_each_metric_on_one_chart(server: str, logdir: Path) -> None:
+    (classification,) = [run.name for run in logdir.iterdir() if "_cls_" in run.name]
+
+    def layout() -> dict | None:
+        found = get(f"{server}/data/plugin/custom_scalars/layout")
+        return found if found.get("category") else None
+
+    charts = {chart["title"]: chart["multiline"]["tag"] for category in wait_for(layout, "a layout")["category"]
+              for chart in category["chart"]}
+    assert {"loss", "acc", "miou"} <= set(charts)  # both tasks' metrics, from one logdir
+    assert charts["loss"][:2] == ["^train/loss$", "^val/loss$"]
+    found = get(f"{server}/data/plugin/custom_scalars/scalars?run={classification}&tag=%5Eval%2Facc%24")
+    assert found["regex_valid"] and len(found["tag_to_events"]["val/acc"]) == 3  # the chart's regex finds the curve

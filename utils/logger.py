@@ -18,6 +18,7 @@ import csv
 import io
 import logging
 import math
+import re
 import sys
 import threading
 import time
@@ -185,6 +186,7 @@ class Logger:
         self.trackers = trackers or Trackers([], run_dir, {})
         self.rows: list[dict[str, float]] = list(history or [])  # metrics.csv, rewritten whole
         self.scalars: dict[str, float] = {}  # the current epoch's extra values (timings)
+        self.layout_written = False  # TensorBoard's custom-scalars layout (comparison_layout)
         if enabled:
             resumed = history is not None
             keep_event_writer_errors()
@@ -225,6 +227,9 @@ class Logger:
             self.scalars = {}
             return
         with self.events():
+            if not self.layout_written:  # once a process: the charts that put the splits side by side
+                self.writer.add_custom_scalars(comparison_layout(values))
+                self.layout_written = True
             for name, value in (values | self.scalars).items():
                 self.writer.add_scalar(name, value, global_step)
             self.writer.add_scalar("epoch", epoch, global_step)
@@ -315,3 +320,20 @@ def rows_to_csv(rows: list[dict[str, float]]) -> str:
     writer.writeheader()
     writer.writerows(rows)
     return buffer.getvalue()
+
+
+SPLITS = ("train", "val", "val_ema")  # the prefixes a metric's curves are compared across
+
+
+def comparison_layout(names: Iterable[str]) -> dict[str, dict[str, list]]:
+    """TensorBoard's custom-scalars layout: one chart per metric that more than one split has
+    (train/loss, val/loss and val_ema/loss together), where the default pages show each curve
+    on a chart of its own."""
+    splits: dict[str, set[str]] = {}
+    for name in names:
+        split, _, metric = name.partition("/")
+        if split in SPLITS and metric:
+            splits.setdefault(metric, set()).add(split)
+    charts = {metric: ["Multiline", [f"^{split}/{re.escape(metric)}$" for split in SPLITS if split in found]]
+              for metric, found in sorted(splits.items()) if len(found) > 1}
+    return {"train / val / val_ema": charts}

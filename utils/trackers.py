@@ -222,6 +222,9 @@ class NoEventWriter:
     def add_image(self, *args: object, **kwargs: object) -> None:
         pass
 
+    def add_custom_scalars(self, *args: object, **kwargs: object) -> None:
+        pass
+
     def flush(self) -> None:
         pass
 
