@@ -21,7 +21,8 @@ TINY = ["--epochs", "1", "--batch_size", "16", "--num_workers", "0"]
 SCRIPTS = REPO / "scripts"
 # Not experiments: the set-up helpers, the test runner (CI runs it), the main job and the GPU
 # check (both tested below), and the Slurm job (tests/test_slurm.py).
-NOT_EXPERIMENTS = {"setup_env.sh", "find_python.sh", "test.sh", "demo.sh", "gpu_check.sh", "slurm_train.sh"}
+NOT_EXPERIMENTS = {"setup_env.sh", "find_python.sh", "test.sh", "demo.sh", "gpu_check.sh", "slurm_train.sh",
+                   "slurm_step.sh"}
 TRAIN_SCRIPTS = sorted(p.name for p in SCRIPTS.glob("train_*.sh"))
 # Sweeps (python -m runs.sweep): checked here with --dry_run; tests/test_experiments_doc.py runs one.
 SWEEP_SCRIPTS = sorted(p.name for p in SCRIPTS.glob("sweep_*.sh"))
@@ -45,9 +46,9 @@ def test_every_script_is_an_experiment_pair_a_sweep_or_known() -> None:
 
 
 # Scripts that start the project's Python in a plain shell (the two set-up helpers are sourced by
-# the others; Slurm's needs a job: tests/test_slurm.py).
-PYTHON_SCRIPTS = sorted(p.name for p in SCRIPTS.glob("*.sh")
-                        if p.name not in {"find_python.sh", "setup_env.sh", "slurm_train.sh"})
+# the others; Slurm's need a job, and its step runs the command it is given: tests/test_slurm.py).
+NOT_STARTING_PYTHON = {"find_python.sh", "setup_env.sh", "slurm_train.sh", "slurm_step.sh"}
+PYTHON_SCRIPTS = sorted(p.name for p in SCRIPTS.glob("*.sh") if p.name not in NOT_STARTING_PYTHON)
 
 
 def test_every_script_finds_python_through_find_python_sh() -> None:
@@ -55,7 +56,7 @@ def test_every_script_finds_python_through_find_python_sh() -> None:
     .venv/): every script sources scripts/find_python.sh, or setup_env.sh, which does."""
     for script in SCRIPTS.glob("*.sh"):
         text = script.read_text(encoding="utf-8")
-        if script.name != "find_python.sh":
+        if script.name not in {"find_python.sh", "slurm_step.sh"}:  # the step runs the command it is given
             assert "source scripts/find_python.sh" in text or "source scripts/setup_env.sh" in text, script.name
         assert not re.search(r"\$\{PYTHON:-[^}]", text), f"{script.name}: use \"$PYTHON\" from scripts/find_python.sh"
 
