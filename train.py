@@ -156,6 +156,9 @@ class Trainer:
         if self.epoch >= self.args.epochs or self.checkpoints.stop_early:
             log.info(f"The run had done its epochs (up to epoch {self.epoch}) when it was stopped; it is finished now.")
         self.profiler.open(run.path / "profile", enabled=run.writer)
+        if "tensorboard" in self.args.logger:  # only the flags that tell runs apart (all of them buried the swept one)
+            self.logger.start_hparams(identifying_flags(self.args) | {"monitor": self.checkpoints.monitor},
+                                      run.trial_id())
         with trackers, run.catching_stop_signals():  # the tracker runs end finished, interrupted or failed
             try:
                 for epoch in range(self.epoch + 1, self.args.epochs + 1):
@@ -169,9 +172,8 @@ class Trainer:
             best = {f"best/{self.checkpoints.monitor}": self.checkpoints.best}
             trackers.log({name: value for name, value in best.items() if value is not None}, self.global_step)
         self.profiler.close()
-        if "tensorboard" in self.args.logger:  # only the flags that tell runs apart (all of them buried the swept one)
-            self.logger.save_hparams(identifying_flags(self.args) | {"monitor": self.checkpoints.monitor}, best,
-                                     self.global_step)
+        if "tensorboard" in self.args.logger:
+            self.logger.end_hparams()
         self.logger.close()
 
     def run_epoch(self, epoch: int) -> None:
@@ -179,11 +181,31 @@ class Trainer:
         start = time.perf_counter()
         values = self.train_per_epoch(epoch) | self.validate()
         self.epoch, self.step_in_epoch = epoch, 0
+        improved = self.checkpoints.judge(epoch, values)  # the best so far, compared below
         self.logger.record_scalar("time/epoch_seconds", time.perf_counter() - start)
-        self.logger.save_curves(epoch, values, self.global_step)
-        self.save_checkpoints(values)
+        for name, value in self.comparison(values).items():
+            self.logger.record_scalar(name, value)
+        per_step = [name for name in values if name.startswith("train/lr")]  # TensorBoard has train_step/lr
+        self.logger.save_curves(epoch, values, self.global_step, csv_only=per_step)
+        self.save_checkpoints(improved)
         shown = {name: value for name, value in values.items() if name.count("/") == 1}  # per class: the curves only
         log.info(f"epoch {epoch}/{self.args.epochs}: " + "  ".join(f"{k} {v:.4g}" for k, v in shown.items()))
+
+    def comparison(self, values: dict[str, float]) -> dict[str, float]:
+        """What TensorBoard's HPARAMS tab compares runs by, under names every task shares (its
+        columns are the first five metric names, sorted; the logger adds `compare/epoch`):
+        the best and the latest --monitor value, and val/loss."""
+        return {"compare/best": self.checkpoints.best, "compare/last": values[self.checkpoints.monitor],
+                "compare/val_loss": values["val/loss"]}
+
+    def learning_rates(self) -> dict[str, float]:
+        """The rate the next optimizer step trains with (`lr`: --lr's group), and each group's
+        when there are several (--backbone_lr_scale, --layer_decay: the head's, each unit's)."""
+        groups = self.optimizer.param_groups
+        rates = {"lr": groups[-1]["lr"]}
+        if len(groups) > 1:
+            rates |= {f"lr/{group['name']}": group["lr"] for group in groups}
+        return rates
 
     def train_per_epoch(self, epoch: int) -> dict[str, float]:
         """One pass over the training set; returns the epoch's exact `train/...` values."""
@@ -194,12 +216,13 @@ class Trainer:
         self.train_loader.sampler.set_epoch(epoch, skip=first * self.args.batch_size)
         steps = first + len(self.train_loader)
         bar = ProgressBar(self.train_loader, desc=f"train {epoch}")
+        rates = self.learning_rates()
         batches = self.profiler.over(bar, self.global_step) if self.profiler.active else bar  # --profile N
         for i, batch in enumerate(batches, start=first):
             self.task.check_labels(batch["label"], batch["path"])
             if self.mix is not None:  # mixed images; soft targets for the loss, the labels for metrics
                 batch["image"], batch["target"] = self.mix(batch["image"], batch["label"])
-            lr = self.optimizer.param_groups[-1]["lr"]  # what this step trains with (the schedule moves after it)
+            rates = self.learning_rates()  # what this step trains with (the schedule moves after it)
             update = (i + 1) % self.args.accum_steps == 0 or i + 1 == steps  # step after N batches
             with gradient_sync(self.model, update):  # DDP averages gradients only when stepping
                 out = self.train_step(batch)
@@ -213,7 +236,7 @@ class Trainer:
                 check_finite(out["loss"].item(), epoch, i, self.kept())
                 bar.show(loss=meter.local_mean("loss"))
             if i % self.args.log_freq == 0:
-                self.logger.record_step({"train_step/loss": out["loss"].detach(), "train_step/lr": lr},
+                self.logger.record_step({"train_step/loss": out["loss"].detach()} | prefixed("train_step/", rates),
                                         self.global_step)
             if i == 0:
                 self.logger.save_imgs({"train/predictions": self.task.pictures(out["image"], out["label"],
@@ -221,10 +244,7 @@ class Trainer:
             if update and i + 1 < steps:  # the epoch's end saves (and stops) after validation
                 self.save_mid_epoch_if_due(epoch, i + 1, meter)
         self.partial_epoch = None
-        values = {"train/lr": self.optimizer.param_groups[-1]["lr"]}  # where the schedule ended the epoch (--lr's)
-        if len(self.optimizer.param_groups) > 1:  # each group's own: the head's and each backbone unit's
-            values |= {f"train/lr/{group['name']}": group["lr"] for group in self.optimizer.param_groups}
-        values |= prefixed("train/", epoch_results(meter, self.task))
+        values = prefixed("train/", rates | epoch_results(meter, self.task))  # the rates the last step trained with
         check_finite(values["train/loss"], epoch, steps - 1, self.kept())
         self.check_weights(epoch, steps - 1)  # the epoch's last update may have broken them: not saved, then
         self.logger.record_scalar("time/data_efficiency", bar.efficiency)
@@ -288,11 +308,10 @@ class Trainer:
                                                     args.amp, args.channels_last, f"val ema {self.epoch + 1}"))
         return values
 
-    def save_checkpoints(self, values: dict[str, float]) -> None:
+    def save_checkpoints(self, improved: bool) -> None:
         """last.pth every epoch, best.pth when --monitor improves, epoch_<N>.pth and the top-k
         (utils/checkpoints.py decides); then, once they are on disk, status.json says how far
         the run is (written by the checkpoint writer's thread)."""
-        improved = self.checkpoints.judge(self.epoch, values)
         # Every process: the state gathers their random generators.
         self.checkpoints.save_epoch(self.checkpoint_state(), self.epoch, improved, on_saved=self.progress())
 

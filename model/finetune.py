@@ -6,7 +6,7 @@ convolution); everything else is the backbone. Its units, for --layer_decay, are
 top-level modules in order, a module that holds a sequence of blocks (nn.Sequential or
 nn.ModuleList: ResNet's layer1..4, EfficientNet's features, a ViT's encoder layers) counted
 block by block. Parameter groups are plain dicts, as torch.optim takes them, each with a
-`name` (its lr curve: train/lr/<name>).
+`name` (its lr curve: train_step/lr/<name>).
 """
 
 from torch import nn

@@ -131,7 +131,7 @@ def test_sigterm_saves_marks_interrupted_and_prints_the_resume_command(demo, uni
     assert_same_run(run_dir, uninterrupted)
     events = EventAccumulator(str(run_dir))
     events.Reload()
-    assert [e.value for e in events.Scalars("epoch")] == [1, 2, 3]  # each epoch once across both processes
+    assert [e.value for e in events.Scalars("compare/epoch")] == [1, 2, 3]  # each epoch once across both processes
     assert [e.step for e in events.Scalars("val/acc")] == [12, 24, 36]
 
 

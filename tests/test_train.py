@@ -40,13 +40,15 @@ def test_tensorboard_holds_the_same_curves_and_pictures(trained_run: Path) -> No
     events = EventAccumulator(str(trained_run), size_guidance={"scalars": 0, "images": 0})
     events.Reload()
     rows = read_metrics(trained_run)
-    epoch_ends = [e.step for e in events.Scalars("epoch")]  # one x axis for all: the global step
-    assert [e.value for e in events.Scalars("epoch")] == [1, 2] and epoch_ends == [3, 6]
-    for name in ("train/loss", "train/acc", "val/loss", "val/acc", "train/lr"):
+    epoch_ends = [e.step for e in events.Scalars("compare/epoch")]  # one x axis for all: the global step
+    assert [e.value for e in events.Scalars("compare/epoch")] == [1, 2] and epoch_ends == [3, 6]
+    for name in ("train/loss", "train/acc", "val/loss", "val/acc"):
         logged = events.Scalars(name)
         assert [e.step for e in logged] == epoch_ends
         assert [round(e.value, 5) for e in logged] == [round(float(row[name]), 5) for row in rows]
     assert {"train/predictions", "val/predictions"} <= set(events.Tags()["images"])
+    assert "train/lr" not in events.Tags()["scalars"]  # metrics.csv's per-epoch rate: TensorBoard has train_step/lr
+    assert [e.value for e in events.Scalars("compare/last")] == pytest.approx([float(row["val/acc"]) for row in rows])
     assert 0 < events.Scalars("time/data_efficiency")[0].value <= 1  # timings: TensorBoard only
     assert events.Scalars("time/epoch_seconds")[0].value > 0
 

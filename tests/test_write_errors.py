@@ -113,10 +113,10 @@ def test_a_run_folder_deleted_while_it_trains_is_one_message(tiny_demo: Path, tm
                                                              capfd) -> None:
     real_save = Logger.save_curves
 
-    def deleted_before_epoch_2s_curves(self, epoch, values, global_step):
+    def deleted_before_epoch_2s_curves(self, epoch, values, global_step, **options):
         while epoch == 2 and self.run_dir.exists():  # the checkpoint writer's thread may add a file meanwhile
             shutil.rmtree(self.run_dir, ignore_errors=True)
-        real_save(self, epoch, values, global_step)
+        real_save(self, epoch, values, global_step, **options)
 
     monkeypatch.setattr(Logger, "save_curves", deleted_before_epoch_2s_curves)
     assert train.main(tiny_train_argv(tiny_demo, tmp_path, epochs=2)) == 2

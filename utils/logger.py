@@ -27,8 +27,10 @@ from logging.handlers import MemoryHandler
 from pathlib import Path
 
 import torch
+from tensorboard.compat.proto.summary_pb2 import Summary
+from tensorboard.plugins.hparams import api_pb2, metadata, plugin_data_pb2
+from tensorboard.plugins.hparams.summary_v2 import hparams_pb
 from torch.utils.tensorboard import SummaryWriter
-from torch.utils.tensorboard.summary import hparams
 from tqdm import tqdm
 
 from utils.atomic import atomic_write_text, write_error, writing
@@ -220,21 +222,26 @@ class Logger:
         """Remember an extra value of the current epoch (a timing); `save_curves` writes it."""
         self.scalars[name] = float(value)
 
-    def save_curves(self, epoch: int, values: dict[str, float], global_step: int) -> None:
+    def save_curves(self, epoch: int, values: dict[str, float], global_step: int,
+                    csv_only: Iterable[str] = ()) -> None:
         """Write an epoch's values to TensorBoard (at the epoch's last step) and as a metrics.csv
-        row; the extra values (timings, which differ run to run) go to TensorBoard only."""
+        row, and to the trackers; the extra values (timings, which differ run to run) skip
+        metrics.csv, and `csv_only` (the lr: it has a per-step curve) skips TensorBoard."""
         if not self.enabled:
             self.scalars = {}
             return
+        curves = values | self.scalars
+        skipped = set(csv_only)
         with self.events():
             if not self.layout_written:  # once a process: the charts that put the splits side by side
-                self.writer.add_custom_scalars(comparison_layout(values))
+                self.writer.add_custom_scalars(comparison_layout(name for name in values if name not in skipped))
                 self.layout_written = True
-            for name, value in (values | self.scalars).items():
-                self.writer.add_scalar(name, value, global_step)
-            self.writer.add_scalar("epoch", epoch, global_step)
+            for name, value in curves.items():
+                if name not in skipped:
+                    self.writer.add_scalar(name, value, global_step)
+            self.writer.add_scalar("compare/epoch", epoch, global_step)  # beside the values HPARAMS compares
             self.writer.flush()
-        self.trackers.log(values | self.scalars | {"epoch": epoch}, global_step)
+        self.trackers.log(curves | {"epoch": epoch}, global_step)
         self.rows.append({"epoch": epoch, **values})
         self.scalars = {}
         atomic_write_text(self.run_dir / "metrics.csv", rows_to_csv(self.rows))  # a WriteError when it cannot
@@ -247,33 +254,41 @@ class Logger:
             for name, image in images.items():
                 self.writer.add_image(name, image, global_step)
 
-    def save_hparams(self, args: dict, extra_metrics: dict[str, float | None], global_step: int) -> None:
-        """Record the run's arguments with its final values, for TensorBoard's HPARAMS tab,
-        which compares runs by them. The final values are the last metrics.csv row plus
-        `extra_metrics` (e.g. the best monitored value, written as scalars here).
+    def start_hparams(self, args: dict, trial_id: str) -> None:
+        """Record the run's flags for TensorBoard's HPARAMS tab when it starts (or resumes), so
+        that a running or an interrupted run is listed too, with the `compare/` values of the
+        epochs it did (TensorBoard takes a run's latest value of each scalar as its metric).
+        `trial_id`: the name HPARAMS shows for the run.
 
-        Written into a small event file of their own (`*.hparams`), replaced each time the run
-        finishes: TensorBoard keeps the first hyperparameters it reads for a run, so those of a
-        run extended by --resume must not stay behind in the main file. Only the session
-        records are written, not an experiment record: TensorBoard then gathers the metric
-        names from every run, so classification and segmentation runs side by side each show
-        theirs. (`SummaryWriter.add_hparams` would also make a second run in a sub-folder.)"""
+        Written into a small event file of its own (`*.hparams`), replaced at each start:
+        TensorBoard keeps the first copy of a record it reads, so those of a run extended by
+        --resume must not stay behind in the main file. Only session records, no experiment
+        record: TensorBoard then takes every run's flags and scalar names as its columns, so
+        classification and segmentation runs side by side show the flags of both."""
         if not self.enabled:
             return
-        last = self.rows[-1] if self.rows else {}
-        metrics = {name: value for name, value in last.items() if name != "epoch"}
-        _, start, end = hparams({name: hparam_value(value) for name, value in args.items()},
-                                metrics | {name: value for name, value in extra_metrics.items() if value is not None})
+        self.session_start = hparams_pb({name: hparam_value(value) for name, value in args.items()},
+                                        trial_id=trial_id)
+        self._write_hparams([self.session_start])
+
+    def end_hparams(self) -> None:
+        """Mark the run finished in the HPARAMS tab (its status filter: "Success"). A run that
+        is running, was interrupted or failed has no end record: its status shows as unknown."""
+        if self.enabled:
+            end = plugin_data_pb2.SessionEndInfo(status=api_pb2.STATUS_SUCCESS, end_time_secs=time.time())
+            summary = Summary()
+            summary.value.add(tag=metadata.SESSION_END_INFO_TAG, tensor=metadata.NULL_TENSOR,
+                              metadata=metadata.create_summary_metadata(
+                                  plugin_data_pb2.HParamsPluginData(session_end_info=end)))
+            self._write_hparams([self.session_start, summary])
+
+    def _write_hparams(self, summaries: list[Summary]) -> None:
         with self.events():
-            for name, value in extra_metrics.items():
-                if value is not None:
-                    self.writer.add_scalar(name, value, global_step)
-            self.writer.flush()
             for old in self.run_dir.glob("events.out.tfevents.*.hparams"):
                 old.unlink()
             with SummaryWriter(log_dir=str(self.run_dir), filename_suffix=".hparams") as writer:
-                for summary in (start, end):
-                    writer.file_writer.add_summary(summary, global_step)
+                for summary in summaries:
+                    writer.file_writer.add_summary(summary, 0)
 
     def close(self) -> None:
         if self.enabled:
@@ -327,13 +342,21 @@ SPLITS = ("train", "val", "val_ema")  # the prefixes a metric's curves are compa
 
 def comparison_layout(names: Iterable[str]) -> dict[str, dict[str, list]]:
     """TensorBoard's custom-scalars layout: one chart per metric that more than one split has
-    (train/loss, val/loss and val_ema/loss together), where the default pages show each curve
-    on a chart of its own."""
+    (train/loss, val/loss and val_ema/loss together), and one per per-class metric with all
+    its classes (val/iou/cat, val/iou/dog, ...), where the default pages show each curve on a
+    chart of its own."""
     splits: dict[str, set[str]] = {}
+    per_class: set[str] = set()
     for name in names:
         split, _, metric = name.partition("/")
-        if split in SPLITS and metric:
+        if split not in SPLITS or not metric:
+            continue
+        metric, _, class_name = metric.partition("/")
+        if class_name:  # val/iou/cat
+            per_class.add(f"{split}/{metric}")
+        else:
             splits.setdefault(metric, set()).add(split)
     charts = {metric: ["Multiline", [f"^{split}/{re.escape(metric)}$" for split in SPLITS if split in found]]
               for metric, found in sorted(splits.items()) if len(found) > 1}
-    return {"train / val / val_ema": charts}
+    classes = {f"{metric} per class": ["Multiline", [f"^{re.escape(metric)}/"]] for metric in sorted(per_class)}
+    return {"train / val / val_ema": charts} | ({"per class": classes} if classes else {})

@@ -37,7 +37,7 @@ from utils.errors import UserError
 from utils.logger import log_to_file, stop_log_file
 from utils.run_info import collect_run_info, save_run_info
 from utils.run_search import read_run_id
-from utils.run_status import RunStatus
+from utils.run_status import RunStatus, now
 from utils.stop_signals import StopRequested, StopSignals
 
 log = logging.getLogger(__name__)
@@ -157,6 +157,13 @@ class RunDir:
     def progress(self, epoch: int, step: int, best: dict[str, float | None], best_epoch: int | None) -> None:
         """After each epoch: how far the run is, and its best monitored value (status.json)."""
         self.status.progress(epoch, step, best=best, best_epoch=best_epoch)
+
+    def trial_id(self) -> str:
+        """The run's name in TensorBoard's HPARAMS table, whose column shows some 14
+        characters: the time it started first (the runs of a sweep differ there), then its
+        folder, e.g. `17:21:06 lr_sweep/base_exp_20261203-172106`."""
+        started = str(self.status.values.get("started") or now())  # ISO: 2026-12-03T17:21:06+00:00
+        return f"{started[11:19]} {self.path.parent.name}/{self.path.name}"
 
     @contextlib.contextmanager
     def catching_stop_signals(self) -> Iterator[None]:
