@@ -237,7 +237,7 @@ def test_the_command_runs_as_a_module_without_importing_torch(three_runs: Path) 
     assert "base_a" in result.stdout  # listed, and torch was never imported
 
 
-def test_tensorboard_hparams_hold_the_args_and_final_metrics(trained_run: Path) -> None:
+def test_tensorboard_hparams_hold_the_args_and_the_compared_metrics(trained_run: Path) -> None:
     # The hparams in the run's own folder: add_hparams would make a timestamped sub-folder, a
     # second run; so would a steps/ folder (per-step curves share the global-step x axis).
     assert {p.parent for p in trained_run.rglob("events.out.tfevents.*")} == {trained_run}
@@ -255,8 +255,8 @@ def test_tensorboard_hparams_hold_the_args_and_final_metrics(trained_run: Path) 
     # No experiment record: TensorBoard then collects the metrics of every run (see docs).
     assert "_hparams_/experiment" not in content and "_hparams_/session_end_info" in content
     accuracies = [float(row["val/acc"]) for row in csv.DictReader(open(trained_run / "metrics.csv"))]
-    (best,) = events.Scalars("best/val/acc")
-    assert (best.step, best.value) == (6, pytest.approx(max(accuracies)))  # at the last global step
+    best = events.Scalars("compare/best")  # each epoch: the best so far
+    assert [(e.step, e.value) for e in best] == [(3, pytest.approx(accuracies[0])), (6, pytest.approx(max(accuracies)))]
 
 
 def test_tensorboard_shows_the_validation_confusion_matrix_each_epoch(trained_run: Path) -> None:
