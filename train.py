@@ -158,7 +158,7 @@ class Trainer:
         self.profiler.open(run.path / "profile", enabled=run.writer)
         if "tensorboard" in self.args.logger:  # only the flags that tell runs apart (all of them buried the swept one)
             self.logger.start_hparams(identifying_flags(self.args) | {"monitor": self.checkpoints.monitor},
-                                      run.trial_id())
+                                      run.trial_id(self.args.checkpoints_dir))
         with trackers, run.catching_stop_signals():  # the tracker runs end finished, interrupted or failed
             try:
                 for epoch in range(self.epoch + 1, self.args.epochs + 1):

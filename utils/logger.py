@@ -356,7 +356,9 @@ def comparison_layout(names: Iterable[str]) -> dict[str, dict[str, list]]:
             per_class.add(f"{split}/{metric}")
         else:
             splits.setdefault(metric, set()).add(split)
-    charts = {metric: ["Multiline", [f"^{split}/{re.escape(metric)}$" for split in SPLITS if split in found]]
+    # Every split's name in each chart, whichever this run has: TensorBoard merges the runs'
+    # layouts and keeps one copy of equal charts only (an EMA run's would double them otherwise).
+    charts = {metric: ["Multiline", [f"^{split}/{re.escape(metric)}$" for split in SPLITS]]
               for metric, found in sorted(splits.items()) if len(found) > 1}
     classes = {f"{metric} per class": ["Multiline", [f"^{re.escape(metric)}/"]] for metric in sorted(per_class)}
     return {"train / val / val_ema": charts} | ({"per class": classes} if classes else {})

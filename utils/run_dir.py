@@ -158,12 +158,14 @@ class RunDir:
         """After each epoch: how far the run is, and its best monitored value (status.json)."""
         self.status.progress(epoch, step, best=best, best_epoch=best_epoch)
 
-    def trial_id(self) -> str:
+    def trial_id(self, checkpoints_dir: str | Path) -> str:
         """The run's name in TensorBoard's HPARAMS table, whose column shows some 14
         characters: the time it started first (the runs of a sweep differ there), then its
-        folder, e.g. `17:21:06 lr_sweep/base_exp_20261203-172106`."""
+        folder within `checkpoints_dir`, e.g. `17:21:06 lr_sweep/base_exp_20261203-172106`."""
         started = str(self.status.values.get("started") or now())  # ISO: 2026-12-03T17:21:06+00:00
-        return f"{started[11:19]} {self.path.parent.name}/{self.path.name}"
+        path = Path(os.path.abspath(self.path))
+        root = Path(os.path.abspath(checkpoints_dir))
+        return f"{started[11:19]} {path.relative_to(root).as_posix() if path.is_relative_to(root) else path.name}"
 
     @contextlib.contextmanager
     def catching_stop_signals(self) -> Iterator[None]:
