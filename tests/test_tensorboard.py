@@ -132,7 +132,7 @@ def test_hparams_compare_every_task_by_the_same_metrics_shown_first(server: str)
 
 def test_hparams_trial_ids_start_with_the_time_a_run_started(server: str, logdir: Path) -> None:
     for group in session_groups(server, 3):  # three groups: no two runs share a trial id
-        folder = group["name"].split("/")[-1]
+        folder = group["name"].split(" ", 1)[-1]
         started = json.loads((logdir / folder / "status.json").read_text())["started"]
         assert group["name"] == f"{started[11:19]} {folder}"  # the column shows the time, then the folder
 
