@@ -195,8 +195,9 @@ class Trainer:
         """What TensorBoard's HPARAMS tab compares runs by, under names every task shares (its
         columns are the first five metric names, sorted; the logger adds `compare/epoch`):
         the best and the latest --monitor value, and val/loss."""
-        return {"compare/best": self.checkpoints.best, "compare/last": values[self.checkpoints.monitor],
-                "compare/val_loss": values["val/loss"]}
+        compared = {"compare/best": self.checkpoints.best, "compare/last": values[self.checkpoints.monitor],
+                    "compare/val_loss": values.get("val/loss")}  # absent only where an edited loop stops measuring it
+        return {name: value for name, value in compared.items() if value is not None}
 
     def learning_rates(self) -> dict[str, float]:
         """The rate the next optimizer step trains with (`lr`: --lr's group), and each group's
