@@ -156,9 +156,9 @@ class Trainer:
         if self.epoch >= self.args.epochs or self.checkpoints.stop_early:
             log.info(f"The run had done its epochs (up to epoch {self.epoch}) when it was stopped; it is finished now.")
         self.profiler.open(run.path / "profile", enabled=run.writer)
-        if "tensorboard" in self.args.logger:  # only the flags that tell runs apart (all of them buried the swept one)
-            self.logger.start_hparams(identifying_flags(self.args) | {"monitor": self.checkpoints.monitor},
-                                      run.trial_id(self.args.checkpoints_dir))
+        # Only the flags that tell runs apart (all of them buried the swept one).
+        self.logger.start_hparams(identifying_flags(self.args) | {"monitor": self.checkpoints.monitor},
+                                  run.trial_id(self.args.checkpoints_dir))
         with trackers, run.catching_stop_signals():  # the tracker runs end finished, interrupted or failed
             try:
                 for epoch in range(self.epoch + 1, self.args.epochs + 1):
@@ -172,8 +172,7 @@ class Trainer:
             best = {f"best/{self.checkpoints.monitor}": self.checkpoints.best}
             trackers.log({name: value for name, value in best.items() if value is not None}, self.global_step)
         self.profiler.close()
-        if "tensorboard" in self.args.logger:
-            self.logger.end_hparams()
+        self.logger.end_hparams()
         self.logger.close()
 
     def run_epoch(self, epoch: int) -> None:
@@ -217,7 +216,7 @@ class Trainer:
         self.train_loader.sampler.set_epoch(epoch, skip=first * self.args.batch_size)
         steps = first + len(self.train_loader)
         bar = ProgressBar(self.train_loader, desc=f"train {epoch}")
-        rates = self.learning_rates()
+        rates = self.learning_rates()  # (set again before each step)
         batches = self.profiler.over(bar, self.global_step) if self.profiler.active else bar  # --profile N
         for i, batch in enumerate(batches, start=first):
             self.task.check_labels(batch["label"], batch["path"])

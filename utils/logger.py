@@ -185,6 +185,7 @@ class Logger:
         utils/trackers.py) get the curves too."""
         self.run_dir = Path(run_dir)
         self.enabled = enabled
+        self.tensorboard = tensorboard
         self.trackers = trackers or Trackers([], run_dir, {})
         self.rows: list[dict[str, float]] = list(history or [])  # metrics.csv, rewritten whole
         self.scalars: dict[str, float] = {}  # the current epoch's extra values (timings)
@@ -265,7 +266,7 @@ class Logger:
         --resume must not stay behind in the main file. Only session records, no experiment
         record: TensorBoard then takes every run's flags and scalar names as its columns, so
         classification and segmentation runs side by side show the flags of both."""
-        if not self.enabled:
+        if not (self.enabled and self.tensorboard):
             return
         self.session_start = hparams_pb({name: hparam_value(value) for name, value in args.items()},
                                         trial_id=trial_id)
@@ -274,7 +275,7 @@ class Logger:
     def end_hparams(self) -> None:
         """Mark the run finished in the HPARAMS tab (its status filter: "Success"). A run that
         is running, was interrupted or failed has no end record: its status shows as unknown."""
-        if self.enabled:
+        if self.enabled and self.tensorboard:
             end = plugin_data_pb2.SessionEndInfo(status=api_pb2.STATUS_SUCCESS, end_time_secs=time.time())
             summary = Summary()
             summary.value.add(tag=metadata.SESSION_END_INFO_TAG, tensor=metadata.NULL_TENSOR,
